@@ -1,0 +1,93 @@
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::{Dataset, DatasetError};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kiln_datasets::{Data, Targets};
+
+pub use kiln_common::BatchInput;
+
+/// One batch: the model's inputs and what it should predict.
+#[derive(Debug, Clone)]
+pub struct Batch<I> {
+    pub inputs: I,
+    pub targets: BatchTargets,
+}
+
+/// The targets of a [`Batch`].
+#[derive(Debug, Clone)]
+pub enum BatchTargets {
+    /// Class indices, `[batch]`.
+    Classes(Tensor<1, Int>),
+    /// Regression values, `[batch, d_target]`.
+    Values(Tensor<2>),
+}
+
+/// Builds batches from a [`Data`] held in memory: the data loader hands it sample indices
+/// (shuffled when training), and it copies those samples into tensors on the loader's device.
+pub struct DataBatcher<I> {
+    data: Arc<Data>,
+    _input: PhantomData<fn() -> I>,
+}
+
+impl<I> DataBatcher<I> {
+    pub fn new(data: Arc<Data>) -> Self {
+        Self {
+            data,
+            _input: PhantomData,
+        }
+    }
+}
+
+impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
+    fn batch(&self, indices: Vec<usize>, device: &Device) -> Batch<I> {
+        let n = indices.len();
+        let sample_len = self.data.sample_len();
+        let mut values = Vec::with_capacity(n * sample_len);
+        for &i in &indices {
+            values.extend_from_slice(self.data.sample(i));
+        }
+        let inputs = I::from_samples(values, n, &self.data.sample_shape, device);
+        let targets = match &self.data.y {
+            Targets::Classes { labels, .. } => {
+                let labels: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
+                BatchTargets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
+            }
+            Targets::Values { values, names } => {
+                let w = names.len();
+                let mut out = Vec::with_capacity(n * w);
+                for &i in &indices {
+                    out.extend_from_slice(&values[i * w..(i + 1) * w]);
+                }
+                BatchTargets::Values(Tensor::from_data(TensorData::new(out, [n, w]), device))
+            }
+        };
+        Batch { inputs, targets }
+    }
+}
+
+/// The indices `0..len` as a dataset: what the data loader shuffles and batches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Indices(pub usize);
+
+impl Dataset<usize> for Indices {
+    fn get(&self, index: usize) -> Result<usize, DatasetError> {
+        if index < self.0 {
+            Ok(index)
+        } else {
+            Err(DatasetError::new(IndexOutOfRange { index, len: self.0 }))
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sample index {index} is out of range for {len} samples")]
+struct IndexOutOfRange {
+    index: usize,
+    len: usize,
+}

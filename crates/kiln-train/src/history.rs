@@ -1,0 +1,199 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::train::logger::MetricLogger;
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
+use serde::Serialize;
+
+/// One epoch of a run, as `history.csv` has it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochRecord {
+    /// From 1.
+    pub epoch: usize,
+    pub train_loss: f64,
+    /// Classification only.
+    pub train_accuracy: Option<f64>,
+    pub val_loss: f64,
+    /// Classification only.
+    pub val_accuracy: Option<f64>,
+    /// The learning rate used during the epoch.
+    pub lr: f64,
+    /// Wall time of the epoch, training and validation.
+    pub seconds: f64,
+}
+
+/// What happened in each epoch of a run (Keras's `History`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+}
+
+impl History {
+    pub const CSV_HEADER: &'static str =
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds";
+
+    /// The history as CSV, with [`History::CSV_HEADER`]; empty cells for accuracies of a
+    /// regression run.
+    pub fn to_csv(&self) -> String {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+        let mut out = format!("{}\n", Self::CSV_HEADER);
+        for r in &self.epochs {
+            out.push_str(&format!(
+                "{},{:.6},{},{:.6},{},{:.8},{:.3}\n",
+                r.epoch,
+                r.train_loss,
+                opt(r.train_accuracy),
+                r.val_loss,
+                opt(r.val_accuracy),
+                r.lr,
+                r.seconds
+            ));
+        }
+        out
+    }
+}
+
+/// Mean of an epoch's entries as burn-train computes it: the final value when the metric gave
+/// one, else the mean weighted by each entry's count.
+pub(crate) fn epoch_value(entries: &[NumericEntry]) -> Option<f64> {
+    if let Some(NumericEntry::Final(v)) = entries.last() {
+        return Some(*v);
+    }
+    let (sum, n) = entries.iter().fold((0.0, 0usize), |(s, n), e| match e {
+        NumericEntry::Value(v) => (s + v, n + 1),
+        NumericEntry::Aggregated {
+            aggregated_value,
+            count,
+        } => (s + aggregated_value * *count as f64, n + count),
+        NumericEntry::Final(v) => (s + v, n + 1),
+    });
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// A burn-train metric value in kiln's units: burn's accuracy is a percentage, kiln's (like
+/// Keras's) a fraction.
+pub(crate) fn in_kiln_units(metric: &str, value: f64) -> f64 {
+    if metric == "Accuracy" {
+        value / 100.0
+    } else {
+        value
+    }
+}
+
+/// Everything the [`HistoryLogger`] saw.
+#[derive(Default)]
+pub(crate) struct Recorded {
+    names: HashMap<MetricId, String>,
+    entries: HashMap<(Split, usize, String), Vec<NumericEntry>>,
+    /// When each split of each epoch ended.
+    ends: HashMap<(Split, usize), Instant>,
+}
+
+impl Recorded {
+    pub fn value(&self, split: Split, epoch: usize, metric: &str) -> Option<f64> {
+        self.entries
+            .get(&(split, epoch, metric.to_string()))
+            .and_then(|e| epoch_value(e))
+            .map(|v| in_kiln_units(metric, v))
+    }
+
+    pub fn ended(&self, split: Split, epoch: usize) -> Option<Instant> {
+        self.ends.get(&(split, epoch)).copied()
+    }
+}
+
+/// burn-train metric logger that keeps every numeric entry in memory, shared with the trainer,
+/// which turns them into the [`History`] and which early stopping reads back.
+#[derive(Clone, Default)]
+pub(crate) struct HistoryLogger {
+    pub recorded: Arc<Mutex<Recorded>>,
+}
+
+impl MetricLogger for HistoryLogger {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        let mut r = self.recorded.lock().expect("history lock");
+        for numeric in update.entries_numeric {
+            let Some(entry) = numeric.numeric_entry else {
+                continue;
+            };
+            let name = r
+                .names
+                .get(&numeric.entry.metric_id)
+                .cloned()
+                .unwrap_or_default();
+            r.entries
+                .entry((split.clone(), epoch, name))
+                .or_default()
+                .push(entry);
+        }
+    }
+
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        let r = self.recorded.lock().expect("history lock");
+        Ok(r.entries
+            .get(&(split.clone(), epoch, name.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        let mut r = self.recorded.lock().expect("history lock");
+        r.names
+            .insert(definition.metric_id, definition.name.to_string());
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        let mut r = self.recorded.lock().expect("history lock");
+        r.ends
+            .insert((summary.split, summary.epoch_number), Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_value_weights_by_count_unless_final() {
+        let e = [
+            NumericEntry::Aggregated {
+                aggregated_value: 1.0,
+                count: 3,
+            },
+            NumericEntry::Value(5.0),
+        ];
+        assert_eq!(epoch_value(&e), Some(2.0));
+        assert_eq!(
+            epoch_value(&[NumericEntry::Value(1.0), NumericEntry::Final(0.25)]),
+            Some(0.25)
+        );
+        assert_eq!(epoch_value(&[]), None);
+    }
+
+    #[test]
+    fn csv_has_the_documented_columns() {
+        let h = History {
+            epochs: vec![EpochRecord {
+                epoch: 1,
+                train_loss: 0.5,
+                train_accuracy: None,
+                val_loss: 0.25,
+                val_accuracy: None,
+                lr: 0.001,
+                seconds: 1.5,
+            }],
+        };
+        assert_eq!(
+            h.to_csv(),
+            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n\
+             1,0.500000,,0.250000,,0.00100000,1.500\n"
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! kiln's shared trainer.
+//!
+//! One [`Trainer`] fits every kiln model: it builds on burn-train's `SupervisedTraining` and
+//! `Learner` and adds what Keras users expect and burn-train lacks: Keras-style
+//! [`EarlyStopping`] (with `min_delta` and `restore_best_weights`), epoch-based LR schedules
+//! (including inverse-time decay), validation splits, a [`History`], a progress display, and
+//! run records (`config.json`, `history.csv`, `metrics.json`, weights).
+
+mod batch;
+mod early_stopping;
+mod error;
+mod evaluate;
+mod history;
+mod model;
+mod optimizer;
+mod progress;
+mod run;
+mod schedule;
+mod trainer;
+
+pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher};
+pub use early_stopping::{EarlyStopping, Monitor};
+pub use error::TrainError;
+pub use evaluate::{Metrics, evaluate, predict};
+pub use history::{EpochRecord, History};
+pub use model::{Model, Supervised, Task};
+pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
+pub use progress::Verbosity;
+pub use run::{RunDir, write_atomic};
+pub use schedule::LrSchedule;
+pub use trainer::{FitResult, Trainer, TrainerConfig};

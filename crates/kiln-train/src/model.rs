@@ -1,0 +1,162 @@
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::Module;
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::tensor::ExecutionError;
+use burn::tensor::{Int, Tensor};
+use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+
+pub use kiln_common::Model;
+
+use crate::batch::{Batch, BatchTargets};
+
+/// The learning problem, which picks the loss and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Classes: cross-entropy over the logits, or binary cross-entropy when the model has one
+    /// output (a single logit); accuracy is reported.
+    Classification,
+    /// Real values: mean squared error is the loss; MAE and R² are reported.
+    Regression,
+}
+
+impl Task {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Task {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classification" => Ok(Task::Classification),
+            "regression" => Ok(Task::Regression),
+            other => Err(format!(
+                "unknown task `{other}` (valid: classification, regression)"
+            )),
+        }
+    }
+}
+
+/// A [`Model`] together with its [`Task`]: the module burn-train's `Learner` trains. Its
+/// training step computes the task's loss and its gradients.
+#[derive(Module, Debug)]
+pub struct Supervised<M> {
+    pub model: M,
+    #[module(skip)]
+    pub task: Task,
+}
+
+impl<M: Model> Supervised<M> {
+    /// Forward pass and loss of one batch.
+    pub fn forward_loss(&self, batch: Batch<M::Input>) -> StepOutput {
+        let output = self.model.forward(batch.inputs);
+        let loss = loss(output.clone(), &batch.targets);
+        StepOutput {
+            loss,
+            output,
+            targets: batch.targets,
+        }
+    }
+}
+
+/// The loss of `output` against `targets`: cross-entropy for classes (binary cross-entropy on
+/// a single logit), mean squared error for values.
+pub fn loss(output: Tensor<2>, targets: &BatchTargets) -> Tensor<1> {
+    let device = output.device();
+    match targets {
+        BatchTargets::Classes(classes) if output.dims()[1] == 1 => {
+            BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(&device)
+                .forward(output, classes.clone().unsqueeze_dim(1))
+        }
+        BatchTargets::Classes(classes) => CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(output, classes.clone()),
+        BatchTargets::Values(values) => {
+            MseLoss::new().forward(output, values.clone(), Reduction::Mean)
+        }
+    }
+}
+
+/// Class scores with one column per class: a single binary logit `z` becomes `[0, z]`, whose
+/// softmax is `[1 - sigmoid(z), sigmoid(z)]`.
+pub(crate) fn class_scores(output: Tensor<2>) -> Tensor<2> {
+    if output.dims()[1] == 1 {
+        Tensor::cat(vec![output.zeros_like(), output], 1)
+    } else {
+        output
+    }
+}
+
+/// What one step hands to burn-train's metrics.
+pub struct StepOutput {
+    pub loss: Tensor<1>,
+    pub output: Tensor<2>,
+    pub targets: BatchTargets,
+}
+
+impl ItemLazy for StepOutput {
+    fn sync(self) -> Result<Self, ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(StepOutput {
+            loss: self.loss.without_autodiff(),
+            output: self.output.without_autodiff(),
+            targets: match self.targets {
+                BatchTargets::Classes(c) => BatchTargets::Classes(c.without_autodiff()),
+                BatchTargets::Values(v) => BatchTargets::Values(v.without_autodiff()),
+            },
+        })
+    }
+}
+
+impl Adaptor<LossInput> for StepOutput {
+    fn adapt(&self) -> LossInput {
+        LossInput::new(self.loss.clone())
+    }
+}
+
+impl Adaptor<AccuracyInput> for StepOutput {
+    fn adapt(&self) -> AccuracyInput {
+        let targets: Tensor<1, Int> = match &self.targets {
+            BatchTargets::Classes(c) => c.clone(),
+            // Only registered for classification; regression never asks for accuracy.
+            BatchTargets::Values(v) => v.clone().sum_dim(1).squeeze_dim(1).int(),
+        };
+        AccuracyInput::new(class_scores(self.output.clone()), targets)
+    }
+}
+
+impl<M: Model> TrainStep for Supervised<M> {
+    type Input = Batch<M::Input>;
+    type Output = StepOutput;
+
+    fn step(&self, batch: Self::Input) -> TrainOutput<StepOutput> {
+        let item = self.forward_loss(batch);
+        let grads = item.loss.backward();
+        TrainOutput::new(self, grads, item)
+    }
+}
+
+impl<M: Model> InferenceStep for Supervised<M> {
+    type Input = Batch<M::Input>;
+    type Output = StepOutput;
+
+    fn step(&self, batch: Self::Input) -> StepOutput {
+        self.forward_loss(batch)
+    }
+}

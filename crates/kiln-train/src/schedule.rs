@@ -1,0 +1,225 @@
+use std::fmt;
+use std::str::FromStr;
+
+use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// How the learning rate changes from epoch to epoch. `epoch` counts from 0, and the rate
+/// holds for every step of that epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum LrSchedule {
+    /// `lr`.
+    Constant,
+    /// `lr * gamma^floor(epoch / step_size)`.
+    Step { step_size: usize, gamma: f64 },
+    /// `lr * gamma^epoch`.
+    Exponential { gamma: f64 },
+    /// `min_lr + (lr - min_lr) * (1 + cos(pi * epoch / epochs)) / 2`, over the run's epochs.
+    Cosine { min_lr: f64 },
+    /// `lr / (1 + decay * epoch)`: inverse-time decay.
+    InverseTime { decay: f64 },
+}
+
+impl LrSchedule {
+    /// The schedule names the CLI accepts, with their defaults.
+    pub const NAMES: [&'static str; 5] =
+        ["constant", "step", "exponential", "cosine", "inverse-time"];
+
+    /// The learning rate of `epoch` (from 0) for a base rate `lr` and a run of `epochs`.
+    pub fn lr_at(&self, lr: f64, epoch: usize, epochs: usize) -> f64 {
+        let e = epoch as f64;
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Step { step_size, gamma } => lr * gamma.powi((epoch / step_size) as i32),
+            LrSchedule::Exponential { gamma } => lr * gamma.powf(e),
+            LrSchedule::Cosine { min_lr } => {
+                let t = e / epochs.max(1) as f64;
+                min_lr + (lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+            }
+            LrSchedule::InverseTime { decay } => lr / (1.0 + decay * e),
+        }
+    }
+
+    /// Checks the schedule's parameters.
+    pub fn check(&self, lr: f64) -> Result<(), TrainError> {
+        let bad = |reason: String| Err(TrainError::option("lr_schedule", reason));
+        match *self {
+            LrSchedule::Step { step_size: 0, .. } => bad("step_size must be at least 1".into()),
+            LrSchedule::Step { gamma, .. } | LrSchedule::Exponential { gamma }
+                if !(gamma > 0.0 && gamma <= 1.0) =>
+            {
+                bad(format!("gamma must lie in (0, 1], got {gamma}"))
+            }
+            LrSchedule::Cosine { min_lr } if !(0.0..=lr).contains(&min_lr) => {
+                bad(format!("min_lr must lie in [0, lr={lr}], got {min_lr}"))
+            }
+            LrSchedule::InverseTime { decay } if !(decay >= 0.0) => {
+                bad(format!("decay must be >= 0, got {decay}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LrSchedule::Constant => write!(f, "constant"),
+            LrSchedule::Step { step_size, gamma } => write!(f, "step:{step_size}:{gamma}"),
+            LrSchedule::Exponential { gamma } => write!(f, "exponential:{gamma}"),
+            LrSchedule::Cosine { min_lr } => write!(f, "cosine:{min_lr}"),
+            LrSchedule::InverseTime { decay } => write!(f, "inverse-time:{decay}"),
+        }
+    }
+}
+
+impl FromStr for LrSchedule {
+    type Err = String;
+
+    /// `constant`, `step[:STEP_SIZE[:GAMMA]]` (default 10, 0.1), `exponential[:GAMMA]` (0.95),
+    /// `cosine[:MIN_LR]` (0), `inverse-time[:DECAY]` (0.01).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split(':');
+        let name = parts.next().unwrap_or_default();
+        let args: Vec<&str> = parts.collect();
+        let num = |i: usize, default: f64| -> Result<f64, String> {
+            args.get(i).map_or(Ok(default), |a| {
+                a.parse()
+                    .map_err(|_| format!("`{a}` in lr schedule `{s}` is not a number"))
+            })
+        };
+        Ok(match name {
+            "constant" => LrSchedule::Constant,
+            "step" => LrSchedule::Step {
+                step_size: num(0, 10.0)? as usize,
+                gamma: num(1, 0.1)?,
+            },
+            "exponential" => LrSchedule::Exponential {
+                gamma: num(0, 0.95)?,
+            },
+            "cosine" => LrSchedule::Cosine {
+                min_lr: num(0, 0.0)?,
+            },
+            "inverse-time" => LrSchedule::InverseTime {
+                decay: num(0, 0.01)?,
+            },
+            other => {
+                return Err(format!(
+                    "unknown lr schedule `{other}` (valid: {})",
+                    LrSchedule::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+}
+
+/// Burn's [`LrScheduler`] for an [`LrSchedule`]: burn-train asks for a rate before every
+/// optimiser step, and this answers with the rate of the epoch that step belongs to.
+#[derive(Debug, Clone)]
+pub(crate) struct EpochLrScheduler {
+    pub schedule: LrSchedule,
+    pub lr: f64,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    pub step: usize,
+}
+
+impl LrScheduler for EpochLrScheduler {
+    fn step(&mut self) -> f64 {
+        let epoch = self.step / self.steps_per_epoch.max(1);
+        self.step += 1;
+        self.schedule.lr_at(self.lr, epoch, self.epochs)
+    }
+
+    /// The schedule is a pure function of the step count, which kiln's runs always start at 0:
+    /// there is no state worth recording.
+    fn to_record(&self) -> LrSchedulerRecord {
+        LrSchedulerRecord::new()
+    }
+
+    fn load_record(&mut self, _record: LrSchedulerRecord) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn values_match_their_formulas() {
+        let lr = 0.1;
+        for e in 0..30 {
+            let ef = e as f64;
+            assert!(close(LrSchedule::Constant.lr_at(lr, e, 30), 0.1));
+            let step = LrSchedule::Step {
+                step_size: 10,
+                gamma: 0.5,
+            };
+            assert!(close(
+                step.lr_at(lr, e, 30),
+                0.1 * 0.5f64.powi((e / 10) as i32)
+            ));
+            let exp = LrSchedule::Exponential { gamma: 0.9 };
+            assert!(close(exp.lr_at(lr, e, 30), 0.1 * 0.9f64.powf(ef)));
+            let inv = LrSchedule::InverseTime { decay: 0.5 };
+            assert!(close(inv.lr_at(lr, e, 30), 0.1 / (1.0 + 0.5 * ef)));
+        }
+        let cos = LrSchedule::Cosine { min_lr: 0.01 };
+        assert!(close(cos.lr_at(0.1, 0, 10), 0.1));
+        assert!(close(cos.lr_at(0.1, 5, 10), 0.055));
+        assert!(close(cos.lr_at(0.1, 10, 10), 0.01));
+        // Hand-computed: 0.1 / (1 + 0.01 * 4) = 0.0961538...
+        assert!(
+            (LrSchedule::InverseTime { decay: 0.01 }.lr_at(0.1, 4, 10) - 0.096_153_846).abs()
+                < 1e-9
+        );
+    }
+
+    #[test]
+    fn the_scheduler_holds_each_epochs_rate_for_all_its_steps() {
+        let mut s = EpochLrScheduler {
+            schedule: LrSchedule::Step {
+                step_size: 1,
+                gamma: 0.5,
+            },
+            lr: 1.0,
+            epochs: 3,
+            steps_per_epoch: 2,
+            step: 0,
+        };
+        let rates: Vec<f64> = (0..6).map(|_| s.step()).collect();
+        assert_eq!(rates, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]);
+    }
+
+    #[test]
+    fn parsing_takes_defaults_and_rejects_unknown_names() {
+        assert_eq!(
+            "step".parse(),
+            Ok(LrSchedule::Step {
+                step_size: 10,
+                gamma: 0.1
+            })
+        );
+        assert_eq!(
+            "inverse-time:0.5".parse(),
+            Ok(LrSchedule::InverseTime { decay: 0.5 })
+        );
+        let e = "warmup".parse::<LrSchedule>().unwrap_err();
+        assert!(
+            e.contains("constant, step, exponential, cosine, inverse-time"),
+            "{e}"
+        );
+        for s in [
+            LrSchedule::Cosine { min_lr: 0.001 },
+            LrSchedule::Exponential { gamma: 0.9 },
+        ] {
+            assert_eq!(s.to_string().parse(), Ok(s));
+        }
+    }
+}

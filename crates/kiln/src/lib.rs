@@ -1,0 +1,32 @@
+//! kiln: Keras-level productivity for deep learning in Rust, on Burn.
+//!
+//! - [`fnn`]: the perceptron and the multi-layer perceptron.
+//! - [`train`]: the shared trainer (`fit`, `evaluate`, `predict`, early stopping, schedules).
+//! - [`datasets`]: embedded, fetched and synthetic data.
+//! - [`backend`]: picks the compute backend at run time among those compiled in.
+//!
+//! Models are plain Burn modules with no backend parameter: the same model type runs on every
+//! backend compiled in (`flex`, `ndarray`, `wgpu` cargo features); the [`Device`] chooses.
+
+pub mod backend;
+
+pub use burn;
+pub use burn::tensor::Device;
+pub use kiln_common as common;
+pub use kiln_datasets as datasets;
+pub use kiln_fnn as fnn;
+pub use kiln_train as train;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::backend::{Backend, device};
+    pub use burn::module::Module;
+    pub use burn::tensor::{Device, Tensor};
+    pub use kiln_common::{Activation, Model};
+    pub use kiln_datasets::{Data, Targets};
+    pub use kiln_fnn::{Mlp, MlpConfig, Perceptron, PerceptronConfig};
+    pub use kiln_train::{
+        EarlyStopping, LrSchedule, Monitor, OptimizerConfig, OptimizerKind, Task, Trainer,
+        TrainerConfig, evaluate, predict,
+    };
+}

@@ -1,0 +1,202 @@
+use crate::DataError;
+
+/// A labelled dataset held in memory.
+///
+/// Samples are stored row-major in one flat buffer: sample `i` is
+/// `x[i * sample_len .. (i + 1) * sample_len]`, with `sample_len` the product of
+/// `sample_shape` (`[64]` for a table row, `[1, 28, 28]` for a grey image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Data {
+    /// Every sample's features, one after the other.
+    pub x: Vec<f32>,
+    /// The shape of one sample.
+    pub sample_shape: Vec<usize>,
+    /// What the model learns to predict.
+    pub y: Targets,
+}
+
+/// The targets of a [`Data`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// One class index per sample, with the name of each class.
+    Classes {
+        labels: Vec<usize>,
+        names: Vec<String>,
+    },
+    /// `names.len()` real values per sample, row-major (regression).
+    Values {
+        values: Vec<f32>,
+        names: Vec<String>,
+    },
+}
+
+impl Targets {
+    /// Number of samples these targets describe.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes { labels, .. } => labels.len(),
+            Targets::Values { values, names } => values.len() / names.len().max(1),
+        }
+    }
+
+    /// Whether there are no targets at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class labels, if these are classes.
+    pub fn labels(&self) -> Option<&[usize]> {
+        match self {
+            Targets::Classes { labels, .. } => Some(labels),
+            Targets::Values { .. } => None,
+        }
+    }
+
+    /// Number of classes (classification) or of target columns (regression).
+    pub fn width(&self) -> usize {
+        match self {
+            Targets::Classes { names, .. } | Targets::Values { names, .. } => names.len(),
+        }
+    }
+
+    fn subset(&self, indices: &[usize]) -> Targets {
+        match self {
+            Targets::Classes { labels, names } => Targets::Classes {
+                labels: indices.iter().map(|&i| labels[i]).collect(),
+                names: names.clone(),
+            },
+            Targets::Values { values, names } => {
+                let w = names.len();
+                let mut out = Vec::with_capacity(indices.len() * w);
+                for &i in indices {
+                    out.extend_from_slice(&values[i * w..(i + 1) * w]);
+                }
+                Targets::Values {
+                    values: out,
+                    names: names.clone(),
+                }
+            }
+        }
+    }
+}
+
+impl Data {
+    /// Builds a dataset, checking that the buffer, the sample shape and the targets agree.
+    pub fn new(x: Vec<f32>, sample_shape: Vec<usize>, y: Targets) -> Result<Self, DataError> {
+        let sample_len: usize = sample_shape.iter().product();
+        if sample_len == 0 || x.len() % sample_len != 0 || x.len() / sample_len != y.len() {
+            return Err(DataError::ShapeMismatch {
+                what: "samples and targets".into(),
+                expected: format!(
+                    "{} values ({} samples of shape {:?})",
+                    y.len() * sample_len,
+                    y.len(),
+                    sample_shape
+                ),
+                got: format!("{} values", x.len()),
+            });
+        }
+        if let Targets::Classes { labels, names } = &y
+            && let Some(bad) = labels.iter().find(|&&l| l >= names.len())
+        {
+            return Err(DataError::ShapeMismatch {
+                what: "class label".into(),
+                expected: format!("a label below {}", names.len()),
+                got: bad.to_string(),
+            });
+        }
+        Ok(Self { x, sample_shape, y })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of values in one sample.
+    pub fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    /// Features of sample `i`.
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let n = self.sample_len();
+        &self.x[i * n..(i + 1) * n]
+    }
+
+    /// Whether the targets are classes.
+    pub fn is_classification(&self) -> bool {
+        matches!(self.y, Targets::Classes { .. })
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Data {
+        let n = self.sample_len();
+        let mut x = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            x.extend_from_slice(self.sample(i));
+        }
+        Data {
+            x,
+            sample_shape: self.sample_shape.clone(),
+            y: self.y.subset(indices),
+        }
+    }
+
+    /// How many samples each class has (empty for regression).
+    pub fn class_counts(&self) -> Vec<usize> {
+        match &self.y {
+            Targets::Classes { labels, names } => {
+                let mut counts = vec![0; names.len()];
+                labels.iter().for_each(|&l| counts[l] += 1);
+                counts
+            }
+            Targets::Values { .. } => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Data {
+        Data::new(
+            vec![0., 1., 2., 3., 4., 5.],
+            vec![2],
+            Targets::Classes {
+                labels: vec![0, 1, 1],
+                names: vec!["a".into(), "b".into()],
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn subset_keeps_rows_and_labels_together() {
+        let d = tiny().subset(&[2, 0]);
+        assert_eq!(d.x, vec![4., 5., 0., 1.]);
+        assert_eq!(d.y.labels().unwrap(), &[1, 0]);
+        assert_eq!(d.class_counts(), vec![1, 1]);
+    }
+
+    #[test]
+    fn mismatched_lengths_are_rejected() {
+        let err = Data::new(vec![0.; 5], vec![2], tiny().y).unwrap_err();
+        assert!(err.to_string().contains("expected 6 values"), "{err}");
+    }
+
+    #[test]
+    fn labels_out_of_range_are_rejected() {
+        let y = Targets::Classes {
+            labels: vec![0, 2],
+            names: vec!["a".into(), "b".into()],
+        };
+        assert!(Data::new(vec![0.; 2], vec![1], y).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+use std::fmt;
+
+use burn::module::{Module, ModuleDisplay};
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// A model kiln's trainer can fit: a Burn module that maps a batch of inputs to one row of
+/// outputs per sample (logits for classification, values for regression).
+///
+/// Every kiln model implements it; implement it for your own module to train that with
+/// `kiln-train` too.
+pub trait Model: Module + ModuleDisplay + fmt::Display + 'static {
+    /// What one batch of inputs is, such as `Tensor<2>` (`[batch, features]`) for an MLP.
+    type Input: BatchInput;
+
+    /// # Shapes
+    /// - input: a batch of `batch` samples
+    /// - output: `[batch, d_output]`
+    fn forward(&self, input: Self::Input) -> Tensor<2>;
+}
+
+/// A batch of model inputs built from samples stored flat, one after the other.
+pub trait BatchInput: Clone + Send + Sync + fmt::Debug + 'static {
+    /// Builds the batch from `batch` samples of shape `sample_shape`, row-major in `values`.
+    fn from_samples(
+        values: Vec<f32>,
+        batch: usize,
+        sample_shape: &[usize],
+        device: &Device,
+    ) -> Self;
+}
+
+impl<const D: usize> BatchInput for Tensor<D> {
+    /// Keeps the sample's own dimensions when the tensor has room for them
+    /// (`[batch, c, h, w]` for images); a `Tensor<2>` flattens each sample to one row.
+    fn from_samples(
+        values: Vec<f32>,
+        batch: usize,
+        sample_shape: &[usize],
+        device: &Device,
+    ) -> Self {
+        let mut shape = [1usize; D];
+        shape[0] = batch;
+        if sample_shape.len() + 1 == D {
+            shape[1..].copy_from_slice(sample_shape);
+        } else {
+            // Fold the sample into the last D-1 dimensions, leading ones first.
+            let len: usize = sample_shape.iter().product();
+            shape[D - 1] = len;
+        }
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_keep_their_shape_or_flatten_to_rows() {
+        let device = Device::flex();
+        let values: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let images = Tensor::<4>::from_samples(values.clone(), 3, &[1, 2, 2], &device);
+        assert_eq!(images.dims(), [3, 1, 2, 2]);
+        let rows = Tensor::<2>::from_samples(values, 3, &[1, 2, 2], &device);
+        assert_eq!(rows.dims(), [3, 4]);
+        assert_eq!(
+            rows.into_data().try_to_vec::<f32>().unwrap()[4..8],
+            [4., 5., 6., 7.]
+        );
+    }
+}

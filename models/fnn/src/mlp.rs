@@ -1,0 +1,282 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+use kiln_common::{Activation, Model};
+
+/// A hyper-parameter of [`MlpConfig`] that cannot work, found by [`MlpConfig::check`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MlpConfigError {
+    #[error("d_input must be at least 1, got {0}")]
+    NoInput(usize),
+    #[error("d_output must be at least 1, got {0}")]
+    NoOutput(usize),
+    #[error("hidden layer {layer} has 0 units; every hidden layer needs at least 1")]
+    EmptyHidden { layer: usize },
+    #[error("dropout must lie in [0, 1), got {0}")]
+    Dropout(f64),
+}
+
+/// Configuration of a multi-layer perceptron.
+///
+/// ```text
+/// x -> [Linear -> (BatchNorm) -> activation -> (Dropout)] x hidden.len() -> Linear -> output
+/// ```
+///
+/// The output layer has no activation: it gives logits for classification (the loss applies
+/// the softmax or sigmoid) and raw values for regression.
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    /// Number of input features.
+    pub d_input: usize,
+    /// Width of each hidden layer, first to last; empty gives a linear model.
+    pub hidden: Vec<usize>,
+    /// Number of outputs: classes (logits), 1 for binary logit or single-value regression.
+    pub d_output: usize,
+    /// Activation of the hidden layers. Default: ReLU.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    /// Dropout probability after each hidden layer, active in training only. Default: 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Batch normalisation after each hidden layer's linear map. Default: off.
+    #[config(default = false)]
+    pub batch_norm: bool,
+}
+
+impl MlpConfig {
+    /// Checks every hyper-parameter, once, up front.
+    pub fn check(&self) -> Result<(), MlpConfigError> {
+        if self.d_input == 0 {
+            return Err(MlpConfigError::NoInput(self.d_input));
+        }
+        if self.d_output == 0 {
+            return Err(MlpConfigError::NoOutput(self.d_output));
+        }
+        if let Some(layer) = self.hidden.iter().position(|&h| h == 0) {
+            return Err(MlpConfigError::EmptyHidden { layer });
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(MlpConfigError::Dropout(self.dropout));
+        }
+        Ok(())
+    }
+
+    /// Builds the network with freshly initialised weights.
+    ///
+    /// # Panics
+    /// If [`check`](Self::check) fails; call it first to get the error as a value.
+    pub fn init(&self, device: &Device) -> Mlp {
+        if let Err(e) = self.check() {
+            panic!("invalid MlpConfig: {e}");
+        }
+        let widths: Vec<usize> = std::iter::once(self.d_input)
+            .chain(self.hidden.iter().copied())
+            .collect();
+        let hidden = widths
+            .windows(2)
+            .map(|w| DenseBlock {
+                linear: LinearConfig::new(w[0], w[1]).init(device),
+                norm: self
+                    .batch_norm
+                    .then(|| BatchNormConfig::new(w[1]).init(device)),
+                activation: self.activation,
+                dropout: DropoutConfig::new(self.dropout).init(),
+            })
+            .collect();
+        let last = *widths.last().expect("widths starts with d_input");
+        Mlp {
+            hidden,
+            output: LinearConfig::new(last, self.d_output).init(device),
+        }
+    }
+
+    /// Number of parameters the network will have, counted as Keras's `summary` and Burn's
+    /// `num_params` count them: weights and biases of every linear layer, plus four per batch
+    /// norm unit (trainable scale and shift, and the running mean and variance it tracks).
+    pub fn num_params(&self) -> usize {
+        let widths: Vec<usize> = std::iter::once(self.d_input)
+            .chain(self.hidden.iter().copied())
+            .chain([self.d_output])
+            .collect();
+        let linear: usize = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        let norm: usize = if self.batch_norm {
+            self.hidden.iter().map(|h| 4 * h).sum()
+        } else {
+            0
+        };
+        linear + norm
+    }
+}
+
+/// One hidden layer of an [`Mlp`]: linear map, optional batch norm, activation, dropout.
+#[derive(Module, Debug)]
+pub struct DenseBlock {
+    pub linear: Linear,
+    pub norm: Option<BatchNorm>,
+    #[module(skip)]
+    pub activation: Activation,
+    pub dropout: Dropout,
+}
+
+impl DenseBlock {
+    /// # Shapes
+    /// - x: `[batch, d_in]`
+    /// - output: `[batch, d_out]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = self.linear.forward(x);
+        let x = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        self.dropout.forward(self.activation.forward(x))
+    }
+}
+
+/// A multi-layer perceptron; see [`MlpConfig`].
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub hidden: Vec<DenseBlock>,
+    pub output: Linear,
+}
+
+impl Mlp {
+    /// # Shapes
+    /// - x: `[batch, d_input]`
+    /// - output: `[batch, d_output]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = self.hidden.iter().fold(x, |x, block| block.forward(x));
+        self.output.forward(x)
+    }
+}
+
+impl Model for Mlp {
+    type Input = Tensor<2>;
+
+    fn forward(&self, input: Tensor<2>) -> Tensor<2> {
+        Mlp::forward(self, input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn config() -> MlpConfig {
+        MlpConfig::new(784, vec![128, 64], 10)
+    }
+
+    #[test]
+    fn output_has_one_row_per_sample_and_d_output_columns() {
+        let device = Device::flex();
+        let mlp = config().init(&device);
+        let x = Tensor::<2>::random([5, 784], Distribution::Default, &device);
+        assert_eq!(mlp.forward(x).dims(), [5, 10]);
+    }
+
+    #[test]
+    fn parameter_count_matches_hand_computation() {
+        // 784*128+128 + 128*64+64 + 64*10+10 = 100480 + 8256 + 650.
+        let device = Device::flex();
+        assert_eq!(config().num_params(), 109_386);
+        assert_eq!(config().init(&device).num_params(), 109_386);
+        let bn = config().with_batch_norm(true);
+        assert_eq!(bn.num_params(), 109_386 + 4 * (128 + 64));
+        assert_eq!(bn.init(&device).num_params(), bn.num_params());
+    }
+
+    #[test]
+    fn bad_hyper_parameters_are_typed_errors() {
+        assert_eq!(
+            MlpConfig::new(4, vec![8, 0], 2).check(),
+            Err(MlpConfigError::EmptyHidden { layer: 1 })
+        );
+        assert_eq!(
+            MlpConfig::new(4, vec![], 2).with_dropout(1.0).check(),
+            Err(MlpConfigError::Dropout(1.0))
+        );
+        assert!(MlpConfig::new(0, vec![], 2).check().is_err());
+    }
+
+    #[test]
+    fn dropout_is_active_in_training_and_absent_in_evaluation() {
+        let device = Device::flex().autodiff();
+        let mlp = MlpConfig::new(32, vec![256], 4)
+            .with_dropout(0.5)
+            .init(&device);
+        let x = Tensor::<2>::random([8, 32], Distribution::Default, &device);
+
+        let a = mlp
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let b = mlp
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_ne!(a, b, "two training passes draw different dropout masks");
+
+        let eval = mlp.valid();
+        let x = x.without_autodiff();
+        let c = eval
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let d = eval.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(c, d, "evaluation is deterministic");
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let device = Device::flex().autodiff();
+        let mlp = MlpConfig::new(3, vec![4], 2)
+            .with_activation(Activation::Tanh)
+            .init(&device);
+        let x = Tensor::<2>::from_floats([[0.5, -1.0, 2.0], [1.5, 0.3, -0.7]], &device);
+        let loss = |m: &Mlp| {
+            let y = m.forward(x.clone());
+            (y.clone() * y).sum() / 2.0
+        };
+
+        let l = loss(&mlp);
+        let grads = l.backward();
+        let analytic: Vec<f32> = mlp.hidden[0]
+            .linear
+            .weight
+            .grad(&grads)
+            .expect("the first layer's weight has a gradient")
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+
+        let w: Vec<f32> = mlp.hidden[0]
+            .linear
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        let eps = 1e-2;
+        for i in 0..w.len() {
+            let at = |delta: f32| {
+                let mut w2 = w.clone();
+                w2[i] += delta;
+                let mut m = mlp.clone();
+                m.hidden[0].linear.weight =
+                    Param::from_tensor(Tensor::from_data(TensorData::new(w2, [3, 4]), &device));
+                loss(&m).into_scalar::<f32>()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - analytic[i]).abs() < 2e-3 * (1.0 + numeric.abs()),
+                "weight {i}: finite difference {numeric} vs backprop {}",
+                analytic[i]
+            );
+        }
+    }
+}
