@@ -1,0 +1,140 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kiln::common::Activation;
+use kiln::train::{LrSchedule, Monitor, OptimizerKind, Task};
+
+use crate::dataset::DatasetSpec;
+
+/// kiln: train a neural network on real data in one command.
+///
+/// With no subcommand, `kiln` runs `kiln train` with its defaults: an MLP on the embedded 8x8
+/// handwritten digits, with early stopping, then its test accuracy.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model, then report its metrics on the held-out test set.
+    Train(TrainArgs),
+    /// Reload a run's model and report its test metrics again.
+    Eval(EvalArgs),
+}
+
+/// Model families this command line trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Multi-layer perceptron trained by backpropagation.
+    Mlp,
+    /// Rosenblatt's perceptron, trained by the perceptron rule (binary datasets).
+    Perceptron,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Model to train.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: ModelKind,
+    /// Dataset: digits, iris, mnist, xor, spirals, moons, house-prices or csv:PATH.
+    #[arg(long, default_value = "digits")]
+    pub dataset: DatasetSpec,
+    /// Target column of a CSV dataset.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Task; guessed from the targets when not given.
+    #[arg(long)]
+    pub task: Option<Task>,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// Samples per optimiser step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Optimiser: sgd, adam, adamw, rmsprop.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate [default: 0.001 for the MLP, 1.0 for the perceptron].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Momentum (sgd, rmsprop).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f64,
+    /// Nesterov momentum (sgd with --momentum).
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay (L2 penalty; decoupled for adamw).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip each gradient component to [-V, V].
+    #[arg(long, conflicts_with = "clip_norm")]
+    pub clip_value: Option<f32>,
+    /// Rescale gradients whose L2 norm exceeds V.
+    #[arg(long)]
+    pub clip_norm: Option<f32>,
+    /// Dropout after each hidden layer.
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f64,
+    /// Batch normalisation after each hidden layer.
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Hidden layer widths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,64")]
+    pub hidden: Vec<usize>,
+    /// Hidden activation: relu, leaky-relu, elu, gelu, sigmoid, tanh.
+    #[arg(long, default_value = "relu")]
+    pub activation: Activation,
+    /// Early stopping: epochs without improvement before stopping; 0 turns it off.
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Early stopping: smallest change that counts as an improvement.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_delta: f64,
+    /// Early stopping: val_loss or val_accuracy.
+    #[arg(long, default_value = "val_loss")]
+    pub monitor: Monitor,
+    /// Early stopping: return the best epoch's weights.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub restore_best: bool,
+    /// Fraction of the training data held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_split: f64,
+    /// Fraction of the data held out as the test set (datasets without an official one).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_split: f64,
+    /// LR schedule: constant, step[:SIZE[:GAMMA]], exponential[:GAMMA], cosine[:MIN_LR],
+    /// inverse-time[:DECAY].
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: LrSchedule,
+    /// Seed of splits, initialisation, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Backend: flex, ndarray or wgpu (among those compiled in) [default: $BURN_DEVICE, else flex].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Run directory [default: runs/<model>-<dataset>-<time>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print nothing while training.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// The run directory that `kiln train` wrote.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Backend to evaluate on [default: $BURN_DEVICE, else flex].
+    #[arg(long)]
+    pub device: Option<String>,
+}

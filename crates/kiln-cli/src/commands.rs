@@ -1,0 +1,415 @@
+//! What `kiln train` and `kiln eval` do.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use kiln::Device;
+use kiln::backend::{self, Backend};
+use kiln::burn::module::Module;
+use kiln::burn::tensor::{Int, Tensor, TensorData};
+use kiln::datasets::{Data, Targets};
+use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
+use kiln::train::{
+    EarlyStopping, FitResult, GradientClip, History, Metrics, OptimizerConfig, RunDir, Task,
+    Trainer, TrainerConfig, Verbosity, evaluate,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::args::{EvalArgs, ModelKind, TrainArgs};
+use crate::dataset::{DataConfig, Prepared};
+
+/// The model's architecture, as `config.json` keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSpec {
+    Mlp(MlpConfig),
+    Perceptron(PerceptronConfig),
+}
+
+/// Everything needed to rerun or re-evaluate a run: `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub kiln_version: String,
+    pub model: ModelSpec,
+    pub data: DataConfig,
+    pub trainer: TrainerConfig,
+}
+
+const EVAL_BATCH: usize = 256;
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let (backend, device) = backend::device(args.device.as_deref())?;
+    let data = DataConfig {
+        dataset: args.dataset.clone(),
+        target: args.target.clone(),
+        test_split: args.test_split,
+        seed: args.seed,
+    };
+    let prepared = data.prepare(args.task)?;
+    let trainer = trainer_config(args, prepared.task);
+    trainer.check()?;
+
+    let model = model_spec(args, &prepared)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_run_dir(args, &data));
+    let run = RunDir::create(&out)?;
+    let config = RunConfig {
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        model: model.clone(),
+        data,
+        trainer: trainer.clone(),
+    };
+    run.write_json("config.json", &config)?;
+    if let Some(scaler) = &prepared.scaler {
+        run.write_json("standardizer.json", scaler)?;
+    }
+
+    if !args.quiet {
+        eprintln!(
+            "kiln: {} on {} ({} train / {} test samples, {}) with backend {backend}",
+            model_name(&model),
+            config.data.dataset,
+            prepared.train.len(),
+            prepared.test.len(),
+            prepared.task
+        );
+    }
+    device.seed(args.seed);
+    let report = match &model {
+        ModelSpec::Mlp(mlp) => {
+            let fit = Trainer::new(trainer.clone(), device.clone())?
+                .fit(mlp.init(&device), &prepared.train)?;
+            let test = evaluate(
+                &fit.model,
+                &prepared.test,
+                prepared.task,
+                EVAL_BATCH,
+                &device,
+            );
+            run.write_text("history.csv", &fit.history.to_csv())?;
+            let n_params = fit.model.num_params();
+            run.save_model(fit.model.clone())?;
+            Report::from_fit(&fit, test, n_params)
+        }
+        ModelSpec::Perceptron(cfg) => perceptron(cfg, &prepared, trainer.epochs, &device, &run)?,
+    };
+    let metrics = report.metrics_json(backend, &model);
+    run.write_json("metrics.json", &metrics)?;
+    print_metrics(&report.test);
+    println!("run directory: {}", run.path.display());
+    Ok(())
+}
+
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let run = RunDir::open(&args.run)?;
+    let config: RunConfig = run.read_json("config.json")?;
+    let (backend, device) = backend::device(args.device.as_deref())?;
+    let prepared = config.data.prepare(Some(config.trainer.task))?;
+    if let Some(scaler) = &prepared.scaler {
+        let saved: kiln::datasets::Standardizer = run.read_json("standardizer.json")?;
+        if &saved != scaler {
+            bail!(
+                "{}: the data changed since this run was trained (its standardisation differs)",
+                config.data.dataset
+            );
+        }
+    }
+    let test = match &config.model {
+        ModelSpec::Mlp(mlp) => {
+            let model: Mlp = run.load_model(mlp.init(&device))?;
+            evaluate(
+                &model,
+                &prepared.test,
+                config.trainer.task,
+                EVAL_BATCH,
+                &device,
+            )
+        }
+        ModelSpec::Perceptron(cfg) => {
+            let model = run.load_model(cfg.init(&device))?;
+            let accuracy = perceptron_accuracy(&model, &prepared.test, &device);
+            classification_only(accuracy)
+        }
+    };
+    eprintln!(
+        "kiln: evaluated {} with backend {backend}",
+        run.path.display()
+    );
+    print_metrics(&test);
+    Ok(())
+}
+
+fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
+    TrainerConfig {
+        task,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr.unwrap_or(1e-3),
+        optimizer: OptimizerConfig {
+            kind: args.optimizer,
+            momentum: args.momentum,
+            nesterov: args.nesterov,
+            weight_decay: args.weight_decay,
+            clip: args
+                .clip_value
+                .map(GradientClip::Value)
+                .or(args.clip_norm.map(GradientClip::Norm)),
+        },
+        lr_schedule: args.lr_schedule,
+        validation_split: args.validation_split,
+        early_stopping: (args.patience > 0).then(|| EarlyStopping {
+            monitor: args.monitor,
+            min_delta: args.min_delta,
+            patience: args.patience,
+            restore_best_weights: args.restore_best,
+        }),
+        seed: args.seed,
+        verbosity: if args.quiet {
+            Verbosity::Quiet
+        } else {
+            Verbosity::auto()
+        },
+    }
+}
+
+fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec> {
+    let d_input = data.train.sample_len();
+    let d_output = data.train.y.width();
+    Ok(match args.model {
+        ModelKind::Mlp => {
+            let config = MlpConfig::new(d_input, args.hidden.clone(), d_output)
+                .with_activation(args.activation)
+                .with_dropout(args.dropout)
+                .with_batch_norm(args.batch_norm);
+            config.check()?;
+            ModelSpec::Mlp(config)
+        }
+        ModelKind::Perceptron => {
+            if data.task != Task::Classification || d_output != 2 {
+                bail!(
+                    "the perceptron separates two classes; {} has {} {}",
+                    args.dataset,
+                    d_output,
+                    if data.task == Task::Classification {
+                        "classes"
+                    } else {
+                        "regression targets"
+                    }
+                );
+            }
+            ModelSpec::Perceptron(
+                PerceptronConfig::new(d_input).with_learning_rate(args.lr.unwrap_or(1.0)),
+            )
+        }
+    })
+}
+
+fn model_name(model: &ModelSpec) -> String {
+    match model {
+        ModelSpec::Mlp(c) => format!(
+            "MLP {}",
+            std::iter::once(c.d_input)
+                .chain(c.hidden.iter().copied())
+                .chain([c.d_output])
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+        ModelSpec::Perceptron(c) => format!("perceptron ({} inputs)", c.d_input),
+    }
+}
+
+fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
+    let model = match args.model {
+        ModelKind::Mlp => "mlp",
+        ModelKind::Perceptron => "perceptron",
+    };
+    PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()))
+}
+
+/// UTC time as `YYYYMMDD-HHMMSS`.
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// What a run reports in `metrics.json`.
+struct Report {
+    test: Metrics,
+    best_epoch: usize,
+    epochs_run: usize,
+    stopped_early: bool,
+    train_seconds: f64,
+    samples_per_sec: f64,
+    n_params: usize,
+}
+
+impl Report {
+    fn from_fit(fit: &FitResult<Mlp>, test: Metrics, n_params: usize) -> Self {
+        Self {
+            test,
+            best_epoch: fit.best_epoch,
+            epochs_run: fit.epochs_run,
+            stopped_early: fit.stopped_early,
+            train_seconds: fit.train_seconds,
+            samples_per_sec: fit.samples_per_sec,
+            n_params,
+        }
+    }
+
+    fn metrics_json(&self, backend: Backend, model: &ModelSpec) -> serde_json::Value {
+        let mut m = json!({
+            "task": self.test.task,
+            "backend": backend.name(),
+            "model": model_name(model),
+            "n_params": self.n_params,
+            "test_loss": self.test.loss,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "train_seconds": self.train_seconds,
+            "samples_per_sec": self.samples_per_sec,
+        });
+        let obj = m.as_object_mut().expect("an object");
+        for (key, value) in [
+            ("test_accuracy", self.test.accuracy),
+            ("test_mse", self.test.mse),
+            ("test_mae", self.test.mae),
+            ("test_r2", self.test.r2),
+        ] {
+            if let Some(v) = value {
+                obj.insert(key.into(), json!(v));
+            }
+        }
+        m
+    }
+}
+
+fn print_metrics(m: &Metrics) {
+    println!("test_loss: {:.4}", m.loss);
+    for (name, value) in [
+        ("test_accuracy", m.accuracy),
+        ("test_mse", m.mse),
+        ("test_mae", m.mae),
+        ("test_r2", m.r2),
+    ] {
+        if let Some(v) = value {
+            println!("{name}: {v:.4}");
+        }
+    }
+}
+
+fn classification_only(accuracy: f64) -> Metrics {
+    Metrics {
+        task: Task::Classification,
+        loss: 1.0 - accuracy,
+        accuracy: Some(accuracy),
+        mse: None,
+        mae: None,
+        r2: None,
+    }
+}
+
+fn tensors(data: &Data, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let n = data.len();
+    let x = Tensor::from_data(
+        TensorData::new(data.x.clone(), [n, data.sample_len()]),
+        device,
+    );
+    let labels: Vec<i64> = match &data.y {
+        Targets::Classes { labels, .. } => labels.iter().map(|&l| l as i64).collect(),
+        Targets::Values { .. } => unreachable!("the perceptron is only built for classes"),
+    };
+    (x, Tensor::from_data(TensorData::new(labels, [n]), device))
+}
+
+fn perceptron_accuracy(model: &kiln::fnn::Perceptron, data: &Data, device: &Device) -> f64 {
+    let (x, t) = tensors(data, device);
+    let correct = model
+        .forward(x)
+        .int()
+        .equal(t)
+        .int()
+        .sum()
+        .into_scalar::<i64>();
+    correct as f64 / data.len().max(1) as f64
+}
+
+/// Trains the perceptron with its own rule (the trainer's gradient machinery does not apply to
+/// a step function) and records the run like any other. Its "loss" is the error rate.
+fn perceptron(
+    cfg: &PerceptronConfig,
+    data: &Prepared,
+    epochs: usize,
+    device: &Device,
+    run: &RunDir,
+) -> Result<Report> {
+    let mut model = cfg.init(device);
+    let (x, t) = tensors(&data.train, device);
+    let start = std::time::Instant::now();
+    let fit = model.fit(x, t, epochs);
+    let train_seconds = start.elapsed().as_secs_f64();
+    let n = data.train.len() as f64;
+    let history = History {
+        epochs: fit
+            .errors_per_epoch
+            .iter()
+            .enumerate()
+            .map(|(i, &errors)| kiln::train::EpochRecord {
+                epoch: i + 1,
+                train_loss: errors as f64 / n,
+                train_accuracy: Some(1.0 - errors as f64 / n),
+                val_loss: f64::NAN,
+                val_accuracy: None,
+                lr: cfg.learning_rate,
+                seconds: train_seconds / fit.epochs.max(1) as f64,
+            })
+            .collect(),
+    };
+    run.write_text("history.csv", &history.to_csv())?;
+    let accuracy = perceptron_accuracy(&model, &data.test, device);
+    let n_params = model.num_params();
+    run.save_model(model).context("saving the perceptron")?;
+    Ok(Report {
+        test: classification_only(accuracy),
+        best_epoch: fit.epochs,
+        epochs_run: fit.epochs,
+        stopped_early: fit.converged,
+        train_seconds,
+        samples_per_sec: n * fit.epochs as f64 / train_seconds.max(1e-9),
+        n_params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_the_documented_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert!(t.starts_with("20") && t.as_bytes()[8] == b'-', "{t}");
+    }
+}
