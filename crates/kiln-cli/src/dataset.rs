@@ -115,7 +115,7 @@ impl DataConfig {
                 let all = match other {
                     DatasetSpec::Digits => datasets::digits(),
                     DatasetSpec::Iris => datasets::iris(),
-                    DatasetSpec::Xor => synthetic::xor(1000, 0.15, self.seed),
+                    DatasetSpec::Xor => synthetic::xor(1000, 0.1, self.seed),
                     DatasetSpec::Spirals => synthetic::spirals(1000, 0.02, self.seed),
                     DatasetSpec::Moons => synthetic::moons(1000, 0.1, self.seed),
                     DatasetSpec::HousePrices => synthetic::house_prices(1000, self.seed),

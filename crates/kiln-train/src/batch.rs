@@ -42,29 +42,34 @@ impl<I> DataBatcher<I> {
 
 impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> Batch<I> {
-        let n = indices.len();
-        let sample_len = self.data.sample_len();
-        let mut values = Vec::with_capacity(n * sample_len);
-        for &i in &indices {
-            values.extend_from_slice(self.data.sample(i));
-        }
-        let inputs = I::from_samples(values, n, &self.data.sample_shape, device);
-        let targets = match &self.data.y {
-            Targets::Classes { labels, .. } => {
-                let labels: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
-                BatchTargets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
-            }
-            Targets::Values { values, names } => {
-                let w = names.len();
-                let mut out = Vec::with_capacity(n * w);
-                for &i in &indices {
-                    out.extend_from_slice(&values[i * w..(i + 1) * w]);
-                }
-                BatchTargets::Values(Tensor::from_data(TensorData::new(out, [n, w]), device))
-            }
-        };
-        Batch { inputs, targets }
+        make_batch(&self.data, &indices, device)
     }
+}
+
+/// The batch of the samples of `data` at `indices`, on `device`.
+pub fn make_batch<I: BatchInput>(data: &Data, indices: &[usize], device: &Device) -> Batch<I> {
+    let n = indices.len();
+    let sample_len = data.sample_len();
+    let mut values = Vec::with_capacity(n * sample_len);
+    for &i in indices {
+        values.extend_from_slice(data.sample(i));
+    }
+    let inputs = I::from_samples(values, n, &data.sample_shape, device);
+    let targets = match &data.y {
+        Targets::Classes { labels, .. } => {
+            let labels: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
+            BatchTargets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
+        }
+        Targets::Values { values, names } => {
+            let w = names.len();
+            let mut out = Vec::with_capacity(n * w);
+            for &i in indices {
+                out.extend_from_slice(&values[i * w..(i + 1) * w]);
+            }
+            BatchTargets::Values(Tensor::from_data(TensorData::new(out, [n, w]), device))
+        }
+    };
+    Batch { inputs, targets }
 }
 
 /// The indices `0..len` as a dataset: what the data loader shuffles and batches.

@@ -1,12 +1,9 @@
-use std::sync::Arc;
-
-use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::Device;
 use kiln_common::Model;
 use kiln_datasets::{Data, Targets};
 use serde::Serialize;
 
-use crate::batch::DataBatcher;
+use crate::batch::make_batch;
 use crate::model::{Task, class_scores, loss};
 
 /// Test metrics of a model on a dataset.
@@ -34,11 +31,10 @@ pub fn predict<M: Model>(
     device: &Device,
 ) -> Vec<Vec<f32>> {
     let model = model.valid().fork(device);
-    let batcher = DataBatcher::<M::Input>::new(Arc::new(data.clone()));
     let mut rows = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let batch = batcher.batch(chunk.to_vec(), device);
+        let batch = make_batch::<M::Input>(data, chunk, device);
         let out = model.forward(batch.inputs);
         let [_, d] = out.dims();
         let values: Vec<f32> = out.into_data().try_to_vec().expect("float output");
@@ -56,12 +52,11 @@ pub fn evaluate<M: Model>(
     device: &Device,
 ) -> Metrics {
     let model = model.valid().fork(device);
-    let batcher = DataBatcher::<M::Input>::new(Arc::new(data.clone()));
     let indices: Vec<usize> = (0..data.len()).collect();
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut outputs = Vec::with_capacity(data.len());
     for chunk in indices.chunks(batch_size.max(1)) {
-        let batch = batcher.batch(chunk.to_vec(), device);
+        let batch = make_batch::<M::Input>(data, chunk, device);
         let out = model.forward(batch.inputs);
         let l: f64 = loss(out.clone(), &batch.targets).into_scalar::<f32>() as f64;
         loss_sum += l * chunk.len() as f64;

@@ -18,7 +18,7 @@ mod run;
 mod schedule;
 mod trainer;
 
-pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher};
+pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};

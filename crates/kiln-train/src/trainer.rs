@@ -138,35 +138,36 @@ impl Trainer {
     /// Trains `model` on `data`, holding out `validation_split` of it for validation.
     pub fn fit<M: Model>(&self, model: M, data: &Data) -> Result<FitResult<M>, TrainError> {
         let parts = split(data, self.config.validation_split, self.config.seed)?;
-        self.fit_with_validation(model, &parts.first, &parts.second)
+        self.fit_with_validation(model, parts.first, parts.second)
     }
 
     /// Trains `model` on `train`, validating on `valid` after every epoch.
+    ///
+    /// Takes the data by value or as an `Arc`: the data loaders share it without copying.
     pub fn fit_with_validation<M: Model>(
         &self,
         model: M,
-        train: &Data,
-        valid: &Data,
+        train: impl Into<Arc<Data>>,
+        valid: impl Into<Arc<Data>>,
     ) -> Result<FitResult<M>, TrainError> {
+        let (train, valid): (Arc<Data>, Arc<Data>) = (train.into(), valid.into());
         let config = &self.config;
-        self.check_fit(&model, train)?;
-        self.check_fit(&model, valid)?;
+        self.check_fit(&model, &train)?;
+        self.check_fit(&model, &valid)?;
 
         self.device.seed(config.seed);
         let train_device = self.device.clone().autodiff();
         train_device.seed(config.seed);
 
-        let loader_train =
-            DataLoaderBuilder::new(DataBatcher::<M::Input>::new(Arc::new(train.clone())))
-                .batch_size(config.batch_size)
-                .shuffle(config.seed)
-                .set_device(train_device.clone())
-                .build(Indices(train.len()));
-        let loader_valid =
-            DataLoaderBuilder::new(DataBatcher::<M::Input>::new(Arc::new(valid.clone())))
-                .batch_size(config.batch_size)
-                .set_device(self.device.clone())
-                .build(Indices(valid.len()));
+        let loader_train = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(train.clone()))
+            .batch_size(config.batch_size)
+            .shuffle(config.seed)
+            .set_device(train_device.clone())
+            .build(Indices(train.len()));
+        let loader_valid = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
+            .batch_size(config.batch_size)
+            .set_device(self.device.clone())
+            .build(Indices(valid.len()));
 
         let steps_per_epoch = train.len().div_ceil(config.batch_size);
         let scheduler = EpochLrScheduler {

@@ -93,7 +93,7 @@ fn restore_best_weights_returns_the_best_epochs_model() {
     });
     let fit = Trainer::new(cfg, device())
         .unwrap()
-        .fit_with_validation(mlp(vec![256], 10, 64), &small, &valid)
+        .fit_with_validation(mlp(vec![256], 10, 64), small, valid.clone())
         .unwrap();
     assert!(fit.stopped_early, "{:?}", fit.history);
     assert_eq!(fit.best_epoch, fit.epochs_run - 3);

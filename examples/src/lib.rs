@@ -1,0 +1,1 @@
+//! Runnable kiln examples live in `examples/`; this library is empty.
