@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model, then report its metrics on the held-out test set.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Reload a run's model and report its test metrics again.
     Eval(EvalArgs),
 }

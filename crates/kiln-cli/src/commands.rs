@@ -160,7 +160,7 @@ fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
         },
         lr_schedule: args.lr_schedule,
         validation_split: args.validation_split,
-        early_stopping: (args.patience > 0).then(|| EarlyStopping {
+        early_stopping: (args.patience > 0).then_some(EarlyStopping {
             monitor: args.monitor,
             min_delta: args.min_delta,
             patience: args.patience,

@@ -135,7 +135,7 @@ impl OptimizerConfig {
         match self.kind {
             OptimizerKind::Sgd => SgdConfig::new()
                 .with_weight_decay(decay)
-                .with_momentum((self.momentum > 0.0).then(|| MomentumConfig {
+                .with_momentum((self.momentum > 0.0).then_some(MomentumConfig {
                     momentum: self.momentum,
                     dampening: 0.0,
                     nesterov: self.nesterov,

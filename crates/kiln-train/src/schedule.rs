@@ -56,7 +56,7 @@ impl LrSchedule {
             LrSchedule::Cosine { min_lr } if !(0.0..=lr).contains(&min_lr) => {
                 bad(format!("min_lr must lie in [0, lr={lr}], got {min_lr}"))
             }
-            LrSchedule::InverseTime { decay } if !(decay >= 0.0) => {
+            LrSchedule::InverseTime { decay } if decay.is_nan() || decay < 0.0 => {
                 bad(format!("decay must be >= 0, got {decay}"))
             }
             _ => Ok(()),

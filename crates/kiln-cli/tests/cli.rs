@@ -1,0 +1,155 @@
+//! The `kiln` binary end to end: real data in, run directory and metrics out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("BURN_DEVICE")
+        .output()
+        .expect("the kiln binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs `kiln train ARGS --quiet --out DIR` and returns metrics.json.
+fn train(name: &str, args: &[&str]) -> (serde_json::Value, PathBuf) {
+    let out = scratch(name);
+    let mut all = vec!["train", "--quiet", "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = kiln(&all);
+    assert!(o.status.success(), "kiln {all:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    (serde_json::from_str(&metrics).unwrap(), out)
+}
+
+fn stdout_value(o: &Output, key: &str) -> f64 {
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_default_run_learns_the_digits_and_eval_reproduces_it() {
+    let out = scratch("default");
+    let o = kiln(&["--quiet", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let accuracy = stdout_value(&o, "test_accuracy");
+    assert!(accuracy >= 0.96, "test accuracy {accuracy}");
+    for file in ["config.json", "history.csv", "metrics.json", "model.bpk", "standardizer.json"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["backend"], "flex");
+    assert_eq!(metrics["task"], "classification");
+    assert!(metrics["samples_per_sec"].as_f64().unwrap() > 0.0);
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(
+        history.lines().count() as u64,
+        1 + metrics["epochs_run"].as_u64().unwrap()
+    );
+
+    let e = kiln(&["eval", "--run", out.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", String::from_utf8_lossy(&e.stderr));
+    assert_eq!(stdout_value(&e, "test_accuracy"), accuracy);
+    assert_eq!(stdout_value(&e, "test_loss"), stdout_value(&o, "test_loss"));
+}
+
+#[test]
+fn an_mlp_reaches_97_5_percent_on_real_mnist() {
+    let (m, _) = train(
+        "mnist",
+        &["--dataset", "mnist", "--hidden", "128,64", "--dropout", "0.2", "--epochs", "10"],
+    );
+    let accuracy = m["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.975, "MNIST test accuracy {accuracy}");
+    assert!(m["epochs_run"].as_u64().unwrap() <= 10);
+}
+
+#[test]
+fn the_mlp_solves_xor_and_the_perceptron_cannot() {
+    let args = ["--dataset", "xor", "--hidden", "8", "--activation", "tanh", "--dropout", "0"];
+    let (m, _) = train("xor", &[&args[..], &["--lr", "0.05", "--epochs", "100"]].concat());
+    assert_eq!(m["test_accuracy"].as_f64().unwrap(), 1.0);
+    let (p, _) = train("xor-perceptron", &["--model", "perceptron", "--dataset", "xor", "--epochs", "50"]);
+    assert!(p["test_accuracy"].as_f64().unwrap() <= 0.8, "{p}");
+    assert_eq!(p["stopped_early"], false, "the perceptron rule never converges on XOR");
+}
+
+#[test]
+fn house_prices_regression_reaches_r2_095() {
+    let (m, _) = train(
+        "house",
+        &[
+            "--dataset", "house-prices", "--hidden", "32", "--dropout", "0", "--lr", "0.05",
+            "--lr-schedule", "inverse-time:0.05", "--epochs", "100", "--patience", "10",
+        ],
+    );
+    assert_eq!(m["task"], "regression");
+    assert!(m["test_r2"].as_f64().unwrap() >= 0.95, "{m}");
+    assert!(m.get("test_accuracy").is_none());
+}
+
+fn write_csv(dir: &Path, name: &str, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_users_csv_trains_and_bad_cells_are_named() {
+    let dir = scratch("csv");
+    let mut text = String::from("x1,x2,label\n");
+    for i in 0..200 {
+        let (a, b) = ((i % 20) as f32 / 10.0, (i / 20) as f32 / 5.0);
+        text.push_str(&format!("{a},{b},{}\n", if a > b { "high" } else { "low" }));
+    }
+    let good = write_csv(&dir, "good.csv", &text);
+    let dataset = format!("csv:{}", good.display());
+    let (m, _) = train("csv-run", &["--dataset", &dataset, "--target", "label", "--dropout", "0", "--lr", "0.01"]);
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.9, "{m}");
+
+    let bad = write_csv(&dir, "bad.csv", "x1,x2,label\n1,2,a\n3,oops,b\n");
+    let o = kiln(&["train", "--quiet", "--dataset", &format!("csv:{}", bad.display()), "--target", "label"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("row 2, column `x2`: `oops` is not a number"), "{err}");
+    let o = kiln(&["train", "--quiet", "--dataset", &dataset, "--target", "nope"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no column named `nope` (columns are: x1, x2, label)"));
+}
+
+#[test]
+fn bad_input_gets_errors_that_name_the_problem() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["train", "--dataset", "cifar"], "valid: digits, iris, mnist"),
+        (&["train", "--activation", "swish"], "valid: relu, leaky-relu, elu, gelu, sigmoid, tanh"),
+        (&["train", "--optimizer", "adagrad"], "valid: sgd, adam, adamw, rmsprop"),
+        (&["train", "--lr-schedule", "warmup"], "valid: constant, step, exponential, cosine, inverse-time"),
+        (&["train", "--model", "perceptron"], "the perceptron separates two classes; digits has 10 classes"),
+        (&["train", "--validation-split", "0"], "validation_split"),
+    ];
+    for (args, expected) in cases {
+        let o = kiln(args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--quiet", "--dataset", "mnist"])
+        .env("KILN_DATA", "/nonexistent/kiln-data")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("datasets/fetch.sh mnist"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
