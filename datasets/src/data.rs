@@ -84,7 +84,8 @@ impl Data {
     /// Builds a dataset, checking that the buffer, the sample shape and the targets agree.
     pub fn new(x: Vec<f32>, sample_shape: Vec<usize>, y: Targets) -> Result<Self, DataError> {
         let sample_len: usize = sample_shape.iter().product();
-        if sample_len == 0 || !x.len().is_multiple_of(sample_len) || x.len() / sample_len != y.len() {
+        if sample_len == 0 || !x.len().is_multiple_of(sample_len) || x.len() / sample_len != y.len()
+        {
             return Err(DataError::ShapeMismatch {
                 what: "samples and targets".into(),
                 expected: format!(

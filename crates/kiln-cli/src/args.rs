@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kiln::cnn::Preset;
 use kiln::common::Activation;
 use kiln::train::{LrSchedule, Monitor, OptimizerKind, Task};
 
@@ -38,6 +39,8 @@ pub enum ModelKind {
     Mlp,
     /// Rosenblatt's perceptron, trained by the perceptron rule (binary datasets).
     Perceptron,
+    /// Convolutional image classifier (`--preset`).
+    Cnn,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -45,6 +48,9 @@ pub struct TrainArgs {
     /// Model to train.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelKind,
+    /// CNN architecture: mnist (1x28x28), cifar or cifar-bn (3x32x32).
+    #[arg(long, default_value = "mnist")]
+    pub preset: Preset,
     /// Dataset: digits, iris, mnist, xor, spirals, moons, house-prices or csv:PATH.
     #[arg(long, default_value = "digits")]
     pub dataset: DatasetSpec,

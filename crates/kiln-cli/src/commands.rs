@@ -7,6 +7,7 @@ use kiln::Device;
 use kiln::backend::{self, Backend};
 use kiln::burn::module::Module;
 use kiln::burn::tensor::{Int, Tensor, TensorData};
+use kiln::cnn::{Cnn, CnnConfig};
 use kiln::datasets::{Data, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::train::{
@@ -24,6 +25,7 @@ use crate::dataset::{DataConfig, Prepared};
 #[serde(rename_all = "lowercase")]
 pub enum ModelSpec {
     Mlp(MlpConfig),
+    Cnn(CnnConfig),
     Perceptron(PerceptronConfig),
 }
 
@@ -80,19 +82,10 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     device.seed(args.seed);
     let report = match &model {
         ModelSpec::Mlp(mlp) => {
-            let fit = Trainer::new(trainer.clone(), device.clone())?
-                .fit(mlp.init(&device), &prepared.train)?;
-            let test = evaluate(
-                &fit.model,
-                &prepared.test,
-                prepared.task,
-                EVAL_BATCH,
-                &device,
-            );
-            run.write_text("history.csv", &fit.history.to_csv())?;
-            let n_params = fit.model.num_params();
-            run.save_model(fit.model.clone())?;
-            Report::from_fit(&fit, test, n_params)
+            fit_and_record(mlp.init(&device), &trainer, &prepared, &device, &run)?
+        }
+        ModelSpec::Cnn(cnn) => {
+            fit_and_record(cnn.init(&device), &trainer, &prepared, &device, &run)?
         }
         ModelSpec::Perceptron(cfg) => perceptron(cfg, &prepared, trainer.epochs, &device, &run)?,
     };
@@ -128,6 +121,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
                 &device,
             )
         }
+        ModelSpec::Cnn(cnn) => {
+            let model: Cnn = run.load_model(cnn.init(&device))?;
+            evaluate(
+                &model,
+                &prepared.test,
+                config.trainer.task,
+                EVAL_BATCH,
+                &device,
+            )
+        }
         ModelSpec::Perceptron(cfg) => {
             let model = run.load_model(cfg.init(&device))?;
             let accuracy = perceptron_accuracy(&model, &prepared.test, &device);
@@ -140,6 +143,28 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     );
     print_metrics(&test);
     Ok(())
+}
+
+/// Fits a model with the trainer, evaluates it on the test set and records the run.
+fn fit_and_record<M: kiln::common::Model>(
+    model: M,
+    trainer: &TrainerConfig,
+    prepared: &Prepared,
+    device: &Device,
+    run: &RunDir,
+) -> Result<Report> {
+    let fit = Trainer::new(trainer.clone(), device.clone())?.fit(model, &prepared.train)?;
+    let test = evaluate(
+        &fit.model,
+        &prepared.test,
+        prepared.task,
+        EVAL_BATCH,
+        device,
+    );
+    run.write_text("history.csv", &fit.history.to_csv())?;
+    let n_params = Module::num_params(&fit.model);
+    run.save_model(fit.model.clone())?;
+    Ok(Report::from_fit(&fit, test, n_params))
 }
 
 fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
@@ -187,6 +212,28 @@ fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec> {
             config.check()?;
             ModelSpec::Mlp(config)
         }
+        ModelKind::Cnn => {
+            let config = CnnConfig::preset(args.preset, d_output);
+            let expected = [
+                config.in_channels,
+                config.image_size[0],
+                config.image_size[1],
+            ];
+            if data.task != Task::Classification || data.train.sample_shape != expected {
+                bail!(
+                    "the {} preset classifies {}x{}x{} images; {} has samples of shape {:?} ({})",
+                    args.preset,
+                    expected[0],
+                    expected[1],
+                    expected[2],
+                    args.dataset,
+                    data.train.sample_shape,
+                    data.task
+                );
+            }
+            config.check()?;
+            ModelSpec::Cnn(config)
+        }
         ModelKind::Perceptron => {
             if data.task != Task::Classification || d_output != 2 {
                 bail!(
@@ -218,6 +265,14 @@ fn model_name(model: &ModelSpec) -> String {
                 .collect::<Vec<_>>()
                 .join("-")
         ),
+        ModelSpec::Cnn(c) => format!(
+            "CNN ({} conv blocks, {}x{}x{} images, {} classes)",
+            c.blocks.len(),
+            c.in_channels,
+            c.image_size[0],
+            c.image_size[1],
+            c.d_output
+        ),
         ModelSpec::Perceptron(c) => format!("perceptron ({} inputs)", c.d_input),
     }
 }
@@ -226,6 +281,7 @@ fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
     let model = match args.model {
         ModelKind::Mlp => "mlp",
         ModelKind::Perceptron => "perceptron",
+        ModelKind::Cnn => "cnn",
     };
     PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()))
 }
@@ -266,7 +322,7 @@ struct Report {
 }
 
 impl Report {
-    fn from_fit(fit: &FitResult<Mlp>, test: Metrics, n_params: usize) -> Self {
+    fn from_fit<M>(fit: &FitResult<M>, test: Metrics, n_params: usize) -> Self {
         Self {
             test,
             best_epoch: fit.best_epoch,

@@ -23,7 +23,11 @@ fn train(name: &str, args: &[&str]) -> (serde_json::Value, PathBuf) {
     let mut all = vec!["train", "--quiet", "--out", out.to_str().unwrap()];
     all.extend_from_slice(args);
     let o = kiln(&all);
-    assert!(o.status.success(), "kiln {all:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "kiln {all:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
     (serde_json::from_str(&metrics).unwrap(), out)
 }
@@ -44,7 +48,13 @@ fn the_default_run_learns_the_digits_and_eval_reproduces_it() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let accuracy = stdout_value(&o, "test_accuracy");
     assert!(accuracy >= 0.96, "test accuracy {accuracy}");
-    for file in ["config.json", "history.csv", "metrics.json", "model.bpk", "standardizer.json"] {
+    for file in [
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.bpk",
+        "standardizer.json",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let metrics: serde_json::Value =
@@ -68,7 +78,16 @@ fn the_default_run_learns_the_digits_and_eval_reproduces_it() {
 fn an_mlp_reaches_97_5_percent_on_real_mnist() {
     let (m, _) = train(
         "mnist",
-        &["--dataset", "mnist", "--hidden", "128,64", "--dropout", "0.2", "--epochs", "10"],
+        &[
+            "--dataset",
+            "mnist",
+            "--hidden",
+            "128,64",
+            "--dropout",
+            "0.2",
+            "--epochs",
+            "10",
+        ],
     );
     let accuracy = m["test_accuracy"].as_f64().unwrap();
     assert!(accuracy >= 0.975, "MNIST test accuracy {accuracy}");
@@ -77,12 +96,37 @@ fn an_mlp_reaches_97_5_percent_on_real_mnist() {
 
 #[test]
 fn the_mlp_solves_xor_and_the_perceptron_cannot() {
-    let args = ["--dataset", "xor", "--hidden", "8", "--activation", "tanh", "--dropout", "0"];
-    let (m, _) = train("xor", &[&args[..], &["--lr", "0.05", "--epochs", "100"]].concat());
+    let args = [
+        "--dataset",
+        "xor",
+        "--hidden",
+        "8",
+        "--activation",
+        "tanh",
+        "--dropout",
+        "0",
+    ];
+    let (m, _) = train(
+        "xor",
+        &[&args[..], &["--lr", "0.05", "--epochs", "100"]].concat(),
+    );
     assert_eq!(m["test_accuracy"].as_f64().unwrap(), 1.0);
-    let (p, _) = train("xor-perceptron", &["--model", "perceptron", "--dataset", "xor", "--epochs", "50"]);
+    let (p, _) = train(
+        "xor-perceptron",
+        &[
+            "--model",
+            "perceptron",
+            "--dataset",
+            "xor",
+            "--epochs",
+            "50",
+        ],
+    );
     assert!(p["test_accuracy"].as_f64().unwrap() <= 0.8, "{p}");
-    assert_eq!(p["stopped_early"], false, "the perceptron rule never converges on XOR");
+    assert_eq!(
+        p["stopped_early"], false,
+        "the perceptron rule never converges on XOR"
+    );
 }
 
 #[test]
@@ -90,8 +134,20 @@ fn house_prices_regression_reaches_r2_095() {
     let (m, _) = train(
         "house",
         &[
-            "--dataset", "house-prices", "--hidden", "32", "--dropout", "0", "--lr", "0.05",
-            "--lr-schedule", "inverse-time:0.05", "--epochs", "100", "--patience", "10",
+            "--dataset",
+            "house-prices",
+            "--hidden",
+            "32",
+            "--dropout",
+            "0",
+            "--lr",
+            "0.05",
+            "--lr-schedule",
+            "inverse-time:0.05",
+            "--epochs",
+            "100",
+            "--patience",
+            "10",
         ],
     );
     assert_eq!(m["task"], "regression");
@@ -116,26 +172,73 @@ fn a_users_csv_trains_and_bad_cells_are_named() {
     }
     let good = write_csv(&dir, "good.csv", &text);
     let dataset = format!("csv:{}", good.display());
-    let (m, _) = train("csv-run", &["--dataset", &dataset, "--target", "label", "--dropout", "0", "--lr", "0.01"]);
+    let (m, _) = train(
+        "csv-run",
+        &[
+            "--dataset",
+            &dataset,
+            "--target",
+            "label",
+            "--dropout",
+            "0",
+            "--lr",
+            "0.01",
+        ],
+    );
     assert!(m["test_accuracy"].as_f64().unwrap() >= 0.9, "{m}");
 
     let bad = write_csv(&dir, "bad.csv", "x1,x2,label\n1,2,a\n3,oops,b\n");
-    let o = kiln(&["train", "--quiet", "--dataset", &format!("csv:{}", bad.display()), "--target", "label"]);
+    let o = kiln(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        &format!("csv:{}", bad.display()),
+        "--target",
+        "label",
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("row 2, column `x2`: `oops` is not a number"), "{err}");
-    let o = kiln(&["train", "--quiet", "--dataset", &dataset, "--target", "nope"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no column named `nope` (columns are: x1, x2, label)"));
+    assert!(
+        err.contains("row 2, column `x2`: `oops` is not a number"),
+        "{err}"
+    );
+    let o = kiln(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        &dataset,
+        "--target",
+        "nope",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no column named `nope` (columns are: x1, x2, label)")
+    );
 }
 
 #[test]
 fn bad_input_gets_errors_that_name_the_problem() {
     let cases: [(&[&str], &str); 6] = [
-        (&["train", "--dataset", "cifar"], "valid: digits, iris, mnist"),
-        (&["train", "--activation", "swish"], "valid: relu, leaky-relu, elu, gelu, sigmoid, tanh"),
-        (&["train", "--optimizer", "adagrad"], "valid: sgd, adam, adamw, rmsprop"),
-        (&["train", "--lr-schedule", "warmup"], "valid: constant, step, exponential, cosine, inverse-time"),
-        (&["train", "--model", "perceptron"], "the perceptron separates two classes; digits has 10 classes"),
+        (
+            &["train", "--dataset", "cifar"],
+            "valid: digits, iris, mnist",
+        ),
+        (
+            &["train", "--activation", "swish"],
+            "valid: relu, leaky-relu, elu, gelu, sigmoid, tanh",
+        ),
+        (
+            &["train", "--optimizer", "adagrad"],
+            "valid: sgd, adam, adamw, rmsprop",
+        ),
+        (
+            &["train", "--lr-schedule", "warmup"],
+            "valid: constant, step, exponential, cosine, inverse-time",
+        ),
+        (
+            &["train", "--model", "perceptron"],
+            "the perceptron separates two classes; digits has 10 classes",
+        ),
         (&["train", "--validation-split", "0"], "validation_split"),
     ];
     for (args, expected) in cases {

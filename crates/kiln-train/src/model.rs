@@ -160,3 +160,52 @@ impl<M: Model> InferenceStep for Supervised<M> {
         self.forward_loss(batch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn close(a: f32, b: f64) -> bool {
+        (a as f64 - b).abs() < 1e-5
+    }
+
+    #[test]
+    fn cross_entropy_matches_the_hand_computed_value() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_floats([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]], &device);
+        let targets = BatchTargets::Classes(Tensor::from_ints([2, 0], &device));
+        // -log softmax: row 1 target 2: log(e^1 + e^2 + e^3) - 3; row 2: log 3.
+        let row1 = ((1f64).exp() + (2f64).exp() + (3f64).exp()).ln() - 3.0;
+        let expected = (row1 + 3f64.ln()) / 2.0;
+        assert!(close(loss(logits, &targets).into_scalar::<f32>(), expected));
+    }
+
+    #[test]
+    fn a_single_logit_uses_binary_cross_entropy() {
+        let device = Device::flex();
+        let logits = Tensor::<2>::from_floats([[0.5], [-1.0]], &device);
+        let targets = BatchTargets::Classes(Tensor::from_ints([1, 0], &device));
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let expected = (-(sig(0.5).ln()) - (1.0 - sig(-1.0)).ln()) / 2.0;
+        assert!(close(
+            loss(logits.clone(), &targets).into_scalar::<f32>(),
+            expected
+        ));
+        // Its class scores [0, z] rank class 1 first exactly when sigmoid(z) > 0.5.
+        let predicted: Vec<i64> = class_scores(logits)
+            .argmax(1)
+            .into_data()
+            .iter::<i64>()
+            .collect();
+        assert_eq!(predicted, [1, 0]);
+    }
+
+    #[test]
+    fn regression_uses_mean_squared_error() {
+        let device = Device::flex();
+        let out = Tensor::<2>::from_floats([[1.0], [4.0]], &device);
+        let targets = BatchTargets::Values(Tensor::from_floats([[2.0], [2.0]], &device));
+        assert!(close(loss(out, &targets).into_scalar::<f32>(), 2.5));
+    }
+}

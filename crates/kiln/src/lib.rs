@@ -1,6 +1,7 @@
 //! kiln: Keras-level productivity for deep learning in Rust, on Burn.
 //!
 //! - [`fnn`]: the perceptron and the multi-layer perceptron.
+//! - [`cnn`]: convolutional blocks and small image classifiers.
 //! - [`train`]: the shared trainer (`fit`, `evaluate`, `predict`, early stopping, schedules).
 //! - [`datasets`]: embedded, fetched and synthetic data.
 //! - [`backend`]: picks the compute backend at run time among those compiled in.
@@ -12,6 +13,7 @@ pub mod backend;
 
 pub use burn;
 pub use burn::tensor::Device;
+pub use kiln_cnn as cnn;
 pub use kiln_common as common;
 pub use kiln_datasets as datasets;
 pub use kiln_fnn as fnn;
@@ -22,6 +24,7 @@ pub mod prelude {
     pub use crate::backend::{Backend, device};
     pub use burn::module::Module;
     pub use burn::tensor::{Device, Tensor};
+    pub use kiln_cnn::{Cnn, CnnConfig, ConvBlockConfig, Padding, Pool, Preset};
     pub use kiln_common::{Activation, Model};
     pub use kiln_datasets::{Data, Targets};
     pub use kiln_fnn::{Mlp, MlpConfig, Perceptron, PerceptronConfig};

@@ -1,0 +1,377 @@
+use std::fmt;
+use std::str::FromStr;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use kiln_common::{Activation, Model};
+use kiln_fnn::{Mlp, MlpConfig};
+
+use crate::conv_block::{ConvBlock, ConvBlockConfig, Padding, Pool};
+
+/// A hyper-parameter of [`CnnConfig`] that cannot work, found by [`CnnConfig::check`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CnnConfigError {
+    #[error("the network needs at least one conv block")]
+    NoBlocks,
+    #[error("block {block} takes {got} input channels but receives {expected}")]
+    Channels {
+        block: usize,
+        expected: usize,
+        got: usize,
+    },
+    #[error(
+        "block {block} shrinks the image to nothing: {input:?} in, {output:?} out \
+         (use smaller kernels, `same` padding, fewer pools, or a larger image)"
+    )]
+    ImageVanishes {
+        block: usize,
+        input: [usize; 2],
+        output: [usize; 2],
+    },
+    #[error("block {block}: {reason}")]
+    Block { block: usize, reason: String },
+    #[error("head: {0}")]
+    Head(#[from] kiln_fnn::MlpConfigError),
+}
+
+/// A small image classifier:
+///
+/// ```text
+/// image -> ConvBlock x blocks.len() -> flatten -> dense head (Mlp) -> d_output logits
+/// ```
+///
+/// The flatten size is computed from `image_size` and the blocks, never written by hand.
+#[derive(Config, Debug)]
+pub struct CnnConfig {
+    /// Channels of the input image (1 grey, 3 colour).
+    pub in_channels: usize,
+    /// `[height, width]` of the input image.
+    pub image_size: [usize; 2],
+    /// The convolutional blocks, first to last.
+    pub blocks: Vec<ConvBlockConfig>,
+    /// Hidden widths of the dense head.
+    pub head: Vec<usize>,
+    /// Number of outputs (classes).
+    pub d_output: usize,
+    /// Dropout in the dense head. Default: 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Activation of the dense head. Default: ReLU.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+}
+
+impl CnnConfig {
+    /// Checks the blocks chain up (channels and image size) and the head is valid.
+    pub fn check(&self) -> Result<(), CnnConfigError> {
+        if self.blocks.is_empty() {
+            return Err(CnnConfigError::NoBlocks);
+        }
+        let mut channels = self.in_channels;
+        let mut size = self.image_size;
+        for (block, b) in self.blocks.iter().enumerate() {
+            if b.channels[0] != channels {
+                return Err(CnnConfigError::Channels {
+                    block,
+                    expected: channels,
+                    got: b.channels[0],
+                });
+            }
+            let reason = if b.channels[1] == 0 || b.kernel_size == 0 || b.stride == 0 {
+                Some("channels, kernel_size and stride must be at least 1".to_string())
+            } else if b.padding == Padding::Same && b.stride != 1 {
+                Some("`same` padding needs stride 1".to_string())
+            } else if b.pool.is_some() && b.pool_size == 0 {
+                Some("pool_size must be at least 1".to_string())
+            } else if !(0.0..1.0).contains(&b.dropout) {
+                Some(format!("dropout must lie in [0, 1), got {}", b.dropout))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(CnnConfigError::Block { block, reason });
+            }
+            let output = b.output_size(size);
+            if output.contains(&0) {
+                return Err(CnnConfigError::ImageVanishes {
+                    block,
+                    input: size,
+                    output,
+                });
+            }
+            channels = b.channels[1];
+            size = output;
+        }
+        self.head_config().check()?;
+        Ok(())
+    }
+
+    /// `(channels, [height, width])` after the last block.
+    pub fn feature_shape(&self) -> (usize, [usize; 2]) {
+        let size = self
+            .blocks
+            .iter()
+            .fold(self.image_size, |s, b| b.output_size(s));
+        let channels = self
+            .blocks
+            .last()
+            .map_or(self.in_channels, |b| b.channels[1]);
+        (channels, size)
+    }
+
+    /// Number of features the head receives: channels x height x width after the last block.
+    pub fn flatten_size(&self) -> usize {
+        let (c, [h, w]) = self.feature_shape();
+        c * h * w
+    }
+
+    fn head_config(&self) -> MlpConfig {
+        MlpConfig::new(self.flatten_size(), self.head.clone(), self.d_output)
+            .with_activation(self.activation)
+            .with_dropout(self.dropout)
+    }
+
+    /// Builds the network.
+    ///
+    /// # Panics
+    /// If [`check`](Self::check) fails; call it first to get the error as a value.
+    pub fn init(&self, device: &Device) -> Cnn {
+        if let Err(e) = self.check() {
+            panic!("invalid CnnConfig: {e}");
+        }
+        Cnn {
+            blocks: self.blocks.iter().map(|b| b.init(device)).collect(),
+            head: self.head_config().init(device),
+        }
+    }
+
+    /// A preset architecture for `d_output` classes.
+    pub fn preset(preset: Preset, d_output: usize) -> Self {
+        let block = |c_in, c_out| ConvBlockConfig::new([c_in, c_out]).with_pool(Some(Pool::Max));
+        match preset {
+            Preset::Mnist => CnnConfig::new(
+                1,
+                [28, 28],
+                vec![block(1, 32), block(32, 64)],
+                vec![128],
+                d_output,
+            ),
+            Preset::Cifar => CnnConfig::new(
+                3,
+                [32, 32],
+                vec![block(3, 32), block(32, 64)],
+                vec![128],
+                d_output,
+            ),
+            Preset::CifarBn => {
+                // VGG-style: two `same` 3x3 convs with batch norm per stage, then pool and
+                // dropout; three stages 32 -> 16 -> 8 -> 4.
+                let conv = |c_in, c_out| {
+                    ConvBlockConfig::new([c_in, c_out])
+                        .with_padding(Padding::Same)
+                        .with_batch_norm(true)
+                };
+                let end = |c_in, c_out, dropout| {
+                    conv(c_in, c_out)
+                        .with_pool(Some(Pool::Max))
+                        .with_dropout(dropout)
+                };
+                let blocks = vec![
+                    conv(3, 32),
+                    end(32, 32, 0.2),
+                    conv(32, 64),
+                    end(64, 64, 0.3),
+                    conv(64, 128),
+                    end(128, 128, 0.4),
+                ];
+                CnnConfig::new(3, [32, 32], blocks, vec![128], d_output).with_dropout(0.5)
+            }
+        }
+    }
+}
+
+/// Named architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// 1x28x28: conv 1->32 3x3, max pool, conv 32->64 3x3, max pool, dense 128 (the Keras and
+    /// PyTorch MNIST tutorial net).
+    Mnist,
+    /// 3x32x32: conv 3->32, pool, conv 32->64, pool, dense 128.
+    Cifar,
+    /// 3x32x32: three VGG-style stages with batch norm and dropout.
+    CifarBn,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::Mnist, Preset::Cifar, Preset::CifarBn];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Preset::Mnist => "mnist",
+            Preset::Cifar => "cifar",
+            Preset::CifarBn => "cifar-bn",
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown preset `{s}` (valid: mnist, cifar, cifar-bn)"))
+    }
+}
+
+/// A convolutional image classifier; see [`CnnConfig`].
+#[derive(Module, Debug)]
+pub struct Cnn {
+    pub blocks: Vec<ConvBlock>,
+    pub head: Mlp,
+}
+
+impl Cnn {
+    /// # Shapes
+    /// - images: `[batch, in_channels, height, width]`
+    /// - output: `[batch, d_output]`
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let features = self.blocks.iter().fold(images, |x, block| block.forward(x));
+        self.head.forward(features.flatten(1, 3))
+    }
+}
+
+impl Model for Cnn {
+    type Input = Tensor<4>;
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<2> {
+        Cnn::forward(self, input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn presets_give_one_row_of_logits_per_image() {
+        let device = Device::flex();
+        for (preset, shape) in [
+            (Preset::Mnist, [2, 1, 28, 28]),
+            (Preset::Cifar, [2, 3, 32, 32]),
+            (Preset::CifarBn, [2, 3, 32, 32]),
+        ] {
+            let cnn = CnnConfig::preset(preset, 10).init(&device);
+            let x = Tensor::<4>::random(shape, Distribution::Default, &device);
+            assert_eq!(cnn.forward(x).dims(), [2, 10], "{preset}");
+        }
+    }
+
+    #[test]
+    fn flatten_sizes_and_parameter_counts_match_hand_computation() {
+        let device = Device::flex();
+        // MNIST: 28 -conv-> 26 -pool-> 13 -conv-> 11 -pool-> 5; 64 * 5 * 5 = 1600.
+        // conv1 32*1*9+32 = 320, conv2 64*32*9+64 = 18496, dense 1600*128+128 = 204928,
+        // output 128*10+10 = 1290.
+        let mnist = CnnConfig::preset(Preset::Mnist, 10);
+        assert_eq!(mnist.flatten_size(), 1600);
+        assert_eq!(
+            mnist.init(&device).num_params(),
+            320 + 18_496 + 204_928 + 1290
+        );
+        // CIFAR: 32 -> 30 -> 15 -> 13 -> 6; 64 * 6 * 6 = 2304.
+        // conv1 32*3*9+32 = 896, dense 2304*128+128 = 295040.
+        let cifar = CnnConfig::preset(Preset::Cifar, 10);
+        assert_eq!(cifar.flatten_size(), 2304);
+        assert_eq!(
+            cifar.init(&device).num_params(),
+            896 + 18_496 + 295_040 + 1290
+        );
+        assert_eq!(
+            CnnConfig::preset(Preset::CifarBn, 10).flatten_size(),
+            128 * 4 * 4
+        );
+    }
+
+    #[test]
+    fn a_net_that_shrinks_the_image_to_nothing_is_an_error() {
+        let mut tiny = CnnConfig::preset(Preset::Mnist, 10);
+        tiny.image_size = [8, 8];
+        let e = tiny.check().unwrap_err();
+        assert_eq!(
+            e,
+            CnnConfigError::ImageVanishes {
+                block: 1,
+                input: [3, 3],
+                output: [0, 0]
+            }
+        );
+        assert!(e.to_string().contains("shrinks the image to nothing"));
+        let mut wrong = CnnConfig::preset(Preset::Mnist, 10);
+        wrong.in_channels = 3;
+        assert!(matches!(
+            wrong.check(),
+            Err(CnnConfigError::Channels {
+                block: 0,
+                expected: 3,
+                got: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn batch_norm_in_evaluation_uses_running_statistics() {
+        let device = Device::flex().autodiff();
+        let config = CnnConfig::new(
+            1,
+            [6, 6],
+            vec![ConvBlockConfig::new([1, 2]).with_batch_norm(true)],
+            vec![],
+            2,
+        );
+        let cnn = config.init(&device);
+        // Training passes on shifted data move the running mean away from 0.
+        for _ in 0..5 {
+            let x = Tensor::<4>::random([8, 1, 6, 6], Distribution::Normal(3.0, 1.0), &device);
+            let _ = cnn.forward(x);
+        }
+        let norm = cnn.blocks[0].norm.as_ref().unwrap();
+        let running: Vec<f32> = norm
+            .running_mean
+            .value()
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        assert!(
+            running.iter().any(|m| m.abs() > 0.1),
+            "running mean moved: {running:?}"
+        );
+
+        // In evaluation one sample's output does not depend on the others in its batch.
+        let eval = cnn.valid();
+        let a = Tensor::<4>::random([1, 1, 6, 6], Distribution::Default, &Device::flex());
+        let b = Tensor::<4>::random(
+            [3, 1, 6, 6],
+            Distribution::Normal(10.0, 5.0),
+            &Device::flex(),
+        );
+        let alone: Vec<f32> = eval.forward(a.clone()).into_data().iter::<f32>().collect();
+        let batched: Vec<f32> = eval
+            .forward(Tensor::cat(vec![a, b], 0))
+            .into_data()
+            .iter::<f32>()
+            .take(2)
+            .collect();
+        for (x, y) in alone.iter().zip(&batched) {
+            assert!((x - y).abs() < 1e-5, "{alone:?} vs {batched:?}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+use kiln_common::Activation;
+
+/// How a convolution treats the image border.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// Zero-pad so that the output has the input's size (stride 1).
+    Same,
+    /// No padding: the output shrinks by `kernel_size - 1`.
+    Valid,
+}
+
+/// Spatial pooling after the activation.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Pool {
+    Max,
+    Avg,
+}
+
+/// One convolutional block:
+///
+/// ```text
+/// conv(kernel, stride, padding) -> (batch norm) -> activation -> (pool) -> (dropout)
+/// ```
+#[derive(Config, Debug)]
+pub struct ConvBlockConfig {
+    /// Input and output channels.
+    pub channels: [usize; 2],
+    /// Square kernel side. Default: 3.
+    #[config(default = 3)]
+    pub kernel_size: usize,
+    /// Convolution stride. Default: 1.
+    #[config(default = 1)]
+    pub stride: usize,
+    /// Default: valid (no padding).
+    #[config(default = "Padding::Valid")]
+    pub padding: Padding,
+    /// Batch normalisation after the convolution. Default: off.
+    #[config(default = false)]
+    pub batch_norm: bool,
+    /// Default: ReLU.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    /// Pooling, with a square window of `pool_size` and the same stride. Default: none.
+    #[config(default = "None")]
+    pub pool: Option<Pool>,
+    /// Default: 2.
+    #[config(default = 2)]
+    pub pool_size: usize,
+    /// Dropout probability at the end of the block. Default: 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl ConvBlockConfig {
+    /// The block's output size `[height, width]` for an input of `size`; a side of 0 means the
+    /// block shrinks the image to nothing.
+    pub fn output_size(&self, size: [usize; 2]) -> [usize; 2] {
+        size.map(|side| {
+            let conv = match self.padding {
+                Padding::Same => side.div_ceil(self.stride),
+                Padding::Valid if side < self.kernel_size => 0,
+                Padding::Valid => (side - self.kernel_size) / self.stride + 1,
+            };
+            match self.pool {
+                Some(_) => conv / self.pool_size.max(1),
+                None => conv,
+            }
+        })
+    }
+
+    pub fn init(&self, device: &Device) -> ConvBlock {
+        let k = self.kernel_size;
+        let padding = match self.padding {
+            // Odd kernels pad evenly; even kernels put the extra row and column after.
+            Padding::Same => PaddingConfig2d::Explicit((k - 1) / 2, (k - 1) / 2, k / 2, k / 2),
+            Padding::Valid => PaddingConfig2d::Valid,
+        };
+        let window = [self.pool_size, self.pool_size];
+        ConvBlock {
+            conv: Conv2dConfig::new(self.channels, [k, k])
+                .with_stride([self.stride, self.stride])
+                .with_padding(padding)
+                .init(device),
+            norm: self
+                .batch_norm
+                .then(|| BatchNormConfig::new(self.channels[1]).init(device)),
+            activation: self.activation,
+            max_pool: (self.pool == Some(Pool::Max)).then(|| MaxPool2dConfig::new(window).init()),
+            avg_pool: (self.pool == Some(Pool::Avg)).then(|| AvgPool2dConfig::new(window).init()),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+/// A convolutional block; see [`ConvBlockConfig`].
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    pub conv: Conv2d,
+    pub norm: Option<BatchNorm>,
+    #[module(skip)]
+    pub activation: Activation,
+    pub max_pool: Option<MaxPool2d>,
+    pub avg_pool: Option<AvgPool2d>,
+    pub dropout: Dropout,
+}
+
+impl ConvBlock {
+    /// # Shapes
+    /// - x: `[batch, channels_in, height, width]`
+    /// - output: `[batch, channels_out, height', width']`, as
+    ///   [`ConvBlockConfig::output_size`] gives
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        let x = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        let x = self.activation.forward(x);
+        let x = match (&self.max_pool, &self.avg_pool) {
+            (Some(pool), _) => pool.forward(x),
+            (_, Some(pool)) => pool.forward(x),
+            _ => x,
+        };
+        self.dropout.forward(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn output_size_matches_the_forward_pass() {
+        let device = Device::flex();
+        let cases = [
+            ConvBlockConfig::new([1, 4]),
+            ConvBlockConfig::new([1, 4]).with_padding(Padding::Same),
+            ConvBlockConfig::new([1, 4])
+                .with_padding(Padding::Same)
+                .with_kernel_size(4),
+            ConvBlockConfig::new([1, 4]).with_pool(Some(Pool::Max)),
+            ConvBlockConfig::new([1, 4])
+                .with_stride(2)
+                .with_pool(Some(Pool::Avg)),
+            ConvBlockConfig::new([1, 4])
+                .with_kernel_size(5)
+                .with_batch_norm(true),
+        ];
+        for config in cases {
+            let x = Tensor::<4>::random([2, 1, 13, 10], Distribution::Default, &device);
+            let y = config.init(&device).forward(x);
+            let [h, w] = config.output_size([13, 10]);
+            assert_eq!(y.dims(), [2, 4, h, w], "{config:?}");
+        }
+    }
+
+    #[test]
+    fn a_valid_kernel_larger_than_the_image_leaves_nothing() {
+        assert_eq!(
+            ConvBlockConfig::new([1, 1])
+                .with_kernel_size(5)
+                .output_size([4, 9]),
+            [0, 5]
+        );
+    }
+}
