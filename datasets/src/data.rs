@@ -28,6 +28,8 @@ pub enum Targets {
         values: Vec<f32>,
         names: Vec<String>,
     },
+    /// No targets: inputs to predict on (such as a Kaggle `test.csv`).
+    Unlabelled { n: usize },
 }
 
 impl Targets {
@@ -36,6 +38,7 @@ impl Targets {
         match self {
             Targets::Classes { labels, .. } => labels.len(),
             Targets::Values { values, names } => values.len() / names.len().max(1),
+            Targets::Unlabelled { n } => *n,
         }
     }
 
@@ -48,7 +51,7 @@ impl Targets {
     pub fn labels(&self) -> Option<&[usize]> {
         match self {
             Targets::Classes { labels, .. } => Some(labels),
-            Targets::Values { .. } => None,
+            Targets::Values { .. } | Targets::Unlabelled { .. } => None,
         }
     }
 
@@ -56,6 +59,7 @@ impl Targets {
     pub fn width(&self) -> usize {
         match self {
             Targets::Classes { names, .. } | Targets::Values { names, .. } => names.len(),
+            Targets::Unlabelled { .. } => 0,
         }
     }
 
@@ -76,6 +80,7 @@ impl Targets {
                     names: names.clone(),
                 }
             }
+            Targets::Unlabelled { .. } => Targets::Unlabelled { n: indices.len() },
         }
     }
 }
@@ -157,7 +162,7 @@ impl Data {
                 labels.iter().for_each(|&l| counts[l] += 1);
                 counts
             }
-            Targets::Values { .. } => Vec::new(),
+            Targets::Values { .. } | Targets::Unlabelled { .. } => Vec::new(),
         }
     }
 }

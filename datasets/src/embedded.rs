@@ -54,7 +54,7 @@ pub fn iris() -> Data {
             Targets::Classes { labels, names },
         )
         .expect("iris is consistent"),
-        Targets::Values { .. } => unreachable!("iris targets are classes"),
+        _ => unreachable!("iris targets are classes"),
     }
 }
 

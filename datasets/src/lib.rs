@@ -4,21 +4,25 @@
 //! Every loader returns a [`Data`]: samples as one flat `f32` buffer with the shape of one
 //! sample, and their [`Targets`] (class labels or regression values).
 
+mod cifar;
 mod csv_table;
 mod data;
 mod embedded;
 mod error;
 mod idx;
+mod kaggle;
 mod mnist;
 mod scale;
 mod split;
 pub mod synthetic;
 
+pub use cifar::{CIFAR10_CLASSES, cifar10, cifar10_hint};
 pub use csv_table::{CsvOptions, load_csv};
 pub use data::{Data, Targets};
 pub use embedded::{digits, iris};
 pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
-pub use mnist::{MnistSplit, data_dir, fetch_hint, mnist};
-pub use scale::Standardizer;
+pub use kaggle::{digit_recognizer_test, digit_recognizer_train, write_submission};
+pub use mnist::{FASHION_MNIST_CLASSES, MnistSplit, data_dir, fashion_mnist, fetch_hint, mnist};
+pub use scale::{ChannelNormalizer, Standardizer};
 pub use split::{Split, split};

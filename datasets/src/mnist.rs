@@ -45,6 +45,57 @@ pub fn mnist(dir: Option<&Path>, split: MnistSplit) -> Result<Data, DataError> {
     images_and_labels(&images, &labels, (0..10).map(|d| d.to_string()).collect())
 }
 
+/// The ten Fashion-MNIST classes, in label order.
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "t-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
+
+/// Loads Fashion-MNIST (same IDX format and shapes as MNIST) from `dir`, default the
+/// `fashion-mnist/` folder under [`data_dir`], falling back to the Debian package's
+/// `/usr/share/datasets/fashion-mnist` when that holds the files.
+pub fn fashion_mnist(dir: Option<&Path>, split: MnistSplit) -> Result<Data, DataError> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let cache = data_dir().join("fashion-mnist");
+            let system = PathBuf::from("/usr/share/datasets/fashion-mnist");
+            if !cache.exists() && system.exists() {
+                system
+            } else {
+                cache
+            }
+        }
+    };
+    let prefix = match split {
+        MnistSplit::Train => "train",
+        MnistSplit::Test => "t10k",
+    };
+    let images = find(
+        &dir,
+        &format!("{prefix}-images-idx3-ubyte"),
+        "fashion-mnist",
+    )?;
+    let labels = find(
+        &dir,
+        &format!("{prefix}-labels-idx1-ubyte"),
+        "fashion-mnist",
+    )?;
+    let names = FASHION_MNIST_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    images_and_labels(&images, &labels, names)
+}
+
 /// Finds `name` or `name.gz` in `dir`, or says how to fetch `dataset`.
 pub(crate) fn find(dir: &Path, name: &str, dataset: &str) -> Result<PathBuf, DataError> {
     let plain = dir.join(name);

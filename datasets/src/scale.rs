@@ -62,10 +62,94 @@ impl Standardizer {
     }
 }
 
+/// Per-channel normalisation of images `[channels, height, width]`: each channel's pixels get
+/// `(x - mean) / std` with the mean and standard deviation of that channel over the training
+/// split (as torchvision's `Normalize` with statistics computed on the training set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelNormalizer {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl ChannelNormalizer {
+    /// Fits the statistics of each channel of `data`'s images.
+    pub fn fit(data: &Data) -> Result<Self, DataError> {
+        let channels = image_channels(data)?;
+        let plane = data.sample_len() / channels;
+        let (mut sum, mut sq) = (vec![0f64; channels], vec![0f64; channels]);
+        for sample in data.x.chunks_exact(data.sample_len()) {
+            for (c, pixels) in sample.chunks_exact(plane).enumerate() {
+                for &p in pixels {
+                    sum[c] += p as f64;
+                    sq[c] += (p as f64) * (p as f64);
+                }
+            }
+        }
+        let n = (data.len() * plane).max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let std = sq
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| ((s / n - m * m).max(0.0).sqrt() as f32).max(1e-6))
+            .collect();
+        Ok(Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            std,
+        })
+    }
+
+    /// Normalises `data`'s images in place.
+    pub fn transform(&self, data: &mut Data) -> Result<(), DataError> {
+        let channels = image_channels(data)?;
+        if channels != self.mean.len() {
+            return Err(DataError::ShapeMismatch {
+                what: "normaliser channels".into(),
+                expected: self.mean.len().to_string(),
+                got: channels.to_string(),
+            });
+        }
+        let (len, plane) = (data.sample_len(), data.sample_len() / channels);
+        for sample in data.x.chunks_exact_mut(len) {
+            for (c, pixels) in sample.chunks_exact_mut(plane).enumerate() {
+                pixels
+                    .iter_mut()
+                    .for_each(|p| *p = (*p - self.mean[c]) / self.std[c]);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn image_channels(data: &Data) -> Result<usize, DataError> {
+    match data.sample_shape.as_slice() {
+        [c, _, _] if *c > 0 => Ok(*c),
+        other => Err(DataError::ShapeMismatch {
+            what: "image samples".into(),
+            expected: "[channels, height, width]".into(),
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Targets;
+
+    #[test]
+    fn channels_are_normalised_separately() {
+        let y = Targets::Unlabelled { n: 2 };
+        // Two 2-channel 1x2 images: channel 0 holds 0, 2, 4, 6; channel 1 is constant 5.
+        let mut d = Data::new(vec![0., 2., 5., 5., 4., 6., 5., 5.], vec![2, 1, 2], y).unwrap();
+        let n = ChannelNormalizer::fit(&d).unwrap();
+        assert_eq!(n.mean, vec![3.0, 5.0]);
+        assert!((n.std[0] - 5f32.sqrt()).abs() < 1e-6);
+        n.transform(&mut d).unwrap();
+        assert!((d.x[0] + 3.0 / 5f32.sqrt()).abs() < 1e-6);
+        assert_eq!(d.x[2], 0.0);
+        let flat = Data::new(vec![0.; 4], vec![4], Targets::Unlabelled { n: 1 }).unwrap();
+        assert!(ChannelNormalizer::fit(&flat).is_err());
+    }
 
     #[test]
     fn fitted_features_have_zero_mean_unit_std() {

@@ -358,6 +358,24 @@ impl Report {
                 obj.insert(key.into(), json!(v));
             }
         }
+        if let Some(r) = &self.test.classes {
+            let per_class: Vec<serde_json::Value> = (0..r.names.len())
+                .map(|c| {
+                    json!({
+                        "class": r.names[c],
+                        "precision": r.precision[c],
+                        "recall": r.recall[c],
+                        "f1": r.f1[c],
+                        "support": r.confusion[c].iter().sum::<usize>(),
+                    })
+                })
+                .collect();
+            obj.insert("per_class".into(), json!(per_class));
+            obj.insert("macro_precision".into(), json!(r.macro_precision));
+            obj.insert("macro_recall".into(), json!(r.macro_recall));
+            obj.insert("macro_f1".into(), json!(r.macro_f1));
+            obj.insert("confusion_matrix".into(), json!(r.confusion));
+        }
         m
     }
 }
@@ -374,6 +392,10 @@ fn print_metrics(m: &Metrics) {
             println!("{name}: {v:.4}");
         }
     }
+    if let Some(report) = &m.classes {
+        println!("test_macro_f1: {:.4}", report.macro_f1);
+        print!("{report}");
+    }
 }
 
 fn classification_only(accuracy: f64) -> Metrics {
@@ -384,6 +406,7 @@ fn classification_only(accuracy: f64) -> Metrics {
         mse: None,
         mae: None,
         r2: None,
+        classes: None,
     }
 }
 
@@ -395,7 +418,9 @@ fn tensors(data: &Data, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     );
     let labels: Vec<i64> = match &data.y {
         Targets::Classes { labels, .. } => labels.iter().map(|&l| l as i64).collect(),
-        Targets::Values { .. } => unreachable!("the perceptron is only built for classes"),
+        Targets::Values { .. } | Targets::Unlabelled { .. } => {
+            unreachable!("the perceptron is only built for labelled classes")
+        }
     };
     (x, Tensor::from_data(TensorData::new(labels, [n]), device))
 }

@@ -22,6 +22,8 @@ pub enum BatchTargets {
     Classes(Tensor<1, Int>),
     /// Regression values, `[batch, d_target]`.
     Values(Tensor<2>),
+    /// Unlabelled inputs, for prediction only.
+    None,
 }
 
 /// Builds batches from a [`Data`] held in memory: the data loader hands it sample indices
@@ -68,6 +70,7 @@ pub fn make_batch<I: BatchInput>(data: &Data, indices: &[usize], device: &Device
             }
             BatchTargets::Values(Tensor::from_data(TensorData::new(out, [n, w]), device))
         }
+        Targets::Unlabelled { .. } => BatchTargets::None,
     };
     Batch { inputs, targets }
 }

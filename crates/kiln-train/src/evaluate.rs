@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::batch::make_batch;
 use crate::model::{Task, class_scores, loss};
+use crate::report::ClassReport;
 
 /// Test metrics of a model on a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +21,8 @@ pub struct Metrics {
     pub mae: Option<f64>,
     /// Regression: coefficient of determination, `1 - SS_res / SS_tot`.
     pub r2: Option<f64>,
+    /// Classification: confusion matrix, per-class precision, recall and F1.
+    pub classes: Option<ClassReport>,
 }
 
 /// The model's outputs for every sample of `data`, in order: `data.len()` rows of `d_output`
@@ -53,7 +56,8 @@ pub fn evaluate<M: Model>(
 ) -> Metrics {
     let model = model.valid().fork(device);
     let indices: Vec<usize> = (0..data.len()).collect();
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    let mut loss_sum = 0.0f64;
+    let mut predicted_classes = Vec::new();
     let mut outputs = Vec::with_capacity(data.len());
     for chunk in indices.chunks(batch_size.max(1)) {
         let batch = make_batch::<M::Input>(data, chunk, device);
@@ -66,12 +70,7 @@ pub fn evaluate<M: Model>(
                 .into_data()
                 .iter::<i64>()
                 .collect();
-            let labels = data.y.labels().expect("classification data");
-            correct += chunk
-                .iter()
-                .zip(predicted)
-                .filter(|(i, p)| labels[**i] as i64 == *p)
-                .count();
+            predicted_classes.extend(predicted.into_iter().map(|p| p as usize));
         }
         outputs.extend(out.into_data().iter::<f32>());
     }
@@ -83,10 +82,17 @@ pub fn evaluate<M: Model>(
         mse: None,
         mae: None,
         r2: None,
+        classes: None,
     };
     match (&data.y, task) {
-        (Targets::Classes { .. }, Task::Classification) => {
-            metrics.accuracy = Some(correct as f64 / n)
+        (Targets::Classes { labels, names }, Task::Classification) => {
+            let correct = labels
+                .iter()
+                .zip(&predicted_classes)
+                .filter(|(t, p)| t == p)
+                .count();
+            metrics.accuracy = Some(correct as f64 / n);
+            metrics.classes = Some(ClassReport::new(names.clone(), labels, &predicted_classes));
         }
         (Targets::Values { values, .. }, Task::Regression) => {
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;

@@ -90,6 +90,7 @@ pub fn loss(output: Tensor<2>, targets: &BatchTargets) -> Tensor<1> {
         BatchTargets::Values(values) => {
             MseLoss::new().forward(output, values.clone(), Reduction::Mean)
         }
+        BatchTargets::None => unreachable!("unlabelled data is for prediction; `fit` rejects it"),
     }
 }
 
@@ -118,6 +119,7 @@ impl ItemLazy for StepOutput {
             output: self.output.without_autodiff(),
             targets: match self.targets {
                 BatchTargets::Classes(c) => BatchTargets::Classes(c.without_autodiff()),
+                BatchTargets::None => BatchTargets::None,
                 BatchTargets::Values(v) => BatchTargets::Values(v.without_autodiff()),
             },
         })
@@ -136,6 +138,7 @@ impl Adaptor<AccuracyInput> for StepOutput {
             BatchTargets::Classes(c) => c.clone(),
             // Only registered for classification; regression never asks for accuracy.
             BatchTargets::Values(v) => v.clone().sum_dim(1).squeeze_dim(1).int(),
+            BatchTargets::None => unreachable!("unlabelled data is never trained on"),
         };
         AccuracyInput::new(class_scores(self.output.clone()), targets)
     }

@@ -275,6 +275,12 @@ impl Trainer {
                     targets: "classes",
                 });
             }
+            (Targets::Unlabelled { .. }, task) => {
+                return Err(TrainError::TaskMismatch {
+                    task: task.name(),
+                    targets: "missing (unlabelled data)",
+                });
+            }
             (Targets::Values { .. }, Task::Classification) => {
                 return Err(TrainError::TaskMismatch {
                     task: "classification",
