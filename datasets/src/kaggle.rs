@@ -10,7 +10,9 @@ fn read(path: &Path) -> Result<String, DataError> {
     if !path.exists() {
         return Err(DataError::MissingFile {
             path: path.into(),
-            hint: "Kaggle's digit-recognizer files come from kaggle.com/c/digit-recognizer".into(),
+            hint: "Check the path (Kaggle's digit-recognizer files come from \
+                   kaggle.com/c/digit-recognizer)."
+                .into(),
         });
     }
     std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))
@@ -63,26 +65,31 @@ pub fn digit_recognizer_train(path: &Path) -> Result<Data, DataError> {
 
 /// Reads an unlabelled digit-recognizer `test.csv` (pixel columns only).
 pub fn digit_recognizer_test(path: &Path) -> Result<Data, DataError> {
+    as_images(load_features_csv(path)?, path)
+}
+
+/// Reads a CSV of numeric feature columns with a header row and no target: inputs to predict
+/// on. Errors name the row and column of a bad cell, as [`load_csv`](crate::load_csv)'s do.
+pub fn load_features_csv(path: &Path) -> Result<Data, DataError> {
     // Parse with a synthetic target column so that the CSV checks apply unchanged.
     let text = read(path)?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
-    let mut with_target = format!("{header},__id\n");
+    let mut with_target = format!("{header},__row\n");
     for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         with_target.push_str(&format!("{line},{i}\n"));
     }
     let options = CsvOptions {
-        target: "__id".into(),
+        target: "__row".into(),
         classification: Some(false),
     };
     let data = parse_csv(&with_target, path, &options)?;
     let n = data.len();
-    let data = Data::new(data.x, data.sample_shape, Targets::Unlabelled { n })?;
-    as_images(data, path)
+    Data::new(data.x, data.sample_shape, Targets::Unlabelled { n })
 }
 
 /// Writes Kaggle's `submission.csv` (`ImageId,Label`, ImageId counted from 1), atomically.
-pub fn write_submission(path: &Path, labels: &[usize]) -> Result<(), DataError> {
+pub fn write_submission<L: std::fmt::Display>(path: &Path, labels: &[L]) -> Result<(), DataError> {
     let mut text = String::from("ImageId,Label\n");
     for (i, label) in labels.iter().enumerate() {
         text.push_str(&format!("{},{label}\n", i + 1));

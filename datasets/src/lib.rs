@@ -22,7 +22,9 @@ pub use data::{Data, Targets};
 pub use embedded::{digits, iris};
 pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
-pub use kaggle::{digit_recognizer_test, digit_recognizer_train, write_submission};
+pub use kaggle::{
+    digit_recognizer_test, digit_recognizer_train, load_features_csv, write_submission,
+};
 pub use mnist::{FASHION_MNIST_CLASSES, MnistSplit, data_dir, fashion_mnist, fetch_hint, mnist};
 pub use scale::{ChannelNormalizer, Standardizer};
 pub use split::{Split, split};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::cnn::Preset;
 use kiln::common::Activation;
-use kiln::train::{LrSchedule, Monitor, OptimizerKind, Task};
+use kiln::train::{Augmentation, LrSchedule, Monitor, OptimizerKind, Task};
 
 use crate::dataset::DatasetSpec;
 
@@ -29,6 +29,8 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Reload a run's model and report its test metrics again.
     Eval(EvalArgs),
+    /// Predict with a run's model on new inputs and write a submission CSV.
+    Predict(PredictArgs),
 }
 
 /// Model families this command line trains.
@@ -51,7 +53,8 @@ pub struct TrainArgs {
     /// CNN architecture: mnist (1x28x28), cifar or cifar-bn (3x32x32).
     #[arg(long, default_value = "mnist")]
     pub preset: Preset,
-    /// Dataset: digits, iris, mnist, xor, spirals, moons, house-prices or csv:PATH.
+    /// Dataset: digits, iris, mnist, fashion-mnist, cifar10, xor, spirals, moons,
+    /// house-prices, csv:PATH or digits-csv:PATH (Kaggle digit-recognizer train.csv).
     #[arg(long, default_value = "digits")]
     pub dataset: DatasetSpec,
     /// Target column of a CSV dataset.
@@ -121,6 +124,14 @@ pub struct TrainArgs {
     /// inverse-time[:DECAY].
     #[arg(long, default_value = "constant")]
     pub lr_schedule: LrSchedule,
+    /// Augment training images: comma-separated flip, crop=PIXELS, rotate=DEGREES,
+    /// translate=FRACTION, zoom=FRACTION, brightness=DELTA, contrast=FACTOR, noise=STD,
+    /// cutout=PIXELS.
+    #[arg(long, value_parser = parse_augmentation)]
+    pub augment: Option<Augmentation>,
+    /// Normalise each image channel with the training split's mean and std.
+    #[arg(long)]
+    pub normalize: bool,
     /// Seed of splits, initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -133,6 +144,26 @@ pub struct TrainArgs {
     /// Print nothing while training.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// The run directory that `kiln train` wrote.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Inputs: a CSV of feature columns, or for image runs a Kaggle digit-recognizer test.csv.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the predictions (`ImageId,Label`, ImageId from 1).
+    #[arg(long, default_value = "submission.csv")]
+    pub output: PathBuf,
+    /// Backend [default: $BURN_DEVICE, else flex].
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+fn parse_augmentation(list: &str) -> Result<Augmentation, String> {
+    Augmentation::parse(list, 0)
 }
 
 #[derive(Debug, Clone, Args)]

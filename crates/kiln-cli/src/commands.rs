@@ -11,13 +11,13 @@ use kiln::cnn::{Cnn, CnnConfig};
 use kiln::datasets::{Data, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::train::{
-    EarlyStopping, FitResult, GradientClip, History, Metrics, OptimizerConfig, RunDir, Task,
-    Trainer, TrainerConfig, Verbosity, evaluate,
+    Augmentation, EarlyStopping, FitResult, GradientClip, History, Metrics, OptimizerConfig,
+    RunDir, Task, Trainer, TrainerConfig, Verbosity, evaluate,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::args::{EvalArgs, ModelKind, TrainArgs};
+use crate::args::{EvalArgs, ModelKind, PredictArgs, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
 
 /// The model's architecture, as `config.json` keeps it.
@@ -47,6 +47,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         target: args.target.clone(),
         test_split: args.test_split,
         seed: args.seed,
+        normalize: args.normalize,
     };
     let prepared = data.prepare(args.task)?;
     let trainer = trainer_config(args, prepared.task);
@@ -66,7 +67,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     };
     run.write_json("config.json", &config)?;
     if let Some(scaler) = &prepared.scaler {
-        run.write_json("standardizer.json", scaler)?;
+        run.write_json("scaler.json", scaler)?;
     }
 
     if !args.quiet {
@@ -102,10 +103,10 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let (backend, device) = backend::device(args.device.as_deref())?;
     let prepared = config.data.prepare(Some(config.trainer.task))?;
     if let Some(scaler) = &prepared.scaler {
-        let saved: kiln::datasets::Standardizer = run.read_json("standardizer.json")?;
+        let saved: crate::dataset::Scaler = run.read_json("scaler.json")?;
         if &saved != scaler {
             bail!(
-                "{}: the data changed since this run was trained (its standardisation differs)",
+                "{}: the data changed since this run was trained (its scaling differs)",
                 config.data.dataset
             );
         }
@@ -167,6 +168,81 @@ fn fit_and_record<M: kiln::common::Model>(
     Ok(Report::from_fit(&fit, test, n_params))
 }
 
+pub fn predict(args: &PredictArgs) -> Result<()> {
+    let run = RunDir::open(&args.run)?;
+    let config: RunConfig = run.read_json("config.json")?;
+    let (_, device) = backend::device(args.device.as_deref())?;
+    let mut inputs = if config.data.is_images() {
+        kiln::datasets::digit_recognizer_test(&args.input)?
+    } else {
+        kiln::datasets::load_features_csv(&args.input)?
+    };
+    if run.file("scaler.json").exists() {
+        let scaler: crate::dataset::Scaler = run.read_json("scaler.json")?;
+        scaler.transform(&mut inputs)?;
+    }
+    let rows = match &config.model {
+        ModelSpec::Mlp(mlp) => {
+            check_inputs(&inputs, &[mlp.d_input], &args.input)?;
+            let model: Mlp = run.load_model(mlp.init(&device))?;
+            kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
+        }
+        ModelSpec::Cnn(cnn) => {
+            let shape = [cnn.in_channels, cnn.image_size[0], cnn.image_size[1]];
+            check_inputs(&inputs, &shape, &args.input)?;
+            let model: Cnn = run.load_model(cnn.init(&device))?;
+            kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
+        }
+        ModelSpec::Perceptron(_) => bail!("predict supports the MLP and CNN models"),
+    };
+    let classes: Vec<String> = run.read_json::<serde_json::Value>("metrics.json")?["per_class"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["class"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let labels: Vec<String> = match config.trainer.task {
+        Task::Classification => rows
+            .iter()
+            .map(|r| {
+                let best = if r.len() == 1 {
+                    usize::from(r[0] > 0.0)
+                } else {
+                    (0..r.len())
+                        .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+                        .unwrap_or(0)
+                };
+                classes
+                    .get(best)
+                    .cloned()
+                    .unwrap_or_else(|| best.to_string())
+            })
+            .collect(),
+        Task::Regression => rows.iter().map(|r| r[0].to_string()).collect(),
+    };
+    kiln::datasets::write_submission(&args.output, &labels)?;
+    eprintln!(
+        "kiln: {} predictions written to {}",
+        labels.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn check_inputs(inputs: &Data, expected: &[usize], path: &std::path::Path) -> Result<()> {
+    let flat = |s: &[usize]| s.iter().product::<usize>();
+    if flat(&inputs.sample_shape) != flat(expected) {
+        bail!(
+            "{}: the model takes samples of shape {expected:?}, the file has {:?}",
+            path.display(),
+            inputs.sample_shape
+        );
+    }
+    Ok(())
+}
+
 fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
     TrainerConfig {
         task,
@@ -184,6 +260,10 @@ fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
                 .or(args.clip_norm.map(GradientClip::Norm)),
         },
         lr_schedule: args.lr_schedule,
+        augmentation: args.augment.clone().map(|a| Augmentation {
+            seed: args.seed,
+            ..a
+        }),
         validation_split: args.validation_split,
         early_stopping: (args.patience > 0).then_some(EarlyStopping {
             monitor: args.monitor,

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use kiln::datasets::{self, CsvOptions, Data, MnistSplit, Standardizer, synthetic};
+use kiln::datasets::{
+    self, ChannelNormalizer, CsvOptions, Data, MnistSplit, Standardizer, synthetic,
+};
 use kiln::train::Task;
 use serde::{Deserialize, Serialize};
 
@@ -16,14 +18,19 @@ pub enum DatasetSpec {
     Digits,
     Iris,
     Mnist,
+    FashionMnist,
+    Cifar10,
     Xor,
     Spirals,
     Moons,
     HousePrices,
     Csv(PathBuf),
+    /// Kaggle's digit-recognizer `train.csv`.
+    DigitsCsv(PathBuf),
 }
 
-const NAMES: &str = "digits, iris, mnist, xor, spirals, moons, house-prices, csv:PATH";
+const NAMES: &str = "digits, iris, mnist, fashion-mnist, cifar10, xor, spirals, moons, \
+                     house-prices, csv:PATH, digits-csv:PATH";
 
 impl FromStr for DatasetSpec {
     type Err = String;
@@ -32,12 +39,18 @@ impl FromStr for DatasetSpec {
             "digits" => DatasetSpec::Digits,
             "iris" => DatasetSpec::Iris,
             "mnist" => DatasetSpec::Mnist,
+            "fashion-mnist" => DatasetSpec::FashionMnist,
+            "cifar10" => DatasetSpec::Cifar10,
             "xor" => DatasetSpec::Xor,
             "spirals" => DatasetSpec::Spirals,
             "moons" => DatasetSpec::Moons,
             "house-prices" => DatasetSpec::HousePrices,
-            other => match other.strip_prefix("csv:") {
-                Some(path) if !path.is_empty() => DatasetSpec::Csv(path.into()),
+            other => match (
+                other.strip_prefix("csv:"),
+                other.strip_prefix("digits-csv:"),
+            ) {
+                (Some(path), _) if !path.is_empty() => DatasetSpec::Csv(path.into()),
+                (_, Some(path)) if !path.is_empty() => DatasetSpec::DigitsCsv(path.into()),
                 _ => return Err(format!("unknown dataset `{other}` (valid: {NAMES})")),
             },
         })
@@ -63,6 +76,9 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Digits => f.write_str("digits"),
             DatasetSpec::Iris => f.write_str("iris"),
             DatasetSpec::Mnist => f.write_str("mnist"),
+            DatasetSpec::FashionMnist => f.write_str("fashion-mnist"),
+            DatasetSpec::Cifar10 => f.write_str("cifar10"),
+            DatasetSpec::DigitsCsv(p) => write!(f, "digits-csv:{}", p.display()),
             DatasetSpec::Xor => f.write_str("xor"),
             DatasetSpec::Spirals => f.write_str("spirals"),
             DatasetSpec::Moons => f.write_str("moons"),
@@ -81,35 +97,79 @@ pub struct DataConfig {
     /// Fraction of the data held out as the test set (datasets without an official one).
     pub test_split: f64,
     pub seed: u64,
+    /// Per-channel normalisation of images.
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+/// How features were scaled, fitted on the training split only; saved as `scaler.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scaler {
+    /// Tables: per-feature standardisation.
+    Standardizer(Standardizer),
+    /// Images with `--normalize`: per-channel normalisation.
+    Channels(ChannelNormalizer),
+}
+
+impl Scaler {
+    pub fn transform(&self, data: &mut Data) -> Result<()> {
+        match self {
+            Scaler::Standardizer(s) => s.transform(data)?,
+            Scaler::Channels(c) => c.transform(data)?,
+        }
+        Ok(())
+    }
 }
 
 /// A dataset ready for training: the training part, the test part the trainer never sees, and
-/// the standardiser fitted on the training part (tables only; images are already in [0, 1]).
+/// the scaler fitted on the training part (tables always; images already in [0, 1] only with
+/// `--normalize`).
 pub struct Prepared {
     pub train: Data,
     pub test: Data,
     pub task: Task,
-    pub scaler: Option<Standardizer>,
+    pub scaler: Option<Scaler>,
 }
 
 impl DataConfig {
     /// The short name used in run directories.
     pub fn short_name(&self) -> String {
         match &self.dataset {
-            DatasetSpec::Csv(p) => p
+            DatasetSpec::Csv(p) | DatasetSpec::DigitsCsv(p) => p
                 .file_stem()
                 .map_or("csv".into(), |s| s.to_string_lossy().into_owned()),
             other => other.to_string(),
         }
     }
 
-    /// Loads, splits and (for tables) standardises the data. `task` overrides the task the
-    /// targets suggest (CSV only; the other datasets have one task).
+    /// Whether the samples are images (`[channels, height, width]`).
+    pub fn is_images(&self) -> bool {
+        matches!(
+            self.dataset,
+            DatasetSpec::Mnist
+                | DatasetSpec::FashionMnist
+                | DatasetSpec::Cifar10
+                | DatasetSpec::DigitsCsv(_)
+        )
+    }
+
+    /// Loads, splits and scales the data. `task` overrides the task the targets suggest (CSV
+    /// only; the other datasets have one task).
     pub fn prepare(&self, task: Option<Task>) -> Result<Prepared> {
+        let official = |train: Data, test: Data| (train, test);
         let (train, test) = match &self.dataset {
-            DatasetSpec::Mnist => (
+            DatasetSpec::Mnist => official(
                 datasets::mnist(None, MnistSplit::Train)?,
                 datasets::mnist(None, MnistSplit::Test)?,
+            ),
+            DatasetSpec::FashionMnist => official(
+                datasets::fashion_mnist(None, MnistSplit::Train)?,
+                datasets::fashion_mnist(None, MnistSplit::Test)?,
+            ),
+            DatasetSpec::Cifar10 => official(
+                datasets::cifar10(None, true)?,
+                datasets::cifar10(None, false)?,
             ),
             other => {
                 let all = match other {
@@ -119,6 +179,7 @@ impl DataConfig {
                     DatasetSpec::Spirals => synthetic::spirals(1000, 0.02, self.seed),
                     DatasetSpec::Moons => synthetic::moons(1000, 0.1, self.seed),
                     DatasetSpec::HousePrices => synthetic::house_prices(1000, self.seed),
+                    DatasetSpec::DigitsCsv(path) => datasets::digit_recognizer_train(path)?,
                     DatasetSpec::Csv(path) => {
                         let Some(target) = &self.target else {
                             bail!("--dataset csv:{} needs --target COLUMN", path.display());
@@ -129,7 +190,9 @@ impl DataConfig {
                         };
                         datasets::load_csv(path, &options)?
                     }
-                    DatasetSpec::Mnist => unreachable!("handled above"),
+                    DatasetSpec::Mnist | DatasetSpec::FashionMnist | DatasetSpec::Cifar10 => {
+                        unreachable!("official splits are handled above")
+                    }
                 };
                 let parts = datasets::split(&all, self.test_split, self.seed)
                     .context("splitting off the test set")?;
@@ -149,16 +212,16 @@ impl DataConfig {
                 self.dataset
             );
         }
-        let (mut train, mut test) = (train, test);
-        let scaler = match self.dataset {
-            DatasetSpec::Mnist => None,
-            _ => {
-                let scaler = Standardizer::fit(&train);
-                scaler.transform(&mut train)?;
-                scaler.transform(&mut test)?;
-                Some(scaler)
-            }
+        let scaler = match (self.is_images(), self.normalize) {
+            (false, _) => Some(Scaler::Standardizer(Standardizer::fit(&train))),
+            (true, true) => Some(Scaler::Channels(ChannelNormalizer::fit(&train)?)),
+            (true, false) => None,
         };
+        let (mut train, mut test) = (train, test);
+        if let Some(scaler) = &scaler {
+            scaler.transform(&mut train)?;
+            scaler.transform(&mut test)?;
+        }
         Ok(Prepared {
             train,
             test,

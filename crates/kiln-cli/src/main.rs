@@ -31,5 +31,6 @@ fn run() -> anyhow::Result<()> {
         None => commands::train(&cli.train),
         Some(Command::Train(args)) => commands::train(&args),
         Some(Command::Eval(args)) => commands::eval(&args),
+        Some(Command::Predict(args)) => commands::predict(&args),
     }
 }

@@ -6,6 +6,8 @@ use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_datasets::{Data, Targets};
 
+use crate::Augmentation;
+
 pub use kiln_common::BatchInput;
 
 /// One batch: the model's inputs and what it should predict.
@@ -30,6 +32,7 @@ pub enum BatchTargets {
 /// (shuffled when training), and it copies those samples into tensors on the loader's device.
 pub struct DataBatcher<I> {
     data: Arc<Data>,
+    augmentation: Option<Arc<Augmentation>>,
     _input: PhantomData<fn() -> I>,
 }
 
@@ -37,27 +40,69 @@ impl<I> DataBatcher<I> {
     pub fn new(data: Arc<Data>) -> Self {
         Self {
             data,
+            augmentation: None,
             _input: PhantomData,
         }
+    }
+
+    /// Augments every batch it builds (training batches only: the trainer never gives the
+    /// validation batcher an augmentation). The data's samples must be `[c, h, w]` images.
+    pub fn with_augmentation(mut self, augmentation: Augmentation) -> Self {
+        self.augmentation = Some(Arc::new(augmentation));
+        self
     }
 }
 
 impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> Batch<I> {
-        make_batch(&self.data, &indices, device)
+        let Some(augmentation) = &self.augmentation else {
+            return make_batch(&self.data, &indices, device);
+        };
+        let mut values = gather(&self.data, &indices);
+        let shape = match self.data.sample_shape[..] {
+            [c, h, w] => [c, h, w],
+            _ => unreachable!("the trainer checks that augmented samples are images"),
+        };
+        // The batch's own indices key its random stream: the same batch is augmented the same
+        // way whichever worker thread builds it.
+        let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
+            (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        augmentation.apply_batch(&mut values, shape, key);
+        Batch {
+            inputs: I::from_samples(values, indices.len(), &self.data.sample_shape, device),
+            targets: targets(&self.data, &indices, device),
+        }
     }
 }
 
 /// The batch of the samples of `data` at `indices`, on `device`.
 pub fn make_batch<I: BatchInput>(data: &Data, indices: &[usize], device: &Device) -> Batch<I> {
-    let n = indices.len();
-    let sample_len = data.sample_len();
-    let mut values = Vec::with_capacity(n * sample_len);
+    let inputs = I::from_samples(
+        gather(data, indices),
+        indices.len(),
+        &data.sample_shape,
+        device,
+    );
+    Batch {
+        inputs,
+        targets: targets(data, indices, device),
+    }
+}
+
+/// The samples at `indices`, one after the other.
+fn gather(data: &Data, indices: &[usize]) -> Vec<f32> {
+    let mut values = Vec::with_capacity(indices.len() * data.sample_len());
     for &i in indices {
         values.extend_from_slice(data.sample(i));
     }
-    let inputs = I::from_samples(values, n, &data.sample_shape, device);
-    let targets = match &data.y {
+    values
+}
+
+/// The targets of the samples at `indices`.
+fn targets(data: &Data, indices: &[usize], device: &Device) -> BatchTargets {
+    let n = indices.len();
+    match &data.y {
         Targets::Classes { labels, .. } => {
             let labels: Vec<i64> = indices.iter().map(|&i| labels[i] as i64).collect();
             BatchTargets::Classes(Tensor::from_data(TensorData::new(labels, [n]), device))
@@ -71,8 +116,7 @@ pub fn make_batch<I: BatchInput>(data: &Data, indices: &[usize], device: &Device
             BatchTargets::Values(Tensor::from_data(TensorData::new(out, [n, w]), device))
         }
         Targets::Unlabelled { .. } => BatchTargets::None,
-    };
-    Batch { inputs, targets }
+    }
 }
 
 /// The indices `0..len` as a dataset: what the data loader shuffles and batches.

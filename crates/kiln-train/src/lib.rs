@@ -6,6 +6,7 @@
 //! (including inverse-time decay), validation splits, a [`History`], a progress display, and
 //! run records (`config.json`, `history.csv`, `metrics.json`, weights).
 
+mod augment;
 mod batch;
 mod early_stopping;
 mod error;
@@ -19,6 +20,7 @@ mod run;
 mod schedule;
 mod trainer;
 
+pub use augment::{Augmentation, Transform, flip_horizontal};
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::TrainError;

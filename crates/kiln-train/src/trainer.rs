@@ -17,7 +17,8 @@ use crate::history::{EpochRecord, HistoryLogger};
 use crate::progress::ProgressRenderer;
 use crate::schedule::EpochLrScheduler;
 use crate::{
-    EarlyStopping, History, LrSchedule, OptimizerConfig, Supervised, Task, TrainError, Verbosity,
+    Augmentation, EarlyStopping, History, LrSchedule, OptimizerConfig, Supervised, Task,
+    TrainError, Verbosity,
 };
 
 /// Everything a training run needs besides the model and the data; saved as `config.json`.
@@ -40,6 +41,10 @@ pub struct TrainerConfig {
     pub validation_split: f64,
     /// Early stopping; `None` trains for all `epochs`. Default: none.
     pub early_stopping: Option<EarlyStopping>,
+    /// Random transforms of the training images (never of validation or test data), applied
+    /// in two data-loader worker threads. Default: none.
+    #[serde(default)]
+    pub augmentation: Option<Augmentation>,
     /// Seed of the split, the shuffling, the initialisation and dropout. Default: 42.
     pub seed: u64,
     /// What to print while training. Default: a bar on a terminal, lines otherwise.
@@ -59,6 +64,7 @@ impl TrainerConfig {
             lr_schedule: LrSchedule::Constant,
             validation_split: 0.2,
             early_stopping: None,
+            augmentation: None,
             seed: 42,
             verbosity: Verbosity::auto(),
         }
@@ -159,9 +165,25 @@ impl Trainer {
         let train_device = self.device.clone().autodiff();
         train_device.seed(config.seed);
 
-        let loader_train = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(train.clone()))
+        let mut batcher = DataBatcher::<M::Input>::new(train.clone());
+        let mut workers = 0;
+        if let Some(augmentation) = &config.augmentation {
+            if train.sample_shape.len() != 3 {
+                return Err(TrainError::option(
+                    "augmentation",
+                    format!(
+                        "needs image samples [channels, height, width], got {:?}",
+                        train.sample_shape
+                    ),
+                ));
+            }
+            batcher = batcher.with_augmentation(augmentation.clone());
+            workers = 2;
+        }
+        let loader_train = DataLoaderBuilder::new(batcher)
             .batch_size(config.batch_size)
             .shuffle(config.seed)
+            .num_workers(workers)
             .set_device(train_device.clone())
             .build(Indices(train.len()));
         let loader_valid = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
