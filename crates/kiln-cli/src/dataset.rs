@@ -260,6 +260,7 @@ mod tests {
             target: None,
             test_split: 0.2,
             seed: 1,
+            normalize: false,
         };
         let p = config.prepare(None).unwrap();
         assert_eq!(p.train.len() + p.test.len(), 1797);

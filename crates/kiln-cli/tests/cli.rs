@@ -53,7 +53,7 @@ fn the_default_run_learns_the_digits_and_eval_reproduces_it() {
         "history.csv",
         "metrics.json",
         "model.bpk",
-        "standardizer.json",
+        "scaler.json",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
