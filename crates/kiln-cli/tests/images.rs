@@ -1,0 +1,167 @@
+//! The `kiln` binary on real image data: the CNN on MNIST, Fashion-MNIST with augmentation,
+//! and Kaggle's digit-recognizer format in and out. Needs `datasets/fetch.sh mnist
+//! fashion-mnist` (the README's test command runs it).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use kiln::datasets::{MnistSplit, mnist};
+
+fn kiln(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("BURN_DEVICE")
+        .output()
+        .expect("the kiln binary runs");
+    assert!(
+        o.status.success(),
+        "kiln {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-img-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn metrics(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_cnn_learns_real_mnist() {
+    let out = scratch("cnn");
+    kiln(&[
+        "train",
+        "--quiet",
+        "--model",
+        "cnn",
+        "--preset",
+        "mnist",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let m = metrics(&out);
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.97, "{m}");
+    let per_class = m["per_class"].as_array().unwrap();
+    assert_eq!(per_class.len(), 10);
+    assert!(m["macro_f1"].as_f64().unwrap() >= 0.97);
+    let confusion = m["confusion_matrix"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 10_000, "every test image is counted once");
+}
+
+#[test]
+fn fashion_mnist_trains_with_augmentation() {
+    let out = scratch("fashion");
+    kiln(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        "fashion-mnist",
+        "--hidden",
+        "256",
+        "--epochs",
+        "2",
+        "--augment",
+        "flip,crop=2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let m = metrics(&out);
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.80, "{m}");
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"crop\"") && config.contains("\"flip\""),
+        "{config}"
+    );
+}
+
+#[test]
+fn kaggle_digit_recognizer_in_and_submission_out() {
+    let dir = scratch("kaggle");
+    let train = mnist(None, MnistSplit::Train).expect("MNIST is fetched");
+    let test = mnist(None, MnistSplit::Test).unwrap();
+    let pixel = |v: f32| (v * 255.0).round() as u8;
+    let header: Vec<String> = (0..784).map(|i| format!("pixel{i}")).collect();
+    let mut train_csv = format!("label,{}\n", header.join(","));
+    for i in 0..4000 {
+        let row: Vec<String> = train
+            .sample(i)
+            .iter()
+            .map(|&v| pixel(v).to_string())
+            .collect();
+        writeln!(
+            train_csv,
+            "{},{}",
+            train.y.labels().unwrap()[i],
+            row.join(",")
+        )
+        .unwrap();
+    }
+    let mut test_csv = format!("{}\n", header.join(","));
+    for i in 0..200 {
+        let row: Vec<String> = test
+            .sample(i)
+            .iter()
+            .map(|&v| pixel(v).to_string())
+            .collect();
+        writeln!(test_csv, "{}", row.join(",")).unwrap();
+    }
+    std::fs::write(dir.join("train.csv"), train_csv).unwrap();
+    std::fs::write(dir.join("test.csv"), test_csv).unwrap();
+
+    let run = dir.join("run");
+    let dataset = format!("digits-csv:{}", dir.join("train.csv").display());
+    kiln(&[
+        "train",
+        "--quiet",
+        "--model",
+        "cnn",
+        "--dataset",
+        &dataset,
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let submission = dir.join("submission.csv");
+    kiln(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--input",
+        dir.join("test.csv").to_str().unwrap(),
+        "--output",
+        submission.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&submission).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ImageId,Label"));
+    let predicted: Vec<(usize, usize)> = lines
+        .map(|l| {
+            let (id, label) = l.split_once(',').unwrap();
+            (id.parse().unwrap(), label.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(predicted.len(), 200);
+    assert_eq!(predicted[0].0, 1, "ImageId counts from 1");
+    let correct = predicted
+        .iter()
+        .filter(|(id, label)| test.y.labels().unwrap()[id - 1] == *label)
+        .count();
+    assert!(correct >= 180, "{correct}/200 correct");
+}
