@@ -1,8 +1,9 @@
-//! `cargo run --release -p kiln-bench -- mlp`: training throughput of kiln's trainer against a
-//! plain hand-written Burn loop (same model, optimiser, batch size, in-memory data and
-//! per-epoch validation pass; no burn-train), measured in the same process, alternating, several
-//! runs each. One JSON line per model and backend: median samples/s of each, and the median of
-//! the paired ratios kiln/plain (with their range).
+//! `cargo run --release -p kiln-bench -- mlp|cnn`: training throughput of kiln's trainer
+//! against a plain hand-written Burn loop (same model, optimiser, batch size, in-memory data and
+//! per-epoch validation pass; no burn-train), in the same process, alternating, several runs
+//! each. One JSON line per model and backend: median samples/s of each, and the median of the
+//! paired ratios kiln/plain (with their range). `cnn` also measures kiln with augmentation
+//! (`flip,crop=2,rotate=10`) against kiln without.
 
 mod plain;
 
@@ -14,14 +15,16 @@ use clap::{Parser, ValueEnum};
 use kiln::backend::Backend;
 use kiln::datasets::{Data, MnistSplit, Targets, mnist, split};
 use kiln::prelude::*;
-use kiln::train::Verbosity;
+use kiln::train::{Augmentation, Verbosity};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use serde_json::json;
+use serde_json::{Value, json};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Bench {
     /// MLP 784-128-64-10 on MNIST-shaped data, batch 64, Adam.
     Mlp,
+    /// The `mnist` CNN preset on MNIST-shaped data, batch 64, Adam.
+    Cnn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,23 +41,28 @@ struct Args {
     /// Backends to measure [default: every one compiled in].
     #[arg(long, value_delimiter = ',')]
     backend: Vec<String>,
-    /// Timed runs of each loop; the median is reported.
+    /// Timed runs of each loop.
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Epochs per run.
     #[arg(long, default_value_t = 1)]
     epochs: usize,
+    /// Samples, 80% for training and 20% for validation [default: 60000 for mlp, 10000 for
+    /// cnn] (from MNIST when fetched, else random MNIST-shaped data).
+    #[arg(long)]
+    samples: Option<usize>,
     /// Run only one side (for profiling one loop at a time with perf); prints no JSON.
     #[arg(long)]
     only: Option<Side>,
-    /// Training samples (taken from MNIST when fetched, else random MNIST-shaped data).
-    #[arg(long, default_value_t = 60_000)]
-    samples: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// MNIST's first `n` training images when fetched, else `n` random images of its shape.
@@ -72,8 +80,36 @@ fn mnist_shaped(n: usize) -> (Data, &'static str) {
     (data, "random")
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+/// Paired throughput of two ways of training: `a` then `b`, `runs` times after one untimed
+/// warm-up pair. Returns (median a, median b, median of a/b, min a/b, max a/b).
+fn paired(
+    runs: usize,
+    samples: f64,
+    mut a: impl FnMut() -> Result<()>,
+    mut b: impl FnMut() -> Result<()>,
+) -> Result<[f64; 5]> {
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for run in 0..=runs {
+        let start = Instant::now();
+        a()?;
+        let sa = samples / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        b()?;
+        let sb = samples / start.elapsed().as_secs_f64();
+        if run > 0 {
+            ra.push(sa);
+            rb.push(sb);
+        }
+    }
+    // Each `a` run is paired with the `b` run right after it: the median of the paired ratios
+    // cancels drift in the machine's speed between runs.
+    let ratios: Vec<f64> = ra.iter().zip(&rb).map(|(x, y)| x / y).collect();
+    let lo = ratios.iter().copied().fold(f64::MAX, f64::min);
+    let hi = ratios.iter().copied().fold(f64::MIN, f64::max);
+    Ok([median(ra), median(rb), median(ratios), lo, hi])
+}
+
+fn measure<M: Model>(args: &Args, name: &str, model: impl Fn(&Device) -> M) -> Result<()> {
     let backends: Vec<Backend> = if args.backend.is_empty() {
         Backend::compiled()
     } else {
@@ -82,10 +118,15 @@ fn main() -> Result<()> {
             .map(|b| b.parse())
             .collect::<Result<_, _>>()?
     };
-    let Bench::Mlp = args.bench;
-    let (data, source) = mnist_shaped(args.samples);
+    let default_samples = if args.bench == Bench::Cnn {
+        10_000
+    } else {
+        60_000
+    };
+    let (data, source) = mnist_shaped(args.samples.unwrap_or(default_samples));
     let parts = split(&data, 0.2, 0)?;
     let (train, valid) = (Arc::new(parts.first), Arc::new(parts.second));
+    let samples = (train.len() * args.epochs) as f64;
     for backend in backends {
         let device = backend.device()?;
         let config = TrainerConfig {
@@ -95,72 +136,77 @@ fn main() -> Result<()> {
             verbosity: Verbosity::Quiet,
             ..TrainerConfig::new(Task::Classification)
         };
-        let model = || {
+        let fresh = || {
             device.seed(1);
-            MlpConfig::new(784, vec![128, 64], 10).init(&device)
+            model(&device)
         };
-        let samples = (train.len() * args.epochs) as f64;
-        let (mut kiln_runs, mut plain_runs) = (Vec::new(), Vec::new());
-        // One untimed run of each first, to warm caches and allocators.
+        let kiln_fit = |config: &TrainerConfig| -> Result<()> {
+            Trainer::new(config.clone(), device.clone())?.fit_with_validation(
+                fresh(),
+                train.clone(),
+                valid.clone(),
+            )?;
+            Ok(())
+        };
+        let plain_fit = || -> Result<()> {
+            plain::train(fresh(), &train, &valid, &config, &device);
+            Ok(())
+        };
         if let Some(side) = args.only {
             for _ in 0..args.runs {
                 match side {
-                    Side::Kiln => {
-                        Trainer::new(config.clone(), device.clone())?.fit_with_validation(
-                            model(),
-                            train.clone(),
-                            valid.clone(),
-                        )?;
-                    }
-                    Side::Plain => {
-                        plain::train(model(), &train, &valid, &config, &device);
-                    }
+                    Side::Kiln => kiln_fit(&config)?,
+                    Side::Plain => plain_fit()?,
                 }
             }
             continue;
         }
-        for run in 0..=args.runs {
-            let start = Instant::now();
-            Trainer::new(config.clone(), device.clone())?.fit_with_validation(
-                model(),
-                train.clone(),
-                valid.clone(),
+        let [kiln, plain, ratio, lo, hi] =
+            paired(args.runs, samples, || kiln_fit(&config), plain_fit)?;
+        let mut line = json!({
+            "model": name,
+            "backend": backend.name(),
+            "data": source,
+            "train_samples": train.len(),
+            "epochs": args.epochs,
+            "batch_size": 64,
+            "runs": args.runs,
+            "kiln_samples_per_sec": kiln.round(),
+            "plain_samples_per_sec": plain.round(),
+            "ratio": round3(ratio),
+            "ratio_min": round3(lo),
+            "ratio_max": round3(hi),
+        });
+        if args.bench == Bench::Cnn {
+            let augmented = TrainerConfig {
+                augmentation: Some(Augmentation::parse("flip,crop=2,rotate=10", 1).expect("valid")),
+                ..config.clone()
+            };
+            let [with, without, aug_ratio, _, _] = paired(
+                args.runs,
+                samples,
+                || kiln_fit(&augmented),
+                || kiln_fit(&config),
             )?;
-            let kiln = samples / start.elapsed().as_secs_f64();
-            let start = Instant::now();
-            plain::train(model(), &train, &valid, &config, &device);
-            let plain = samples / start.elapsed().as_secs_f64();
-            if run > 0 {
-                kiln_runs.push(kiln);
-                plain_runs.push(plain);
-            }
+            let obj = line.as_object_mut().expect("object");
+            obj.insert("augment".into(), Value::from("flip,crop=2,rotate=10"));
+            obj.insert("augmented_samples_per_sec".into(), json!(with.round()));
+            obj.insert("unaugmented_samples_per_sec".into(), json!(without.round()));
+            obj.insert("augment_ratio".into(), json!(round3(aug_ratio)));
         }
-        // Each kiln run is paired with the plain run right after it: the median of the paired
-        // ratios cancels drift in the machine's speed between runs.
-        let ratios: Vec<f64> = kiln_runs
-            .iter()
-            .zip(&plain_runs)
-            .map(|(k, p)| k / p)
-            .collect();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
-        let (kiln, plain, ratio) = (median(kiln_runs), median(plain_runs), median(ratios));
-        println!(
-            "{}",
-            json!({
-                "model": "mlp",
-                "backend": backend.name(),
-                "data": source,
-                "batch_size": 64,
-                "runs": args.runs,
-                "kiln_samples_per_sec": kiln.round(),
-                "plain_samples_per_sec": plain.round(),
-                "ratio": (ratio * 1000.0).round() / 1000.0,
-                "ratio_min": (lo * 1000.0).round() / 1000.0,
-                "ratio_max": (hi * 1000.0).round() / 1000.0,
-            })
-        );
+        println!("{line}");
     }
     Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    match args.bench {
+        Bench::Mlp => measure(&args, "mlp", |d| {
+            MlpConfig::new(784, vec![128, 64], 10).init(d)
+        }),
+        Bench::Cnn => measure(&args, "cnn", |d| {
+            CnnConfig::preset(Preset::Mnist, 10).init(d)
+        }),
+    }
 }

@@ -165,3 +165,63 @@ fn kaggle_digit_recognizer_in_and_submission_out() {
         .count();
     assert!(correct >= 180, "{correct}/200 correct");
 }
+
+#[test]
+fn cifar10_trains_through_the_same_path_on_files_in_its_binary_format() {
+    // No registry ships CIFAR-10: write a small one in its exact format (label byte, then the
+    // red, green and blue 32x32 planes) where the loader looks, `$KILN_DATA/cifar10`.
+    let data = scratch("cifar-data");
+    let dir = data.join("cifar10");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |i: usize| {
+        let label = (i % 10) as u8;
+        let mut r = vec![label];
+        // Each class gets its own mean colour, so a CNN can tell them apart.
+        for plane in 0..3 {
+            r.extend((0..1024).map(|p| ((label as usize * 25 + plane * 40 + p % 7) % 256) as u8));
+        }
+        r
+    };
+    for (name, n) in [
+        ("data_batch_1.bin", 100),
+        ("data_batch_2.bin", 100),
+        ("data_batch_3.bin", 100),
+        ("data_batch_4.bin", 100),
+        ("data_batch_5.bin", 100),
+        ("test_batch.bin", 100),
+    ] {
+        let bytes: Vec<u8> = (0..n).flat_map(record).collect();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let out = scratch("cifar-run");
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "train",
+            "--quiet",
+            "--model",
+            "cnn",
+            "--preset",
+            "cifar",
+            "--dataset",
+            "cifar10",
+            "--epochs",
+            "3",
+            "--normalize",
+            "--augment",
+            "flip",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("KILN_DATA", &data)
+        .env_remove("BURN_DEVICE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = metrics(&out);
+    assert_eq!(m["per_class"][0]["class"], "airplane");
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.9, "{m}");
+    assert!(
+        out.join("scaler.json").is_file(),
+        "per-channel normalisation is saved"
+    );
+}
