@@ -16,12 +16,17 @@ usage() {
 
 cache="${KILN_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}"
 
+# all_present DIR FILE...: whether every FILE is in DIR and not empty.
+all_present() {
+    local dir="$1" f
+    shift
+    for f in "$@"; do [[ -s "$dir/$f" ]] || return 1; done
+}
+
 fetch_mnist() {
     local dest="$cache/mnist"
     local files=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
-    local missing=0
-    for f in "${files[@]}"; do [[ -s "$dest/$f" ]] || missing=1; done
-    if [[ $missing == 0 ]]; then
+    if all_present "$dest" "${files[@]}"; then
         echo "mnist: already in $dest"
         return
     fi
@@ -41,9 +46,7 @@ fetch_mnist() {
 fetch_fashion_mnist() {
     local dest="$cache/fashion-mnist" system=/usr/share/datasets/fashion-mnist
     local files=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
-    local missing=0
-    for f in "${files[@]}"; do [[ -s "$dest/$f" ]] || missing=1; done
-    if [[ $missing == 0 ]]; then
+    if all_present "$dest" "${files[@]}"; then
         echo "fashion-mnist: already in $dest"
         return
     fi

@@ -112,26 +112,8 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
     }
     let test = match &config.model {
-        ModelSpec::Mlp(mlp) => {
-            let model: Mlp = run.load_model(mlp.init(&device))?;
-            evaluate(
-                &model,
-                &prepared.test,
-                config.trainer.task,
-                EVAL_BATCH,
-                &device,
-            )
-        }
-        ModelSpec::Cnn(cnn) => {
-            let model: Cnn = run.load_model(cnn.init(&device))?;
-            evaluate(
-                &model,
-                &prepared.test,
-                config.trainer.task,
-                EVAL_BATCH,
-                &device,
-            )
-        }
+        ModelSpec::Mlp(mlp) => reload_and_evaluate(&run, mlp.init(&device), &prepared, &device)?,
+        ModelSpec::Cnn(cnn) => reload_and_evaluate(&run, cnn.init(&device), &prepared, &device)?,
         ModelSpec::Perceptron(cfg) => {
             let model = run.load_model(cfg.init(&device))?;
             let accuracy = perceptron_accuracy(&model, &prepared.test, &device);
@@ -166,6 +148,17 @@ fn fit_and_record<M: kiln::common::Model>(
     let n_params = Module::num_params(&fit.model);
     run.save_model(fit.model.clone())?;
     Ok(Report::from_fit(&fit, test, n_params))
+}
+
+/// Loads a run's weights into `fresh` (same architecture) and evaluates it on the test set.
+fn reload_and_evaluate<M: kiln::common::Model>(
+    run: &RunDir,
+    fresh: M,
+    data: &Prepared,
+    device: &Device,
+) -> Result<Metrics> {
+    let model = run.load_model(fresh)?;
+    Ok(evaluate(&model, &data.test, data.task, EVAL_BATCH, device))
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
