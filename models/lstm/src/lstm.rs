@@ -1,0 +1,226 @@
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::activation::{sigmoid, tanh};
+use burn::tensor::{Device, Tensor};
+
+use crate::recurrence::{Direction, gate, init_params, keep_where, stack_steps, step_masks};
+
+/// Configuration of an [`Lstm`] layer.
+#[derive(Config, Debug)]
+pub struct LstmConfig {
+    /// Features per time step.
+    pub d_input: usize,
+    /// Size of the hidden and cell state.
+    pub d_hidden: usize,
+    /// Also run the sequence backwards and concatenate both directions' outputs. Default: off.
+    #[config(default = false)]
+    pub bidirectional: bool,
+}
+
+impl LstmConfig {
+    pub fn init(&self, device: &Device) -> Lstm {
+        let (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) =
+            init_params(4, self.d_input, self.d_hidden, device);
+        let reverse = self
+            .bidirectional
+            .then(|| init_params(4, self.d_input, self.d_hidden, device));
+        let (weight_ih_l0_reverse, weight_hh_l0_reverse, bias_ih_l0_reverse, bias_hh_l0_reverse) =
+            match reverse {
+                Some((a, b, c, d)) => (Some(a), Some(b), Some(c), Some(d)),
+                None => (None, None, None, None),
+            };
+        Lstm {
+            weight_ih_l0,
+            weight_hh_l0,
+            bias_ih_l0,
+            bias_hh_l0,
+            weight_ih_l0_reverse,
+            weight_hh_l0_reverse,
+            bias_ih_l0_reverse,
+            bias_hh_l0_reverse,
+            d_hidden: self.d_hidden,
+        }
+    }
+}
+
+/// A long short-term memory layer, PyTorch's `nn.LSTM(batch_first=True)` for one layer:
+///
+/// ```text
+/// i = σ(W_ii x + b_ii + W_hi h + b_hi)      f = σ(W_if x + b_if + W_hf h + b_hf)
+/// g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
+/// c' = f ⊙ c + i ⊙ g                         h' = o ⊙ tanh(c')
+/// ```
+///
+/// The four gates' weights are stacked in that order (i, f, g, o) in `weight_ih_l0`
+/// `[4H, I]` and `weight_hh_l0` `[4H, H]`, as PyTorch stores them.
+#[derive(Module, Debug)]
+pub struct Lstm {
+    pub weight_ih_l0: Param<Tensor<2>>,
+    pub weight_hh_l0: Param<Tensor<2>>,
+    pub bias_ih_l0: Param<Tensor<1>>,
+    pub bias_hh_l0: Param<Tensor<1>>,
+    pub weight_ih_l0_reverse: Option<Param<Tensor<2>>>,
+    pub weight_hh_l0_reverse: Option<Param<Tensor<2>>>,
+    pub bias_ih_l0_reverse: Option<Param<Tensor<1>>>,
+    pub bias_hh_l0_reverse: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    pub d_hidden: usize,
+}
+
+/// An LSTM's final state per direction: `h_n` and `c_n`, `[directions, batch, d_hidden]`.
+pub type LstmState = (Tensor<3>, Tensor<3>);
+
+impl Lstm {
+    /// Whether the layer runs both directions.
+    pub fn is_bidirectional(&self) -> bool {
+        self.weight_ih_l0_reverse.is_some()
+    }
+
+    /// Width of each output step: `d_hidden`, doubled when bidirectional.
+    pub fn d_output(&self) -> usize {
+        self.d_hidden * if self.is_bidirectional() { 2 } else { 1 }
+    }
+
+    /// Runs the sequence from a zero state. With `lengths`, sequence `b` is taken to end after
+    /// `lengths[b]` steps (padding after that changes neither its outputs up to there nor its
+    /// final state; outputs at padded steps repeat the last real state).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_input]`
+    /// - output: `[batch, seq, d_output]` (forward then backward halves when bidirectional)
+    /// - state: `h_n`, `c_n` of `[directions, batch, d_hidden]`
+    pub fn forward(&self, x: Tensor<3>, lengths: Option<&[usize]>) -> (Tensor<3>, LstmState) {
+        let forward = Direction::new((
+            &self.weight_ih_l0,
+            &self.weight_hh_l0,
+            &self.bias_ih_l0,
+            &self.bias_hh_l0,
+        ));
+        let (out, h, c) = self.run(&forward, x.clone(), lengths, false);
+        match (
+            &self.weight_ih_l0_reverse,
+            &self.weight_hh_l0_reverse,
+            &self.bias_ih_l0_reverse,
+            &self.bias_hh_l0_reverse,
+        ) {
+            (Some(a), Some(b), Some(c_), Some(d)) => {
+                let backward = Direction::new((a, b, c_, d));
+                let (out_r, h_r, c_r) = self.run(&backward, x, lengths, true);
+                (
+                    Tensor::cat(vec![out, out_r], 2),
+                    (
+                        Tensor::stack(vec![h, h_r], 0),
+                        Tensor::stack(vec![c, c_r], 0),
+                    ),
+                )
+            }
+            _ => (out, (h.unsqueeze_dim(0), c.unsqueeze_dim(0))),
+        }
+    }
+
+    fn run(
+        &self,
+        dir: &Direction,
+        x: Tensor<3>,
+        lengths: Option<&[usize]>,
+        reverse: bool,
+    ) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+        let [batch, seq, _] = x.dims();
+        let device = x.device();
+        let hd = self.d_hidden;
+        let projected = dir.project_inputs(x);
+        let masks = step_masks(lengths, seq, &device);
+        let mut h = Tensor::<2>::zeros([batch, hd], &device);
+        let mut c = Tensor::<2>::zeros([batch, hd], &device);
+        let mut outputs = vec![None; seq];
+        let steps: Vec<usize> = if reverse {
+            (0..seq).rev().collect()
+        } else {
+            (0..seq).collect()
+        };
+        for t in steps {
+            let gates = projected.clone().narrow(1, t, 1).squeeze_dim::<2>(1)
+                + dir.project_hidden(h.clone());
+            let i = sigmoid(gate(&gates, 0, hd));
+            let f = sigmoid(gate(&gates, 1, hd));
+            let g = tanh(gate(&gates, 2, hd));
+            let o = sigmoid(gate(&gates, 3, hd));
+            let c_new = f * c.clone() + i * g;
+            let h_new = o * tanh(c_new.clone());
+            let mask = masks.as_ref().map(|m| &m[t]);
+            c = keep_where(mask, c_new, c);
+            h = keep_where(mask, h_new, h);
+            outputs[t] = Some(h.clone());
+        }
+        let outputs = outputs
+            .into_iter()
+            .map(|o| o.expect("every step ran"))
+            .collect();
+        (stack_steps(outputs), h, c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    #[test]
+    fn shapes_and_bidirectional_width() {
+        let device = Device::flex();
+        let x = Tensor::<3>::random([3, 7, 5], Distribution::Default, &device);
+        for (bidirectional, dirs) in [(false, 1), (true, 2)] {
+            let lstm = LstmConfig::new(5, 8)
+                .with_bidirectional(bidirectional)
+                .init(&device);
+            let (out, (h, c)) = lstm.forward(x.clone(), None);
+            assert_eq!(out.dims(), [3, 7, 8 * dirs]);
+            assert_eq!(h.dims(), [dirs, 3, 8]);
+            assert_eq!(c.dims(), [dirs, 3, 8]);
+            assert_eq!(lstm.d_output(), 8 * dirs);
+        }
+    }
+
+    #[test]
+    fn a_batch_equals_its_sequences_run_one_at_a_time() {
+        let device = Device::flex();
+        let lstm = LstmConfig::new(4, 6).init(&device);
+        let x = Tensor::<3>::random([3, 5, 4], Distribution::Default, &device);
+        let (batched, _) = lstm.forward(x.clone(), None);
+        for b in 0..3 {
+            let (alone, _) = lstm.forward(x.clone().narrow(0, b, 1), None);
+            let last = |t: Tensor<3>| values(t.narrow(1, 4, 1));
+            for (a, b) in last(alone)
+                .iter()
+                .zip(last(batched.clone().narrow(0, b, 1)))
+            {
+                assert!((a - b).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn padding_after_a_sequence_does_not_change_its_last_real_step() {
+        let device = Device::flex();
+        let lstm = LstmConfig::new(2, 3).with_bidirectional(true).init(&device);
+        let real = Tensor::<3>::random([1, 3, 2], Distribution::Default, &device);
+        let (alone, (h_alone, _)) = lstm.forward(real.clone(), None);
+        // The same 3 steps followed by 2 steps of large junk, with its length given.
+        let junk = Tensor::<3>::random([1, 2, 2], Distribution::Uniform(5.0, 9.0), &device);
+        let padded = Tensor::cat(vec![real, junk], 1);
+        let (out, (h, _)) = lstm.forward(padded, Some(&[3]));
+        let close = |a: Vec<f32>, b: Vec<f32>| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5);
+        assert!(close(
+            values(alone.narrow(1, 2, 1)),
+            values(out.clone().narrow(1, 2, 1))
+        ));
+        assert!(
+            close(values(h_alone), values(h)),
+            "final states of both directions"
+        );
+    }
+}

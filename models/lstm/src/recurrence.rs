@@ -1,0 +1,120 @@
+//! What LSTM and GRU share: PyTorch-shaped parameters, the batched input projection, time
+//! reversal, and the masks that stop the state at each sequence's last real step.
+
+use burn::module::Param;
+use burn::nn::Initializer;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// One direction's parameters, PyTorch-shaped: `gates` blocks of `d_hidden` rows each.
+pub type Params = (
+    Param<Tensor<2>>,
+    Param<Tensor<2>>,
+    Param<Tensor<1>>,
+    Param<Tensor<1>>,
+);
+
+/// PyTorch's initialisation of one direction: every parameter uniform in
+/// `[-1/sqrt(H), 1/sqrt(H)]`; returns `(weight_ih, weight_hh, bias_ih, bias_hh)`.
+pub fn init_params(gates: usize, d_input: usize, d_hidden: usize, device: &Device) -> Params {
+    let k = 1.0 / (d_hidden as f64).sqrt();
+    let init = Initializer::Uniform { min: -k, max: k };
+    let rows = gates * d_hidden;
+    (
+        init.init([rows, d_input], device),
+        init.init([rows, d_hidden], device),
+        init.init([rows], device),
+        init.init([rows], device),
+    )
+}
+
+/// One direction's parameter values for a forward pass.
+pub struct Direction {
+    pub weight_ih: Tensor<2>,
+    pub weight_hh: Tensor<2>,
+    pub bias_ih: Tensor<1>,
+    pub bias_hh: Tensor<1>,
+}
+
+impl Direction {
+    pub fn new(
+        p: (
+            &Param<Tensor<2>>,
+            &Param<Tensor<2>>,
+            &Param<Tensor<1>>,
+            &Param<Tensor<1>>,
+        ),
+    ) -> Self {
+        Self {
+            weight_ih: p.0.val(),
+            weight_hh: p.1.val(),
+            bias_ih: p.2.val(),
+            bias_hh: p.3.val(),
+        }
+    }
+
+    /// `x W_ih^T + b_ih` for every step at once: one matrix product for the whole sequence.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_input]`
+    /// - output: `[batch, seq, gates * d_hidden]`
+    pub fn project_inputs(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, seq, d_input] = x.dims();
+        let rows = self.bias_ih.dims()[0];
+        let flat = x.reshape([batch * seq, d_input]);
+        let projected =
+            flat.matmul(self.weight_ih.clone().transpose()) + self.bias_ih.clone().unsqueeze();
+        projected.reshape([batch, seq, rows])
+    }
+
+    /// `h W_hh^T + b_hh`, all gates in one product.
+    ///
+    /// # Shapes
+    /// - h: `[batch, d_hidden]`
+    /// - output: `[batch, gates * d_hidden]`
+    pub fn project_hidden(&self, h: Tensor<2>) -> Tensor<2> {
+        h.matmul(self.weight_hh.clone().transpose()) + self.bias_hh.clone().unsqueeze()
+    }
+}
+
+/// Per-step masks for sequences of different `lengths`: step `t` of sequence `b` is 1 when
+/// `t < lengths[b]`. `None` when every sequence fills the whole length.
+///
+/// # Shapes
+/// - output: `seq` tensors of `[batch, 1]`
+pub fn step_masks(
+    lengths: Option<&[usize]>,
+    seq: usize,
+    device: &Device,
+) -> Option<Vec<Tensor<2>>> {
+    let lengths = lengths?;
+    let batch = lengths.len();
+    Some(
+        (0..seq)
+            .map(|t| {
+                let m: Vec<f32> = lengths
+                    .iter()
+                    .map(|&l| if t < l { 1.0 } else { 0.0 })
+                    .collect();
+                Tensor::from_data(TensorData::new(m, [batch, 1]), device)
+            })
+            .collect(),
+    )
+}
+
+/// `new` where the mask is 1, `old` where it is 0: padded steps leave the state unchanged.
+pub fn keep_where(mask: Option<&Tensor<2>>, new: Tensor<2>, old: Tensor<2>) -> Tensor<2> {
+    match mask {
+        Some(m) => old.clone() + (new - old) * m.clone(),
+        None => new,
+    }
+}
+
+/// The `i`-th block of `d_hidden` columns.
+pub fn gate(gates: &Tensor<2>, i: usize, d_hidden: usize) -> Tensor<2> {
+    gates.clone().narrow(1, i * d_hidden, d_hidden)
+}
+
+/// Stacks per-step outputs `[batch, d_hidden]` (in step order) into `[batch, seq, d_hidden]`.
+pub fn stack_steps(steps: Vec<Tensor<2>>) -> Tensor<3> {
+    Tensor::stack(steps, 1)
+}
