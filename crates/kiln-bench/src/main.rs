@@ -25,6 +25,9 @@ enum Bench {
     Mlp,
     /// The `mnist` CNN preset on MNIST-shaped data, batch 64, Adam.
     Cnn,
+    /// kiln's `Lstm` layer against burn-nn's (input 28, hidden 128, sequence 28, batch 64),
+    /// forward and backward.
+    LstmLayer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -199,9 +202,65 @@ fn measure<M: Model>(args: &Args, name: &str, model: impl Fn(&Device) -> M) -> R
     Ok(())
 }
 
+/// Forward and backward of one LSTM layer, kiln's against burn-nn's, same input.
+fn lstm_layer(args: &Args) -> Result<()> {
+    use kiln::burn::nn::LstmConfig as BurnLstmConfig;
+    use kiln::burn::tensor::Distribution;
+    use kiln::lstm::LstmConfig;
+
+    let (batch, seq, d_input, d_hidden, steps) = (64, 28, 28, 128, 20);
+    let backends: Vec<Backend> = if args.backend.is_empty() {
+        vec![Backend::compiled()[0]]
+    } else {
+        args.backend
+            .iter()
+            .map(|b| b.parse())
+            .collect::<Result<_, _>>()?
+    };
+    for backend in backends {
+        let device = backend.device()?.autodiff();
+        device.seed(1);
+        let kiln_lstm = LstmConfig::new(d_input, d_hidden).init(&device);
+        let burn_lstm = BurnLstmConfig::new(d_input, d_hidden, true).init(&device);
+        let x = Tensor::<3>::random([batch, seq, d_input], Distribution::Default, &device);
+        let samples = (batch * steps) as f64;
+        let kiln_run = || -> Result<()> {
+            for _ in 0..steps {
+                let (out, _) = kiln_lstm.forward(x.clone(), None);
+                let _grads = out.narrow(1, seq - 1, 1).sum().backward();
+            }
+            Ok(())
+        };
+        let burn_run = || -> Result<()> {
+            for _ in 0..steps {
+                let (out, _) = burn_lstm.forward(x.clone(), None);
+                let _grads = out.narrow(1, seq - 1, 1).sum().backward();
+            }
+            Ok(())
+        };
+        let [kiln, burn, ratio, lo, hi] = paired(args.runs, samples, kiln_run, burn_run)?;
+        println!(
+            "{}",
+            json!({
+                "model": "lstm-layer",
+                "backend": backend.name(),
+                "shape": {"batch": batch, "seq": seq, "d_input": d_input, "d_hidden": d_hidden},
+                "runs": args.runs,
+                "kiln_samples_per_sec": kiln.round(),
+                "burn_nn_samples_per_sec": burn.round(),
+                "ratio": round3(ratio),
+                "ratio_min": round3(lo),
+                "ratio_max": round3(hi),
+            })
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     match args.bench {
+        Bench::LstmLayer => lstm_layer(&args),
         Bench::Mlp => measure(&args, "mlp", |d| {
             MlpConfig::new(784, vec![128, 64], 10).init(d)
         }),

@@ -2,6 +2,7 @@
 //!
 //! - [`fnn`]: the perceptron and the multi-layer perceptron.
 //! - [`cnn`]: convolutional blocks and small image classifiers.
+//! - [`lstm`]: fast LSTM and GRU layers with PyTorch's parameter layout.
 //! - [`train`]: the shared trainer (`fit`, `evaluate`, `predict`, early stopping, schedules).
 //! - [`datasets`]: embedded, fetched and synthetic data.
 //! - [`backend`]: picks the compute backend at run time among those compiled in.
@@ -17,6 +18,7 @@ pub use kiln_cnn as cnn;
 pub use kiln_common as common;
 pub use kiln_datasets as datasets;
 pub use kiln_fnn as fnn;
+pub use kiln_lstm as lstm;
 pub use kiln_train as train;
 
 /// The names most programs need.

@@ -118,7 +118,6 @@ impl Gru {
         let [batch, seq, _] = x.dims();
         let device = x.device();
         let hd = self.d_hidden;
-        let projected = dir.project_inputs(x);
         let masks = step_masks(lengths, seq, &device);
         let mut h = Tensor::<2>::zeros([batch, hd], &device);
         let mut outputs = vec![None; seq];
@@ -128,7 +127,7 @@ impl Gru {
             (0..seq).collect()
         };
         for t in steps {
-            let xi = projected.clone().narrow(1, t, 1).squeeze_dim::<2>(1);
+            let xi = dir.project_input_step(x.clone().narrow(1, t, 1).squeeze_dim::<2>(1));
             let hh = dir.project_hidden(h.clone());
             let r = sigmoid(gate(&xi, 0, hd) + gate(&hh, 0, hd));
             let z = sigmoid(gate(&xi, 1, hd) + gate(&hh, 1, hd));

@@ -128,7 +128,7 @@ impl Lstm {
         let [batch, seq, _] = x.dims();
         let device = x.device();
         let hd = self.d_hidden;
-        let projected = dir.project_inputs(x);
+        let (stacked, bias) = dir.stacked_weights();
         let masks = step_masks(lengths, seq, &device);
         let mut h = Tensor::<2>::zeros([batch, hd], &device);
         let mut c = Tensor::<2>::zeros([batch, hd], &device);
@@ -139,8 +139,8 @@ impl Lstm {
             (0..seq).collect()
         };
         for t in steps {
-            let gates = projected.clone().narrow(1, t, 1).squeeze_dim::<2>(1)
-                + dir.project_hidden(h.clone());
+            let x_t = x.clone().narrow(1, t, 1).squeeze_dim::<2>(1);
+            let gates = dir.project_step(&stacked, &bias, x_t, h.clone());
             let i = sigmoid(gate(&gates, 0, hd));
             let f = sigmoid(gate(&gates, 1, hd));
             let g = tanh(gate(&gates, 2, hd));

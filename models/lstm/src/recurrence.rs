@@ -52,18 +52,38 @@ impl Direction {
         }
     }
 
-    /// `x W_ih^T + b_ih` for every step at once: one matrix product for the whole sequence.
+    /// `x_t W_ih^T + b_ih`, all gates in one product.
     ///
     /// # Shapes
-    /// - x: `[batch, seq, d_input]`
-    /// - output: `[batch, seq, gates * d_hidden]`
-    pub fn project_inputs(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, seq, d_input] = x.dims();
-        let rows = self.bias_ih.dims()[0];
-        let flat = x.reshape([batch * seq, d_input]);
-        let projected =
-            flat.matmul(self.weight_ih.clone().transpose()) + self.bias_ih.clone().unsqueeze();
-        projected.reshape([batch, seq, rows])
+    /// - x_t: `[batch, d_input]`
+    /// - output: `[batch, gates * d_hidden]`
+    pub fn project_input_step(&self, x_t: Tensor<2>) -> Tensor<2> {
+        x_t.matmul(self.weight_ih.clone().transpose()) + self.bias_ih.clone().unsqueeze()
+    }
+
+    /// The step function's one matrix product: `[x_t, h] [W_ih | W_hh]^T + b_ih + b_hh`, all
+    /// gates at once. `stacked` is [`stacked_weights`](Self::stacked_weights).
+    ///
+    /// # Shapes
+    /// - x_t: `[batch, d_input]`, h: `[batch, d_hidden]`
+    /// - output: `[batch, gates * d_hidden]`
+    pub fn project_step(
+        &self,
+        stacked: &Tensor<2>,
+        bias: &Tensor<2>,
+        x_t: Tensor<2>,
+        h: Tensor<2>,
+    ) -> Tensor<2> {
+        Tensor::cat(vec![x_t, h], 1).matmul(stacked.clone()) + bias.clone()
+    }
+
+    /// `[W_ih | W_hh]^T`, `[d_input + d_hidden, gates * d_hidden]`, and `b_ih + b_hh` as
+    /// `[1, gates * d_hidden]`: built once per sequence.
+    pub fn stacked_weights(&self) -> (Tensor<2>, Tensor<2>) {
+        let stacked =
+            Tensor::cat(vec![self.weight_ih.clone(), self.weight_hh.clone()], 1).transpose();
+        let bias = (self.bias_ih.clone() + self.bias_hh.clone()).unsqueeze();
+        (stacked, bias)
     }
 
     /// `h W_hh^T + b_hh`, all gates in one product.
