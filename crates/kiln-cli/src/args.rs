@@ -43,6 +43,10 @@ pub enum ModelKind {
     Perceptron,
     /// Convolutional image classifier (`--preset`).
     Cnn,
+    /// Stacked LSTM over sequences (`--hidden N --layers --bidirectional --pooling`).
+    Lstm,
+    /// Stacked GRU over sequences.
+    Gru,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -50,10 +54,19 @@ pub struct TrainArgs {
     /// Model to train.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelKind,
+    /// Recurrent layers (lstm, gru).
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// Run recurrent layers in both directions.
+    #[arg(long)]
+    pub bidirectional: bool,
+    /// Recurrent output the head sees: last or mean.
+    #[arg(long, default_value = "last", value_parser = ["last", "mean"])]
+    pub pooling: String,
     /// CNN architecture: mnist (1x28x28), cifar or cifar-bn (3x32x32).
     #[arg(long, default_value = "mnist")]
     pub preset: Preset,
-    /// Dataset: digits, iris, mnist, fashion-mnist, cifar10, xor, spirals, moons,
+    /// Dataset: digits, iris, mnist, sequential-mnist, fashion-mnist, cifar10, xor, spirals, moons,
     /// house-prices, csv:PATH or digits-csv:PATH (Kaggle digit-recognizer train.csv).
     #[arg(long, default_value = "digits")]
     pub dataset: DatasetSpec,

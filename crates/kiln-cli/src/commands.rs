@@ -10,6 +10,7 @@ use kiln::burn::tensor::{Int, Tensor, TensorData};
 use kiln::cnn::{Cnn, CnnConfig};
 use kiln::datasets::{Data, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
+use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
     Augmentation, EarlyStopping, FitResult, GradientClip, History, Metrics, OptimizerConfig,
     RunDir, Task, Trainer, TrainerConfig, Verbosity, evaluate,
@@ -26,6 +27,7 @@ use crate::dataset::{DataConfig, Prepared};
 pub enum ModelSpec {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
+    Sequence(SequenceModelConfig),
     Perceptron(PerceptronConfig),
 }
 
@@ -88,6 +90,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         ModelSpec::Cnn(cnn) => {
             fit_and_record(cnn.init(&device), &trainer, &prepared, &device, &run)?
         }
+        ModelSpec::Sequence(seq) => {
+            fit_and_record(seq.init(&device), &trainer, &prepared, &device, &run)?
+        }
         ModelSpec::Perceptron(cfg) => perceptron(cfg, &prepared, trainer.epochs, &device, &run)?,
     };
     let metrics = report.metrics_json(backend, &model);
@@ -114,6 +119,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let test = match &config.model {
         ModelSpec::Mlp(mlp) => reload_and_evaluate(&run, mlp.init(&device), &prepared, &device)?,
         ModelSpec::Cnn(cnn) => reload_and_evaluate(&run, cnn.init(&device), &prepared, &device)?,
+        ModelSpec::Sequence(seq) => {
+            reload_and_evaluate(&run, seq.init(&device), &prepared, &device)?
+        }
         ModelSpec::Perceptron(cfg) => {
             let model = run.load_model(cfg.init(&device))?;
             let accuracy = perceptron_accuracy(&model, &prepared.test, &device);
@@ -186,7 +194,13 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
             let model: Cnn = run.load_model(cnn.init(&device))?;
             kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
         }
-        ModelSpec::Perceptron(_) => bail!("predict supports the MLP and CNN models"),
+        ModelSpec::Sequence(seq) => {
+            let model: SequenceModel = run.load_model(seq.init(&device))?;
+            let mut inputs = inputs;
+            inputs.sample_shape = vec![inputs.sample_len() / seq.d_input.max(1), seq.d_input];
+            kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
+        }
+        ModelSpec::Perceptron(_) => bail!("predict supports the MLP, CNN and sequence models"),
     };
     let classes: Vec<String> = run.read_json::<serde_json::Value>("metrics.json")?["per_class"]
         .as_array()
@@ -307,6 +321,35 @@ fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec> {
             config.check()?;
             ModelSpec::Cnn(config)
         }
+        ModelKind::Lstm | ModelKind::Gru => {
+            let [_, d_input] = data.train.sample_shape[..] else {
+                bail!(
+                    "a sequence model reads samples of shape [steps, features]; {} has {:?} \
+                     (try --dataset sequential-mnist)",
+                    args.dataset,
+                    data.train.sample_shape
+                );
+            };
+            let d_hidden = args.hidden.first().copied().unwrap_or(128);
+            let cell = if args.model == ModelKind::Lstm {
+                Cell::Lstm
+            } else {
+                Cell::Gru
+            };
+            let pooling = if args.pooling == "mean" {
+                Pooling::Mean
+            } else {
+                Pooling::Last
+            };
+            let config = SequenceModelConfig::new(d_input, d_hidden, d_output)
+                .with_cell(cell)
+                .with_layers(args.layers)
+                .with_bidirectional(args.bidirectional)
+                .with_dropout(if args.layers > 1 { args.dropout } else { 0.0 })
+                .with_pooling(pooling);
+            config.check()?;
+            ModelSpec::Sequence(config)
+        }
         ModelKind::Perceptron => {
             if data.task != Task::Classification || d_output != 2 {
                 bail!(
@@ -346,6 +389,19 @@ fn model_name(model: &ModelSpec) -> String {
             c.image_size[1],
             c.d_output
         ),
+        ModelSpec::Sequence(c) => format!(
+            "{:?} {}x{}{} ({} features per step, {} outputs)",
+            c.cell,
+            c.layers,
+            c.d_hidden,
+            if c.bidirectional {
+                " bidirectional"
+            } else {
+                ""
+            },
+            c.d_input,
+            c.d_output
+        ),
         ModelSpec::Perceptron(c) => format!("perceptron ({} inputs)", c.d_input),
     }
 }
@@ -355,6 +411,8 @@ fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
         ModelKind::Mlp => "mlp",
         ModelKind::Perceptron => "perceptron",
         ModelKind::Cnn => "cnn",
+        ModelKind::Lstm => "lstm",
+        ModelKind::Gru => "gru",
     };
     PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()))
 }

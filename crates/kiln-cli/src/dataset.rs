@@ -18,6 +18,8 @@ pub enum DatasetSpec {
     Digits,
     Iris,
     Mnist,
+    /// MNIST with each image as 28 steps of 28 features (its rows).
+    SequentialMnist,
     FashionMnist,
     Cifar10,
     Xor,
@@ -29,7 +31,7 @@ pub enum DatasetSpec {
     DigitsCsv(PathBuf),
 }
 
-const NAMES: &str = "digits, iris, mnist, fashion-mnist, cifar10, xor, spirals, moons, \
+const NAMES: &str = "digits, iris, mnist, sequential-mnist, fashion-mnist, cifar10, xor, spirals, moons, \
                      house-prices, csv:PATH, digits-csv:PATH";
 
 impl FromStr for DatasetSpec {
@@ -39,6 +41,7 @@ impl FromStr for DatasetSpec {
             "digits" => DatasetSpec::Digits,
             "iris" => DatasetSpec::Iris,
             "mnist" => DatasetSpec::Mnist,
+            "sequential-mnist" => DatasetSpec::SequentialMnist,
             "fashion-mnist" => DatasetSpec::FashionMnist,
             "cifar10" => DatasetSpec::Cifar10,
             "xor" => DatasetSpec::Xor,
@@ -76,6 +79,7 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Digits => f.write_str("digits"),
             DatasetSpec::Iris => f.write_str("iris"),
             DatasetSpec::Mnist => f.write_str("mnist"),
+            DatasetSpec::SequentialMnist => f.write_str("sequential-mnist"),
             DatasetSpec::FashionMnist => f.write_str("fashion-mnist"),
             DatasetSpec::Cifar10 => f.write_str("cifar10"),
             DatasetSpec::DigitsCsv(p) => write!(f, "digits-csv:{}", p.display()),
@@ -163,6 +167,16 @@ impl DataConfig {
                 datasets::mnist(None, MnistSplit::Train)?,
                 datasets::mnist(None, MnistSplit::Test)?,
             ),
+            DatasetSpec::SequentialMnist => {
+                let rows = |mut d: Data| {
+                    d.sample_shape = vec![28, 28];
+                    d
+                };
+                official(
+                    rows(datasets::mnist(None, MnistSplit::Train)?),
+                    rows(datasets::mnist(None, MnistSplit::Test)?),
+                )
+            }
             DatasetSpec::FashionMnist => official(
                 datasets::fashion_mnist(None, MnistSplit::Train)?,
                 datasets::fashion_mnist(None, MnistSplit::Test)?,
@@ -190,7 +204,10 @@ impl DataConfig {
                         };
                         datasets::load_csv(path, &options)?
                     }
-                    DatasetSpec::Mnist | DatasetSpec::FashionMnist | DatasetSpec::Cifar10 => {
+                    DatasetSpec::Mnist
+                    | DatasetSpec::SequentialMnist
+                    | DatasetSpec::FashionMnist
+                    | DatasetSpec::Cifar10 => {
                         unreachable!("official splits are handled above")
                     }
                 };
@@ -212,7 +229,8 @@ impl DataConfig {
                 self.dataset
             );
         }
-        let scaler = match (self.is_images(), self.normalize) {
+        let sequences = self.dataset == DatasetSpec::SequentialMnist;
+        let scaler = match (self.is_images() || sequences, self.normalize && !sequences) {
             (false, _) => Some(Scaler::Standardizer(Standardizer::fit(&train))),
             (true, true) => Some(Scaler::Channels(ChannelNormalizer::fit(&train)?)),
             (true, false) => None,
@@ -241,6 +259,10 @@ mod tests {
             "digits",
             "iris",
             "mnist",
+            "sequential-mnist",
+            "fashion-mnist",
+            "cifar10",
+            "digits-csv:train.csv",
             "xor",
             "spirals",
             "moons",

@@ -42,7 +42,8 @@ pub struct TrainerConfig {
     /// Early stopping; `None` trains for all `epochs`. Default: none.
     pub early_stopping: Option<EarlyStopping>,
     /// Random transforms of the training images (never of validation or test data), applied
-    /// in two data-loader worker threads. Default: none.
+    /// in a data-loader worker thread, off the training thread (one, so that runs stay
+    /// reproducible: several workers hand batches over in whichever order they finish). Default: none.
     #[serde(default)]
     pub augmentation: Option<Augmentation>,
     /// Seed of the split, the shuffling, the initialisation and dropout. Default: 42.
@@ -178,7 +179,7 @@ impl Trainer {
                 ));
             }
             batcher = batcher.with_augmentation(augmentation.clone());
-            workers = 2;
+            workers = 1;
         }
         let loader_train = DataLoaderBuilder::new(batcher)
             .batch_size(config.batch_size)

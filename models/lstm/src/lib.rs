@@ -13,6 +13,8 @@
 mod gru;
 mod lstm;
 mod recurrence;
+mod sequence;
 
 pub use gru::{Gru, GruConfig};
 pub use lstm::{Lstm, LstmConfig};
+pub use sequence::{Cell, Pooling, SequenceConfigError, SequenceModel, SequenceModelConfig};
