@@ -235,3 +235,30 @@ fn cifar10_trains_through_the_same_path_on_files_in_its_binary_format() {
         "per-channel normalisation is saved"
     );
 }
+
+#[test]
+fn a_recurrent_model_reads_mnist_images_row_by_row() {
+    let out = scratch("seq");
+    kiln(&[
+        "train",
+        "--quiet",
+        "--model",
+        "gru",
+        "--dataset",
+        "sequential-mnist",
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let m = metrics(&out);
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.85, "{m}");
+    assert!(m["model"].as_str().unwrap().starts_with("Gru 1x32"), "{m}");
+    let e = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--quiet", "--model", "lstm", "--dataset", "digits"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&e.stderr).contains("[steps, features]"));
+}
