@@ -1,82 +1,25 @@
-use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::{Device, Tensor};
 
-use crate::recurrence::{Direction, gate, init_params, keep_where, stack_steps, step_masks};
+use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps, step_masks};
 
-/// Configuration of a [`Gru`] layer.
-#[derive(Config, Debug)]
-pub struct GruConfig {
-    /// Features per time step.
-    pub d_input: usize,
-    /// Size of the hidden state.
-    pub d_hidden: usize,
-    /// Also run the sequence backwards and concatenate both directions' outputs. Default: off.
-    #[config(default = false)]
-    pub bidirectional: bool,
-}
-
-impl GruConfig {
-    pub fn init(&self, device: &Device) -> Gru {
-        let (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) =
-            init_params(3, self.d_input, self.d_hidden, device);
-        let reverse = self
-            .bidirectional
-            .then(|| init_params(3, self.d_input, self.d_hidden, device));
-        let (weight_ih_l0_reverse, weight_hh_l0_reverse, bias_ih_l0_reverse, bias_hh_l0_reverse) =
-            match reverse {
-                Some((a, b, c, d)) => (Some(a), Some(b), Some(c), Some(d)),
-                None => (None, None, None, None),
-            };
-        Gru {
-            weight_ih_l0,
-            weight_hh_l0,
-            bias_ih_l0,
-            bias_hh_l0,
-            weight_ih_l0_reverse,
-            weight_hh_l0_reverse,
-            bias_ih_l0_reverse,
-            bias_hh_l0_reverse,
-            d_hidden: self.d_hidden,
-        }
-    }
-}
-
-/// A gated recurrent unit layer, PyTorch's `nn.GRU(batch_first=True)` for one layer:
-///
-/// ```text
-/// r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(W_iz x + b_iz + W_hz h + b_hz)
-/// n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
-/// h' = (1 - z) ⊙ n + z ⊙ h
-/// ```
-///
-/// Gates are stacked r, z, n in `weight_ih_l0` `[3H, I]` and `weight_hh_l0` `[3H, H]`.
-#[derive(Module, Debug)]
-pub struct Gru {
-    pub weight_ih_l0: Param<Tensor<2>>,
-    pub weight_hh_l0: Param<Tensor<2>>,
-    pub bias_ih_l0: Param<Tensor<1>>,
-    pub bias_hh_l0: Param<Tensor<1>>,
-    pub weight_ih_l0_reverse: Option<Param<Tensor<2>>>,
-    pub weight_hh_l0_reverse: Option<Param<Tensor<2>>>,
-    pub bias_ih_l0_reverse: Option<Param<Tensor<1>>>,
-    pub bias_hh_l0_reverse: Option<Param<Tensor<1>>>,
-    #[module(skip)]
-    pub d_hidden: usize,
-}
+pytorch_layer!(
+    /// Configuration of a [`Gru`] layer.
+    GruConfig,
+    /// A gated recurrent unit layer, PyTorch's `nn.GRU(batch_first=True)` for one layer:
+    ///
+    /// ```text
+    /// r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    /// n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+    /// h' = (1 - z) ⊙ n + z ⊙ h
+    /// ```
+    ///
+    /// Gates are stacked r, z, n in `weight_ih_l0` `[3H, I]` and `weight_hh_l0` `[3H, H]`.
+    Gru,
+    gates = 3
+);
 
 impl Gru {
-    /// Whether the layer runs both directions.
-    pub fn is_bidirectional(&self) -> bool {
-        self.weight_ih_l0_reverse.is_some()
-    }
-
-    /// Width of each output step: `d_hidden`, doubled when bidirectional.
-    pub fn d_output(&self) -> usize {
-        self.d_hidden * if self.is_bidirectional() { 2 } else { 1 }
-    }
-
     /// Runs the sequence from a zero state; `lengths` as in [`Lstm::forward`](crate::Lstm::forward).
     ///
     /// # Shapes
@@ -84,27 +27,17 @@ impl Gru {
     /// - output: `[batch, seq, d_output]`
     /// - state: `h_n`, `[directions, batch, d_hidden]`
     pub fn forward(&self, x: Tensor<3>, lengths: Option<&[usize]>) -> (Tensor<3>, Tensor<3>) {
-        let forward = Direction::new((
-            &self.weight_ih_l0,
-            &self.weight_hh_l0,
-            &self.bias_ih_l0,
-            &self.bias_hh_l0,
-        ));
+        let (forward, backward) = self.directions();
         let (out, h) = self.run(&forward, x.clone(), lengths, false);
-        match (
-            &self.weight_ih_l0_reverse,
-            &self.weight_hh_l0_reverse,
-            &self.bias_ih_l0_reverse,
-            &self.bias_hh_l0_reverse,
-        ) {
-            (Some(a), Some(b), Some(c), Some(d)) => {
-                let (out_r, h_r) = self.run(&Direction::new((a, b, c, d)), x, lengths, true);
+        match backward {
+            Some(backward) => {
+                let (out_r, h_r) = self.run(&backward, x, lengths, true);
                 (
                     Tensor::cat(vec![out, out_r], 2),
                     Tensor::stack(vec![h, h_r], 0),
                 )
             }
-            _ => (out, h.unsqueeze_dim(0)),
+            None => (out, h.unsqueeze_dim(0)),
         }
     }
 
@@ -147,7 +80,7 @@ impl Gru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     #[test]
     fn shapes_and_padding() {

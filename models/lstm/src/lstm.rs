@@ -1,86 +1,29 @@
-use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::{Device, Tensor};
 
-use crate::recurrence::{Direction, gate, init_params, keep_where, stack_steps, step_masks};
+use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps, step_masks};
 
-/// Configuration of an [`Lstm`] layer.
-#[derive(Config, Debug)]
-pub struct LstmConfig {
-    /// Features per time step.
-    pub d_input: usize,
-    /// Size of the hidden and cell state.
-    pub d_hidden: usize,
-    /// Also run the sequence backwards and concatenate both directions' outputs. Default: off.
-    #[config(default = false)]
-    pub bidirectional: bool,
-}
-
-impl LstmConfig {
-    pub fn init(&self, device: &Device) -> Lstm {
-        let (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) =
-            init_params(4, self.d_input, self.d_hidden, device);
-        let reverse = self
-            .bidirectional
-            .then(|| init_params(4, self.d_input, self.d_hidden, device));
-        let (weight_ih_l0_reverse, weight_hh_l0_reverse, bias_ih_l0_reverse, bias_hh_l0_reverse) =
-            match reverse {
-                Some((a, b, c, d)) => (Some(a), Some(b), Some(c), Some(d)),
-                None => (None, None, None, None),
-            };
-        Lstm {
-            weight_ih_l0,
-            weight_hh_l0,
-            bias_ih_l0,
-            bias_hh_l0,
-            weight_ih_l0_reverse,
-            weight_hh_l0_reverse,
-            bias_ih_l0_reverse,
-            bias_hh_l0_reverse,
-            d_hidden: self.d_hidden,
-        }
-    }
-}
-
-/// A long short-term memory layer, PyTorch's `nn.LSTM(batch_first=True)` for one layer:
-///
-/// ```text
-/// i = σ(W_ii x + b_ii + W_hi h + b_hi)      f = σ(W_if x + b_if + W_hf h + b_hf)
-/// g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
-/// c' = f ⊙ c + i ⊙ g                         h' = o ⊙ tanh(c')
-/// ```
-///
-/// The four gates' weights are stacked in that order (i, f, g, o) in `weight_ih_l0`
-/// `[4H, I]` and `weight_hh_l0` `[4H, H]`, as PyTorch stores them.
-#[derive(Module, Debug)]
-pub struct Lstm {
-    pub weight_ih_l0: Param<Tensor<2>>,
-    pub weight_hh_l0: Param<Tensor<2>>,
-    pub bias_ih_l0: Param<Tensor<1>>,
-    pub bias_hh_l0: Param<Tensor<1>>,
-    pub weight_ih_l0_reverse: Option<Param<Tensor<2>>>,
-    pub weight_hh_l0_reverse: Option<Param<Tensor<2>>>,
-    pub bias_ih_l0_reverse: Option<Param<Tensor<1>>>,
-    pub bias_hh_l0_reverse: Option<Param<Tensor<1>>>,
-    #[module(skip)]
-    pub d_hidden: usize,
-}
+pytorch_layer!(
+    /// Configuration of an [`Lstm`] layer.
+    LstmConfig,
+    /// A long short-term memory layer, PyTorch's `nn.LSTM(batch_first=True)` for one layer:
+    ///
+    /// ```text
+    /// i = σ(W_ii x + b_ii + W_hi h + b_hi)      f = σ(W_if x + b_if + W_hf h + b_hf)
+    /// g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
+    /// c' = f ⊙ c + i ⊙ g                         h' = o ⊙ tanh(c')
+    /// ```
+    ///
+    /// The four gates' weights are stacked in that order (i, f, g, o) in `weight_ih_l0`
+    /// `[4H, I]` and `weight_hh_l0` `[4H, H]`, as PyTorch stores them.
+    Lstm,
+    gates = 4
+);
 
 /// An LSTM's final state per direction: `h_n` and `c_n`, `[directions, batch, d_hidden]`.
 pub type LstmState = (Tensor<3>, Tensor<3>);
 
 impl Lstm {
-    /// Whether the layer runs both directions.
-    pub fn is_bidirectional(&self) -> bool {
-        self.weight_ih_l0_reverse.is_some()
-    }
-
-    /// Width of each output step: `d_hidden`, doubled when bidirectional.
-    pub fn d_output(&self) -> usize {
-        self.d_hidden * if self.is_bidirectional() { 2 } else { 1 }
-    }
-
     /// Runs the sequence from a zero state. With `lengths`, sequence `b` is taken to end after
     /// `lengths[b]` steps (padding after that changes neither its outputs up to there nor its
     /// final state; outputs at padded steps repeat the last real state).
@@ -90,31 +33,18 @@ impl Lstm {
     /// - output: `[batch, seq, d_output]` (forward then backward halves when bidirectional)
     /// - state: `h_n`, `c_n` of `[directions, batch, d_hidden]`
     pub fn forward(&self, x: Tensor<3>, lengths: Option<&[usize]>) -> (Tensor<3>, LstmState) {
-        let forward = Direction::new((
-            &self.weight_ih_l0,
-            &self.weight_hh_l0,
-            &self.bias_ih_l0,
-            &self.bias_hh_l0,
-        ));
+        let (forward, backward) = self.directions();
         let (out, h, c) = self.run(&forward, x.clone(), lengths, false);
-        match (
-            &self.weight_ih_l0_reverse,
-            &self.weight_hh_l0_reverse,
-            &self.bias_ih_l0_reverse,
-            &self.bias_hh_l0_reverse,
-        ) {
-            (Some(a), Some(b), Some(c_), Some(d)) => {
-                let backward = Direction::new((a, b, c_, d));
+        match backward {
+            Some(backward) => {
                 let (out_r, h_r, c_r) = self.run(&backward, x, lengths, true);
-                (
-                    Tensor::cat(vec![out, out_r], 2),
-                    (
-                        Tensor::stack(vec![h, h_r], 0),
-                        Tensor::stack(vec![c, c_r], 0),
-                    ),
-                )
+                let state = (
+                    Tensor::stack(vec![h, h_r], 0),
+                    Tensor::stack(vec![c, c_r], 0),
+                );
+                (Tensor::cat(vec![out, out_r], 2), state)
             }
-            _ => (out, (h.unsqueeze_dim(0), c.unsqueeze_dim(0))),
+            None => (out, (h.unsqueeze_dim(0), c.unsqueeze_dim(0))),
         }
     }
 
@@ -163,7 +93,7 @@ impl Lstm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().iter::<f32>().collect()

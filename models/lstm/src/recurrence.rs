@@ -138,3 +138,91 @@ pub fn gate(gates: &Tensor<2>, i: usize, d_hidden: usize) -> Tensor<2> {
 pub fn stack_steps(steps: Vec<Tensor<2>>) -> Tensor<3> {
     Tensor::stack(steps, 1)
 }
+
+/// Declares a recurrent layer's config and module with PyTorch's parameter names
+/// (`weight_ih_l0`, ..., `*_reverse` when bidirectional), their initialisation, and the helpers
+/// both cells share. Each cell then writes only its step function.
+macro_rules! pytorch_layer {
+    ($(#[$cfg_doc:meta])* $config:ident, $(#[$doc:meta])* $layer:ident, gates = $gates:expr) => {
+        $(#[$cfg_doc])*
+        #[derive(burn::config::Config, Debug)]
+        pub struct $config {
+            /// Features per time step.
+            pub d_input: usize,
+            /// Size of the hidden state.
+            pub d_hidden: usize,
+            /// Also run the sequence backwards and concatenate both directions' outputs.
+            /// Default: off.
+            #[config(default = false)]
+            pub bidirectional: bool,
+        }
+
+        impl $config {
+            pub fn init(&self, device: &burn::tensor::Device) -> $layer {
+                let init = || crate::recurrence::init_params($gates, self.d_input, self.d_hidden, device);
+                let (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) = init();
+                let (weight_ih_l0_reverse, weight_hh_l0_reverse, bias_ih_l0_reverse, bias_hh_l0_reverse) =
+                    match self.bidirectional.then(init) {
+                        Some((a, b, c, d)) => (Some(a), Some(b), Some(c), Some(d)),
+                        None => (None, None, None, None),
+                    };
+                $layer {
+                    weight_ih_l0,
+                    weight_hh_l0,
+                    bias_ih_l0,
+                    bias_hh_l0,
+                    weight_ih_l0_reverse,
+                    weight_hh_l0_reverse,
+                    bias_ih_l0_reverse,
+                    bias_hh_l0_reverse,
+                    d_hidden: self.d_hidden,
+                }
+            }
+        }
+
+        $(#[$doc])*
+        #[derive(burn::module::Module, Debug)]
+        pub struct $layer {
+            pub weight_ih_l0: burn::module::Param<burn::tensor::Tensor<2>>,
+            pub weight_hh_l0: burn::module::Param<burn::tensor::Tensor<2>>,
+            pub bias_ih_l0: burn::module::Param<burn::tensor::Tensor<1>>,
+            pub bias_hh_l0: burn::module::Param<burn::tensor::Tensor<1>>,
+            pub weight_ih_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<2>>>,
+            pub weight_hh_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<2>>>,
+            pub bias_ih_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<1>>>,
+            pub bias_hh_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<1>>>,
+            #[module(skip)]
+            pub d_hidden: usize,
+        }
+
+        impl $layer {
+            /// Whether the layer runs both directions.
+            pub fn is_bidirectional(&self) -> bool {
+                self.weight_ih_l0_reverse.is_some()
+            }
+
+            /// Width of each output step: `d_hidden`, doubled when bidirectional.
+            pub fn d_output(&self) -> usize {
+                self.d_hidden * if self.is_bidirectional() { 2 } else { 1 }
+            }
+
+            /// The forward direction's parameters, and the backward one's when bidirectional.
+            fn directions(&self) -> (crate::recurrence::Direction, Option<crate::recurrence::Direction>) {
+                use crate::recurrence::Direction;
+                let forward = Direction::new((&self.weight_ih_l0, &self.weight_hh_l0, &self.bias_ih_l0, &self.bias_hh_l0));
+                let backward = match (
+                    &self.weight_ih_l0_reverse,
+                    &self.weight_hh_l0_reverse,
+                    &self.bias_ih_l0_reverse,
+                    &self.bias_hh_l0_reverse,
+                ) {
+                    (Some(a), Some(b), Some(c), Some(d)) => Some(Direction::new((a, b, c, d))),
+                    _ => None,
+                };
+                (forward, backward)
+            }
+        }
+    };
+}
+
+pub(crate) use pytorch_layer;
