@@ -3,6 +3,8 @@
 //! - [`fnn`]: the perceptron and the multi-layer perceptron.
 //! - [`cnn`]: convolutional blocks and small image classifiers.
 //! - [`lstm`]: fast LSTM and GRU layers with PyTorch's parameter layout.
+//! - [`transformer`]: Transformer encoder blocks (PyTorch's layout), positional encodings,
+//!   sequence classifiers for tokens or real-valued steps.
 //! - [`train`]: the shared trainer (`fit`, `evaluate`, `predict`, early stopping, schedules).
 //! - [`datasets`]: embedded, fetched and synthetic data.
 //! - [`backend`]: picks the compute backend at run time among those compiled in.
@@ -20,6 +22,7 @@ pub use kiln_datasets as datasets;
 pub use kiln_fnn as fnn;
 pub use kiln_lstm as lstm;
 pub use kiln_train as train;
+pub use kiln_transformer as transformer;
 
 /// The names most programs need.
 pub mod prelude {
@@ -30,8 +33,10 @@ pub mod prelude {
     pub use kiln_common::{Activation, Model};
     pub use kiln_datasets::{Data, Targets};
     pub use kiln_fnn::{Mlp, MlpConfig, Perceptron, PerceptronConfig};
+    pub use kiln_lstm::{SequenceModel, SequenceModelConfig};
     pub use kiln_train::{
         EarlyStopping, LrSchedule, Monitor, OptimizerConfig, OptimizerKind, Task, Trainer,
         TrainerConfig, evaluate, predict,
     };
+    pub use kiln_transformer::{EncoderBlockConfig, SequenceClassifier, SequenceClassifierConfig};
 }

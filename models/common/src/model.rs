@@ -1,7 +1,7 @@
 use std::fmt;
 
 use burn::module::{Module, ModuleDisplay};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// A model kiln's trainer can fit: a Burn module that maps a batch of inputs to one row of
 /// outputs per sample (logits for classification, values for regression).
@@ -51,6 +51,27 @@ impl<const D: usize> BatchInput for Tensor<D> {
     }
 }
 
+impl<const D: usize> BatchInput for Tensor<D, Int> {
+    /// Ids (token ids) stored as exact whole numbers in the f32 values, shaped like
+    /// [`Tensor<D>`]'s batches: `[batch, seq]` for a `Tensor<2, Int>` of token sequences.
+    fn from_samples(
+        values: Vec<f32>,
+        batch: usize,
+        sample_shape: &[usize],
+        device: &Device,
+    ) -> Self {
+        let ids: Vec<i64> = values.into_iter().map(|v| v as i64).collect();
+        let mut shape = [1usize; D];
+        shape[0] = batch;
+        if sample_shape.len() + 1 == D {
+            shape[1..].copy_from_slice(sample_shape);
+        } else {
+            shape[D - 1] = sample_shape.iter().product();
+        }
+        Tensor::from_data(TensorData::new(ids, shape), device)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +87,16 @@ mod tests {
         assert_eq!(
             rows.into_data().try_to_vec::<f32>().unwrap()[4..8],
             [4., 5., 6., 7.]
+        );
+    }
+
+    #[test]
+    fn token_ids_become_an_int_batch() {
+        let ids = Tensor::<2, Int>::from_samples(vec![3., 0., 7., 1.], 2, &[2], &Device::flex());
+        assert_eq!(ids.dims(), [2, 2]);
+        assert_eq!(
+            ids.into_data().iter::<i64>().collect::<Vec<_>>(),
+            [3, 0, 7, 1]
         );
     }
 }

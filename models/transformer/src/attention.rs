@@ -1,0 +1,121 @@
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Device, Tensor};
+
+/// Added to the attention score of a padded key, so that its softmax weight is zero.
+const MASKED: f32 = -1.0e9;
+
+/// Multi-head self-attention, `softmax(Q K^T / sqrt(d_k)) V` in `n_heads` subspaces of width
+/// `d_k = d_model / n_heads`, concatenated and projected.
+#[derive(Config, Debug)]
+pub struct MultiHeadAttentionConfig {
+    pub d_model: usize,
+    /// Must divide `d_model`.
+    pub n_heads: usize,
+    /// Dropout on the attention weights, in training only. Default: 0.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl MultiHeadAttentionConfig {
+    pub fn init(&self, device: &Device) -> MultiHeadAttention {
+        assert!(
+            self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
+            "n_heads ({}) must divide d_model ({})",
+            self.n_heads,
+            self.d_model
+        );
+        let d = self.d_model;
+        // PyTorch's initialisation: Xavier-uniform projections, zero biases.
+        let in_proj_weight = Initializer::XavierUniform { gain: 1.0 }.init_with(
+            [3 * d, d],
+            Some(d),
+            Some(3 * d),
+            device,
+        );
+        MultiHeadAttention {
+            in_proj_weight,
+            in_proj_bias: Initializer::Zeros.init([3 * d], device),
+            out_proj: LinearConfig::new(d, d).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            n_heads: self.n_heads,
+        }
+    }
+}
+
+/// Multi-head self-attention with PyTorch's parameter layout: `in_proj_weight` `[3 d_model,
+/// d_model]` stacks `W_q`, `W_k`, `W_v` (rows, `[out, in]`), so one matrix product projects all
+/// three; `out_proj` is a Linear (Burn's `[in, out]` weight: transpose PyTorch's to load it).
+#[derive(Module, Debug)]
+pub struct MultiHeadAttention {
+    pub in_proj_weight: Param<Tensor<2>>,
+    pub in_proj_bias: Param<Tensor<1>>,
+    pub out_proj: Linear,
+    pub dropout: Dropout,
+    pub n_heads: usize,
+}
+
+impl MultiHeadAttention {
+    /// Self-attention of every position over every non-padded position.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - padding: `[batch, seq]`, true where the position is padding (it is never attended to)
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let [batch, seq, d_model] = x.dims();
+        let (heads, d_k) = (self.n_heads, d_model / self.n_heads);
+        let qkv = x
+            .reshape([batch * seq, d_model])
+            .matmul(self.in_proj_weight.val().transpose())
+            .add(self.in_proj_bias.val().unsqueeze_dim(0))
+            .reshape([batch, seq, 3 * d_model]);
+        let mut parts = qkv.chunk(3, 2).into_iter().map(|part| {
+            part.reshape([batch, seq, heads, d_k]).swap_dims(1, 2) // [batch, heads, seq, d_k]
+        });
+        let (q, k, v) = (
+            parts.next().expect("q"),
+            parts.next().expect("k"),
+            parts.next().expect("v"),
+        );
+        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d_k as f32).sqrt()); // [batch, heads, seq, seq]
+        if let Some(padding) = padding {
+            scores = scores.mask_fill(padding.reshape([batch, 1, 1, seq]), MASKED);
+        }
+        let weights = self.dropout.forward(softmax(scores, 3));
+        let context = weights
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, d_model]);
+        self.out_proj.forward(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn one_head_over_one_key_returns_its_projected_value() {
+        let device = Device::flex();
+        let attention = MultiHeadAttentionConfig::new(4, 2).init(&device);
+        // With a single position every weight is 1, so the output is out_proj(W_v x + b_v).
+        let x = Tensor::<3>::random([2, 1, 4], Distribution::Default, &device);
+        let got = attention.forward(x.clone(), None);
+        let w_v = attention.in_proj_weight.val().slice([8..12, 0..4]);
+        let b_v = attention.in_proj_bias.val().slice(8..12);
+        let v = x.reshape([2, 4]).matmul(w_v.transpose()) + b_v.unsqueeze_dim(0);
+        let want = attention.out_proj.forward(v).reshape([2, 1, 4]);
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Default::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "must divide")]
+    fn heads_must_divide_the_width() {
+        MultiHeadAttentionConfig::new(6, 4).init(&Device::flex());
+    }
+}

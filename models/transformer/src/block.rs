@@ -1,0 +1,155 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{Bool, Device, Tensor};
+use kiln_common::Activation;
+
+use crate::{MultiHeadAttention, MultiHeadAttentionConfig};
+
+/// One Transformer encoder block, as in "Attention is all you need" and PyTorch's
+/// `TransformerEncoderLayer`:
+///
+/// ```text
+/// post-norm: x = norm1(x + attention(x));       x = norm2(x + feed_forward(x))
+/// pre-norm:  x = x + attention(norm1(x));       x = x + feed_forward(norm2(x))
+/// feed_forward(x) = linear2(dropout(activation(linear1(x))))
+/// ```
+///
+/// with dropout on the attention weights and on each branch before it is added.
+#[derive(Config, Debug)]
+pub struct EncoderBlockConfig {
+    pub d_model: usize,
+    /// Attention heads; must divide `d_model`.
+    pub n_heads: usize,
+    /// Width of the feed-forward layer.
+    pub d_ff: usize,
+    /// Dropout rate everywhere in the block, in training only. Default: 0.1 (PyTorch's).
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Default: ReLU (PyTorch's).
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    /// Normalise before each branch (pre-norm, trains more stably in deep stacks) rather than
+    /// after the residual sum (post-norm, the original). Default: false, post-norm.
+    #[config(default = false)]
+    pub norm_first: bool,
+    /// Default: 1e-5.
+    #[config(default = 1e-5)]
+    pub layer_norm_eps: f64,
+}
+
+impl EncoderBlockConfig {
+    pub fn init(&self, device: &Device) -> EncoderBlock {
+        let norm = || {
+            LayerNormConfig::new(self.d_model)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
+        EncoderBlock {
+            self_attn: MultiHeadAttentionConfig::new(self.d_model, self.n_heads)
+                .with_dropout(self.dropout)
+                .init(device),
+            linear1: LinearConfig::new(self.d_model, self.d_ff).init(device),
+            linear2: LinearConfig::new(self.d_ff, self.d_model).init(device),
+            norm1: norm(),
+            norm2: norm(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            activation: self.activation,
+            norm_first: self.norm_first,
+        }
+    }
+}
+
+/// See [`EncoderBlockConfig`]. Field names follow PyTorch's, so its weights map one to one.
+#[derive(Module, Debug)]
+pub struct EncoderBlock {
+    pub self_attn: MultiHeadAttention,
+    pub linear1: Linear,
+    pub linear2: Linear,
+    pub norm1: LayerNorm,
+    pub norm2: LayerNorm,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub activation: Activation,
+    #[module(skip)]
+    pub norm_first: bool,
+}
+
+impl EncoderBlock {
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - padding: `[batch, seq]`, true at padded positions (never attended to)
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let attend = |x: Tensor<3>| self.dropout.forward(self.self_attn.forward(x, padding));
+        if self.norm_first {
+            let x = x.clone() + attend(self.norm1.forward(x));
+            x.clone() + self.feed_forward(self.norm2.forward(x))
+        } else {
+            let x = self.norm1.forward(x.clone() + attend(x));
+            self.norm2.forward(x.clone() + self.feed_forward(x))
+        }
+    }
+
+    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let hidden = self
+            .dropout
+            .forward(self.activation.forward(self.linear1.forward(x)));
+        self.dropout.forward(self.linear2.forward(hidden))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Int};
+
+    fn block(norm_first: bool) -> EncoderBlock {
+        EncoderBlockConfig::new(8, 2, 16)
+            .with_dropout(0.0)
+            .with_norm_first(norm_first)
+            .init(&Device::flex())
+    }
+
+    #[test]
+    fn keeps_the_shape() {
+        let x = Tensor::<3>::random([3, 5, 8], Distribution::Default, &Device::flex());
+        assert_eq!(block(false).forward(x.clone(), None).dims(), [3, 5, 8]);
+        assert_eq!(block(true).forward(x, None).dims(), [3, 5, 8]);
+    }
+
+    #[test]
+    fn padded_positions_do_not_change_the_real_ones() {
+        let device = Device::flex();
+        for norm_first in [false, true] {
+            let block = block(norm_first);
+            let x = Tensor::<3>::random([1, 5, 8], Distribution::Default, &device);
+            let other = Tensor::<3>::random([1, 2, 8], Distribution::Default, &device);
+            let changed = Tensor::cat(vec![x.clone().slice([0..1, 0..3, 0..8]), other], 1);
+            let padding = Tensor::<1, Int>::arange(0..5, &device)
+                .greater_equal_elem(3)
+                .reshape([1, 5]);
+            let a = block
+                .forward(x, Some(padding.clone()))
+                .slice([0..1, 0..3, 0..8]);
+            let b = block
+                .forward(changed, Some(padding))
+                .slice([0..1, 0..3, 0..8]);
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Default::default());
+        }
+    }
+
+    #[test]
+    fn without_positions_the_block_is_permutation_equivariant() {
+        let device = Device::flex();
+        let block = block(false);
+        let x = Tensor::<3>::random([2, 4, 8], Distribution::Default, &device);
+        let order = Tensor::<1, Int>::from_ints([2, 0, 3, 1], &device);
+        let permuted_then_block = block.forward(x.clone().select(1, order.clone()), None);
+        let block_then_permuted = block.forward(x, None).select(1, order);
+        permuted_then_block
+            .into_data()
+            .assert_approx_eq::<f32>(&block_then_permuted.into_data(), Default::default());
+    }
+}

@@ -1,0 +1,343 @@
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+};
+use burn::tensor::{Bool, Device, Int, Tensor};
+use kiln_common::{Activation, BatchInput, Model};
+
+use crate::{
+    Encoder, EncoderBlockConfig, EncoderConfig, PositionalEncoding, PositionalEncodingConfig,
+    Positions,
+};
+
+/// The token id of padding; a tokeniser pads with it and the classifier masks it out.
+pub const PAD_ID: usize = 0;
+
+/// How the encoder's outputs become one vector per sequence.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over non-padded positions.
+    Mean,
+    /// The output at a learned `[CLS]` vector prepended to every sequence (BERT).
+    Cls,
+}
+
+/// A hyper-parameter of [`SequenceClassifierConfig`] that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransformerConfigError {
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("n_heads ({n_heads}) must divide d_model ({d_model})")]
+    Heads { d_model: usize, n_heads: usize },
+    #[error("d_model must be even for sinusoidal positions, got {0}")]
+    OddWidth(usize),
+    #[error("max_len must be at most 10000, got {0}")]
+    TooLong(usize),
+    #[error("dropout must lie in [0, 1), got {0}")]
+    Dropout(f64),
+}
+
+/// A Transformer encoder classifier (or regressor):
+///
+/// ```text
+/// tokens [batch, seq] -> embedding * sqrt(d_model)  ┐
+/// or features [batch, seq, d_input] -> Linear       ┘-> ([CLS] +) positions -> dropout
+///   -> encoder blocks (padding masked) -> mean or [CLS] -> dropout -> Linear -> output
+/// ```
+#[derive(Config, Debug)]
+pub struct SequenceClassifierConfig {
+    /// Width of every position's vector.
+    pub d_model: usize,
+    /// Outputs: classes (logits) or regression targets.
+    pub d_output: usize,
+    /// Attention heads per block; must divide `d_model`. Default: 4.
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Feed-forward width. Default: 128.
+    #[config(default = 128)]
+    pub d_ff: usize,
+    /// Encoder blocks. Default: 2.
+    #[config(default = 2)]
+    pub n_blocks: usize,
+    /// Dropout rate, in training only. Default: 0.1.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Feed-forward activation. Default: ReLU.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+    /// Pre-norm blocks (and a final layer norm). Default: false, post-norm.
+    #[config(default = false)]
+    pub norm_first: bool,
+    /// Longest input sequence. Default: 512.
+    #[config(default = 512)]
+    pub max_len: usize,
+    /// Default: sinusoidal.
+    #[config(default = "Positions::Sinusoidal")]
+    pub positions: Positions,
+    /// Default: mean.
+    #[config(default = "Pooling::Mean")]
+    pub pooling: Pooling,
+}
+
+impl SequenceClassifierConfig {
+    pub fn check(&self) -> Result<(), TransformerConfigError> {
+        for (name, v) in [
+            ("d_model", self.d_model),
+            ("d_output", self.d_output),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+            ("n_blocks", self.n_blocks),
+            ("max_len", self.max_len),
+        ] {
+            if v == 0 {
+                return Err(TransformerConfigError::Zero(name));
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            return Err(TransformerConfigError::Heads {
+                d_model: self.d_model,
+                n_heads: self.n_heads,
+            });
+        }
+        if self.positions == Positions::Sinusoidal && !self.d_model.is_multiple_of(2) {
+            return Err(TransformerConfigError::OddWidth(self.d_model));
+        }
+        if self.max_len >= 10_000 {
+            return Err(TransformerConfigError::TooLong(self.max_len));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(TransformerConfigError::Dropout(self.dropout));
+        }
+        Ok(())
+    }
+
+    /// A classifier of token ids from a vocabulary of `vocab_size` (id [`PAD_ID`] is padding).
+    ///
+    /// # Panics
+    /// If [`check`](Self::check) fails; call it first to get the error as a value.
+    pub fn init_tokens(&self, vocab_size: usize, device: &Device) -> SequenceClassifier<Tokens> {
+        let embedding = EmbeddingConfig::new(vocab_size, self.d_model).init(device);
+        self.init_with(Tokens { embedding }, device)
+    }
+
+    /// A classifier of real-valued sequences with `d_input` features per step.
+    ///
+    /// # Panics
+    /// If [`check`](Self::check) fails.
+    pub fn init_features(&self, d_input: usize, device: &Device) -> SequenceClassifier<Features> {
+        let projection = LinearConfig::new(d_input, self.d_model).init(device);
+        self.init_with(Features { projection }, device)
+    }
+
+    fn init_with<E: Embed>(&self, input: E, device: &Device) -> SequenceClassifier<E> {
+        if let Err(e) = self.check() {
+            panic!("invalid SequenceClassifierConfig: {e}");
+        }
+        let block = EncoderBlockConfig::new(self.d_model, self.n_heads, self.d_ff)
+            .with_dropout(self.dropout)
+            .with_activation(self.activation)
+            .with_norm_first(self.norm_first);
+        let cls = (self.pooling == Pooling::Cls).then(|| {
+            Initializer::Normal {
+                mean: 0.0,
+                std: 0.02,
+            }
+            .init([1, 1, self.d_model], device)
+        });
+        SequenceClassifier {
+            input,
+            cls,
+            positions: PositionalEncodingConfig::new(self.max_len + 1, self.d_model)
+                .with_kind(self.positions)
+                .init(device),
+            encoder: EncoderConfig::new(block)
+                .with_n_blocks(self.n_blocks)
+                .init(device),
+            final_norm: self
+                .norm_first
+                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: LinearConfig::new(self.d_model, self.d_output).init(device),
+        }
+    }
+}
+
+/// What turns a batch of inputs into `[batch, seq, d_model]` vectors and a padding mask.
+pub trait Embed: Module + burn::module::ModuleDisplay + 'static {
+    type Input: BatchInput;
+
+    /// # Shapes
+    /// - output: `[batch, seq, d_model]`, and `[batch, seq]` true at padded positions
+    fn embed(&self, input: Self::Input) -> (Tensor<3>, Option<Tensor<2, Bool>>);
+}
+
+/// Token ids through an embedding table, scaled by `sqrt(d_model)` as in the original paper.
+#[derive(Module, Debug)]
+pub struct Tokens {
+    pub embedding: Embedding,
+}
+
+impl Embed for Tokens {
+    type Input = Tensor<2, Int>;
+
+    fn embed(&self, ids: Tensor<2, Int>) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
+        let padding = ids.clone().equal_elem(PAD_ID as i64);
+        let d_model = self.embedding.weight.dims()[1];
+        let x = self
+            .embedding
+            .forward(ids)
+            .mul_scalar((d_model as f32).sqrt());
+        (x, Some(padding))
+    }
+}
+
+/// Real-valued steps through a linear projection (time series, image rows).
+#[derive(Module, Debug)]
+pub struct Features {
+    pub projection: Linear,
+}
+
+impl Embed for Features {
+    type Input = Tensor<3>;
+
+    fn embed(&self, x: Tensor<3>) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
+        (self.projection.forward(x), None)
+    }
+}
+
+/// See [`SequenceClassifierConfig`]; `E` is [`Tokens`] for text, [`Features`] for series.
+#[derive(Module, Debug)]
+pub struct SequenceClassifier<E: Embed> {
+    pub input: E,
+    /// The `[CLS]` vector `[1, 1, d_model]`, with CLS pooling.
+    pub cls: Option<Param<Tensor<3>>>,
+    pub positions: PositionalEncoding,
+    pub encoder: Encoder,
+    /// Layer norm after the last block, with pre-norm blocks (PyTorch's `norm`).
+    pub final_norm: Option<LayerNorm>,
+    pub dropout: Dropout,
+    pub head: Linear,
+}
+
+impl<E: Embed> SequenceClassifier<E> {
+    /// The encoder's output at every position, and the padding mask.
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq (+1 with CLS), d_model]`, and `[batch, seq (+1)]`
+    pub fn encode(&self, input: E::Input) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
+        let (mut x, mut padding) = self.input.embed(input);
+        let [batch, _, d_model] = x.dims();
+        if let Some(cls) = &self.cls {
+            x = Tensor::cat(vec![cls.val().expand([batch, 1, d_model]), x], 1);
+            padding = padding.map(|p| {
+                let real = Tensor::<2, Int>::zeros([batch, 1], &p.device()).equal_elem(1);
+                Tensor::cat(vec![real, p], 1)
+            });
+        }
+        let x = self.dropout.forward(self.positions.forward(x));
+        let mut x = self.encoder.forward(x, padding.clone());
+        if let Some(norm) = &self.final_norm {
+            x = norm.forward(x);
+        }
+        (x, padding)
+    }
+
+    /// One vector per sequence: the `[CLS]` output, or the mean over non-padded positions.
+    ///
+    /// # Shapes
+    /// - output: `[batch, d_model]`
+    pub fn pool(&self, input: E::Input) -> Tensor<2> {
+        let (x, padding) = self.encode(input);
+        let [batch, seq, d_model] = x.dims();
+        if self.cls.is_some() {
+            return x
+                .slice([0..batch, 0..1, 0..d_model])
+                .reshape([batch, d_model]);
+        }
+        match padding {
+            None => x.mean_dim(1).reshape([batch, d_model]),
+            Some(padding) => {
+                let keep = padding.bool_not().float().reshape([batch, seq, 1]);
+                let count = keep.clone().sum_dim(1).clamp_min(1.0); // [batch, 1, 1]
+                (x * keep).sum_dim(1).div(count).reshape([batch, d_model])
+            }
+        }
+    }
+}
+
+impl<E: Embed> Model for SequenceClassifier<E> {
+    type Input = E::Input;
+
+    /// # Shapes
+    /// - input: `[batch, seq]` token ids, or `[batch, seq, d_input]` features
+    /// - output: `[batch, d_output]`
+    fn forward(&self, input: E::Input) -> Tensor<2> {
+        self.head.forward(self.dropout.forward(self.pool(input)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn config() -> SequenceClassifierConfig {
+        SequenceClassifierConfig::new(16, 3)
+            .with_n_heads(2)
+            .with_d_ff(32)
+            .with_dropout(0.0)
+            .with_max_len(12)
+    }
+
+    #[test]
+    fn shapes_for_tokens_and_features_and_each_pooling() {
+        let device = Device::flex();
+        for pooling in [Pooling::Mean, Pooling::Cls] {
+            for norm_first in [false, true] {
+                let config = config().with_pooling(pooling).with_norm_first(norm_first);
+                let text = config.init_tokens(50, &device);
+                let ids = Tensor::<2, Int>::from_data(
+                    TensorData::new(vec![5i64, 7, 9, 0, 3, 4, 0, 0], [2, 4]),
+                    &device,
+                );
+                assert_eq!(text.forward(ids).dims(), [2, 3]);
+                let series = config.init_features(5, &device);
+                let x = Tensor::<3>::random([4, 10, 5], Distribution::Default, &device);
+                assert_eq!(series.forward(x).dims(), [4, 3]);
+            }
+        }
+    }
+
+    #[test]
+    fn padding_tokens_do_not_change_the_prediction() {
+        let device = Device::flex();
+        for pooling in [Pooling::Mean, Pooling::Cls] {
+            let model = config().with_pooling(pooling).init_tokens(50, &device);
+            let ids =
+                |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 6]), &device);
+            let short = model.forward(ids(vec![5, 7, 9, 0, 0, 0]));
+            let padded_more = model.forward(ids(vec![5, 7, 9, 0, 0, 0]).slice([0..1, 0..4]));
+            short
+                .into_data()
+                .assert_approx_eq::<f32>(&padded_more.into_data(), Default::default());
+        }
+    }
+
+    #[test]
+    fn check_names_the_bad_hyper_parameter() {
+        assert_eq!(
+            config().with_n_heads(3).check(),
+            Err(TransformerConfigError::Heads {
+                d_model: 16,
+                n_heads: 3
+            })
+        );
+        assert_eq!(
+            config().with_n_blocks(0).check(),
+            Err(TransformerConfigError::Zero("n_blocks"))
+        );
+        assert!(config().check().is_ok());
+    }
+}

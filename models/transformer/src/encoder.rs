@@ -1,0 +1,59 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::{EncoderBlock, EncoderBlockConfig};
+
+/// A stack of identical [`EncoderBlock`]s (PyTorch's `TransformerEncoder`).
+#[derive(Config, Debug)]
+pub struct EncoderConfig {
+    pub block: EncoderBlockConfig,
+    /// Number of blocks. Default: 2.
+    #[config(default = 2)]
+    pub n_blocks: usize,
+}
+
+impl EncoderConfig {
+    pub fn init(&self, device: &Device) -> Encoder {
+        Encoder {
+            blocks: (0..self.n_blocks)
+                .map(|_| self.block.init(device))
+                .collect(),
+        }
+    }
+}
+
+/// See [`EncoderConfig`].
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub blocks: Vec<EncoderBlock>,
+}
+
+impl Encoder {
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - padding: `[batch, seq]`, true at padded positions
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        self.blocks
+            .iter()
+            .fold(x, |x, block| block.forward(x, padding.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn stacks_blocks_and_keeps_the_shape() {
+        let device = Device::flex();
+        let encoder = EncoderConfig::new(EncoderBlockConfig::new(8, 2, 16))
+            .with_n_blocks(3)
+            .init(&device);
+        assert_eq!(encoder.blocks.len(), 3);
+        let x = Tensor::<3>::random([2, 6, 8], Distribution::Default, &device);
+        assert_eq!(encoder.forward(x, None).dims(), [2, 6, 8]);
+    }
+}

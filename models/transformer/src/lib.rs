@@ -1,0 +1,21 @@
+//! Transformer encoders: [`MultiHeadAttention`], [`EncoderBlock`] (post-norm or pre-norm, with a
+//! padding mask), [`PositionalEncoding`] (sinusoidal or learned), [`Encoder`], and
+//! [`SequenceClassifier`] for token ids ([`Tokens`]) or real-valued sequences ([`Features`]).
+//!
+//! Parameters follow PyTorch's `TransformerEncoderLayer` names (`self_attn.in_proj_weight`,
+//! `linear1`, `norm1`, ...), and the block matches it to 1e-4 (see `tests/pytorch.rs`).
+
+mod attention;
+mod block;
+mod classifier;
+mod encoder;
+mod positional;
+
+pub use attention::{MultiHeadAttention, MultiHeadAttentionConfig};
+pub use block::{EncoderBlock, EncoderBlockConfig};
+pub use classifier::{
+    Embed, Features, PAD_ID, Pooling, SequenceClassifier, SequenceClassifierConfig, Tokens,
+    TransformerConfigError,
+};
+pub use encoder::{Encoder, EncoderConfig};
+pub use positional::{PositionalEncoding, PositionalEncodingConfig, Positions};
