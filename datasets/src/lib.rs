@@ -13,8 +13,10 @@ mod idx;
 mod kaggle;
 mod mnist;
 mod scale;
+mod series;
 mod split;
 pub mod synthetic;
+mod text;
 
 pub use cifar::{CIFAR10_CLASSES, cifar10, cifar10_hint};
 pub use csv_table::{CsvOptions, load_csv};
@@ -27,4 +29,9 @@ pub use kaggle::{
 };
 pub use mnist::{FASHION_MNIST_CLASSES, MnistSplit, data_dir, fashion_mnist, fetch_hint, mnist};
 pub use scale::{ChannelNormalizer, Standardizer};
+pub use series::{
+    ForecastError, ForecastReport, Series, SeriesScaler, WindowConfig, Windows, airline,
+    detect_season, load_series_csv,
+};
 pub use split::{Split, split};
+pub use text::{PAD, TextEncoder, TextSet, Tokenizer, UNK, load_text_csv, spam};
