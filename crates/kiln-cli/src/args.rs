@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::cnn::Preset;
 use kiln::common::Activation;
+use kiln::datasets::Tokenizer;
 use kiln::train::{Augmentation, LrSchedule, Monitor, OptimizerKind, Task};
 
 use crate::dataset::DatasetSpec;
@@ -47,6 +48,9 @@ pub enum ModelKind {
     Lstm,
     /// Stacked GRU over sequences.
     Gru,
+    /// Transformer encoder over token ids (text datasets) or real-valued steps
+    /// (`--d-model --heads --d-ff --layers --pooling mean|cls`).
+    Transformer,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -54,20 +58,58 @@ pub struct TrainArgs {
     /// Model to train.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelKind,
-    /// Recurrent layers (lstm, gru).
+    /// Recurrent layers (lstm, gru) or encoder blocks (transformer).
     #[arg(long, default_value_t = 1)]
     pub layers: usize,
     /// Run recurrent layers in both directions.
     #[arg(long)]
     pub bidirectional: bool,
-    /// Recurrent output the head sees: last or mean.
-    #[arg(long, default_value = "last", value_parser = ["last", "mean"])]
-    pub pooling: String,
+    /// What the head sees: the last step or the mean (lstm, gru; default last), the mean or a
+    /// [CLS] token (transformer; default mean).
+    #[arg(long, value_parser = ["last", "mean", "cls"])]
+    pub pooling: Option<String>,
+    /// Transformer width of every position.
+    #[arg(long, default_value_t = 64)]
+    pub d_model: usize,
+    /// Transformer attention heads (must divide --d-model).
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Transformer feed-forward width.
+    #[arg(long, default_value_t = 128)]
+    pub d_ff: usize,
+    /// Transformer positions: sinusoidal or learned.
+    #[arg(long, default_value = "sinusoidal", value_parser = ["sinusoidal", "learned"])]
+    pub positions: String,
+    /// Tokens per text [default: 200] or input steps per series window [default: 12].
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Tokeniser for text datasets: word or char.
+    #[arg(long, default_value = "word")]
+    pub tokenizer: Tokenizer,
+    /// Largest vocabulary (PAD and UNK included).
+    #[arg(long, default_value_t = 20_000)]
+    pub vocab_size: usize,
+    /// Fewest occurrences in the training texts for a token to enter the vocabulary.
+    #[arg(long, default_value_t = 2)]
+    pub min_freq: usize,
+    /// Text column of a text-csv: dataset.
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// Value column of a series-csv: dataset.
+    #[arg(long)]
+    pub column: Option<String>,
+    /// Steps ahead a series model forecasts.
+    #[arg(long, default_value_t = 1)]
+    pub horizon: usize,
+    /// Season length for the seasonal naive baseline [default: known or detected].
+    #[arg(long)]
+    pub season: Option<usize>,
     /// CNN architecture: mnist (1x28x28), cifar or cifar-bn (3x32x32).
     #[arg(long, default_value = "mnist")]
     pub preset: Preset,
     /// Dataset: digits, iris, mnist, sequential-mnist, fashion-mnist, cifar10, xor, spirals, moons,
-    /// house-prices, csv:PATH or digits-csv:PATH (Kaggle digit-recognizer train.csv).
+    /// house-prices, spam, airline, csv:PATH, digits-csv:PATH (Kaggle digit-recognizer
+    /// train.csv), text-csv:PATH (--text-column, --target) or series-csv:PATH (--column).
     #[arg(long, default_value = "digits")]
     pub dataset: DatasetSpec,
     /// Target column of a CSV dataset.
@@ -164,7 +206,8 @@ pub struct PredictArgs {
     /// The run directory that `kiln train` wrote.
     #[arg(long)]
     pub run: PathBuf,
-    /// Inputs: a CSV of feature columns, or for image runs a Kaggle digit-recognizer test.csv.
+    /// Inputs: a CSV of feature columns; for image runs a Kaggle digit-recognizer test.csv; for
+    /// text runs a CSV with the text column the run was trained on (or `text`).
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the predictions (`ImageId,Label`, ImageId from 1).

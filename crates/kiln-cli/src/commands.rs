@@ -8,18 +8,21 @@ use kiln::backend::{self, Backend};
 use kiln::burn::module::Module;
 use kiln::burn::tensor::{Int, Tensor, TensorData};
 use kiln::cnn::{Cnn, CnnConfig};
-use kiln::datasets::{Data, Targets};
+use kiln::datasets::{Data, ForecastReport, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
     Augmentation, EarlyStopping, FitResult, GradientClip, History, Metrics, OptimizerConfig,
     RunDir, Task, Trainer, TrainerConfig, Verbosity, evaluate,
 };
+use kiln::transformer::{
+    Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::args::{EvalArgs, ModelKind, PredictArgs, TrainArgs};
-use crate::dataset::{DataConfig, Prepared};
+use crate::dataset::{DataConfig, Prepared, Scaler, SequenceOptions};
 
 /// The model's architecture, as `config.json` keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,7 +31,40 @@ pub enum ModelSpec {
     Mlp(MlpConfig),
     Cnn(CnnConfig),
     Sequence(SequenceModelConfig),
+    Transformer(TransformerSpec),
     Perceptron(PerceptronConfig),
+}
+
+/// A Transformer and what it reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransformerSpec {
+    pub config: SequenceClassifierConfig,
+    pub input: TransformerInput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformerInput {
+    /// Token ids from a vocabulary of this size.
+    Tokens { vocab_size: usize },
+    /// Real-valued steps of this many features.
+    Features { d_input: usize },
+}
+
+impl TransformerSpec {
+    fn tokens(&self, device: &Device) -> SequenceClassifier<Tokens> {
+        match self.input {
+            TransformerInput::Tokens { vocab_size } => self.config.init_tokens(vocab_size, device),
+            TransformerInput::Features { .. } => unreachable!("checked by the caller"),
+        }
+    }
+
+    fn features(&self, device: &Device) -> SequenceClassifier<Features> {
+        match self.input {
+            TransformerInput::Features { d_input } => self.config.init_features(d_input, device),
+            TransformerInput::Tokens { .. } => unreachable!("checked by the caller"),
+        }
+    }
 }
 
 /// Everything needed to rerun or re-evaluate a run: `config.json`.
@@ -50,6 +86,16 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         test_split: args.test_split,
         seed: args.seed,
         normalize: args.normalize,
+        sequence: SequenceOptions {
+            seq_len: args.seq_len,
+            text_column: args.text_column.clone(),
+            tokenizer: args.tokenizer,
+            vocab_size: args.vocab_size,
+            min_freq: args.min_freq,
+            column: args.column.clone(),
+            horizon: args.horizon,
+            season: args.season,
+        },
     };
     let prepared = data.prepare(args.task)?;
     let trainer = trainer_config(args, prepared.task);
@@ -93,11 +139,19 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         ModelSpec::Sequence(seq) => {
             fit_and_record(seq.init(&device), &trainer, &prepared, &device, &run)?
         }
+        ModelSpec::Transformer(t) => match t.input {
+            TransformerInput::Tokens { .. } => {
+                fit_and_record(t.tokens(&device), &trainer, &prepared, &device, &run)?
+            }
+            TransformerInput::Features { .. } => {
+                fit_and_record(t.features(&device), &trainer, &prepared, &device, &run)?
+            }
+        },
         ModelSpec::Perceptron(cfg) => perceptron(cfg, &prepared, trainer.epochs, &device, &run)?,
     };
     let metrics = report.metrics_json(backend, &model);
     run.write_json("metrics.json", &metrics)?;
-    print_metrics(&report.test);
+    print_metrics(&report.test, report.forecast.as_ref());
     println!("run directory: {}", run.path.display());
     Ok(())
 }
@@ -116,23 +170,31 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             );
         }
     }
-    let test = match &config.model {
+    let (test, forecast) = match &config.model {
         ModelSpec::Mlp(mlp) => reload_and_evaluate(&run, mlp.init(&device), &prepared, &device)?,
         ModelSpec::Cnn(cnn) => reload_and_evaluate(&run, cnn.init(&device), &prepared, &device)?,
         ModelSpec::Sequence(seq) => {
             reload_and_evaluate(&run, seq.init(&device), &prepared, &device)?
         }
+        ModelSpec::Transformer(t) => match t.input {
+            TransformerInput::Tokens { .. } => {
+                reload_and_evaluate(&run, t.tokens(&device), &prepared, &device)?
+            }
+            TransformerInput::Features { .. } => {
+                reload_and_evaluate(&run, t.features(&device), &prepared, &device)?
+            }
+        },
         ModelSpec::Perceptron(cfg) => {
             let model = run.load_model(cfg.init(&device))?;
             let accuracy = perceptron_accuracy(&model, &prepared.test, &device);
-            classification_only(accuracy)
+            (classification_only(accuracy), None)
         }
     };
     eprintln!(
         "kiln: evaluated {} with backend {backend}",
         run.path.display()
     );
-    print_metrics(&test);
+    print_metrics(&test, forecast.as_ref());
     Ok(())
 }
 
@@ -152,10 +214,22 @@ fn fit_and_record<M: kiln::common::Model>(
         EVAL_BATCH,
         device,
     );
+    let forecast = forecast(&fit.model, prepared, device);
     run.write_text("history.csv", &fit.history.to_csv())?;
     let n_params = Module::num_params(&fit.model);
     run.save_model(fit.model.clone())?;
-    Ok(Report::from_fit(&fit, test, n_params))
+    Ok(Report::from_fit(&fit, test, forecast, n_params))
+}
+
+/// For series: the test forecasts' errors in the series' units, beside the naive baselines'.
+fn forecast<M: kiln::common::Model>(
+    model: &M,
+    prepared: &Prepared,
+    device: &Device,
+) -> Option<ForecastReport> {
+    let windows = prepared.forecast.as_ref()?;
+    let outputs = kiln::train::predict(model, &prepared.test, EVAL_BATCH, device);
+    Some(windows.report(&outputs))
 }
 
 /// Loads a run's weights into `fresh` (same architecture) and evaluates it on the test set.
@@ -164,24 +238,59 @@ fn reload_and_evaluate<M: kiln::common::Model>(
     fresh: M,
     data: &Prepared,
     device: &Device,
-) -> Result<Metrics> {
+) -> Result<(Metrics, Option<ForecastReport>)> {
     let model = run.load_model(fresh)?;
-    Ok(evaluate(&model, &data.test, data.task, EVAL_BATCH, device))
+    Ok((
+        evaluate(&model, &data.test, data.task, EVAL_BATCH, device),
+        forecast(&model, data, device),
+    ))
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let config: RunConfig = run.read_json("config.json")?;
     let (_, device) = backend::device(args.device.as_deref())?;
-    let mut inputs = if config.data.is_images() {
-        kiln::datasets::digit_recognizer_test(&args.input)?
+    let scaler: Option<Scaler> = if run.file("scaler.json").exists() {
+        Some(run.read_json("scaler.json")?)
     } else {
-        kiln::datasets::load_features_csv(&args.input)?
+        None
     };
-    if run.file("scaler.json").exists() {
-        let scaler: crate::dataset::Scaler = run.read_json("scaler.json")?;
-        scaler.transform(&mut inputs)?;
-    }
+    let inputs = match &scaler {
+        Some(Scaler::Text(encoder)) => {
+            let column = config
+                .data
+                .sequence
+                .text_column
+                .as_deref()
+                .unwrap_or("text");
+            let texts = kiln::datasets::load_texts_csv(&args.input, column)?;
+            let mut x = Vec::with_capacity(texts.len() * encoder.seq_len);
+            for text in &texts {
+                x.extend(encoder.encode(text).into_iter().map(|id| id as f32));
+            }
+            Data {
+                x,
+                sample_shape: vec![encoder.seq_len],
+                y: Targets::Unlabelled { n: texts.len() },
+            }
+        }
+        Some(Scaler::Series(_)) => bail!(
+            "predict takes new rows of features, images or texts; a series run reports its \
+             forecasts with `kiln eval --run {}`",
+            args.run.display()
+        ),
+        other => {
+            let mut inputs = if config.data.is_images() {
+                kiln::datasets::digit_recognizer_test(&args.input)?
+            } else {
+                kiln::datasets::load_features_csv(&args.input)?
+            };
+            if let Some(scaler) = other {
+                scaler.transform(&mut inputs)?;
+            }
+            inputs
+        }
+    };
     let rows = match &config.model {
         ModelSpec::Mlp(mlp) => {
             check_inputs(&inputs, &[mlp.d_input], &args.input)?;
@@ -200,6 +309,18 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
             inputs.sample_shape = vec![inputs.sample_len() / seq.d_input.max(1), seq.d_input];
             kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
         }
+        ModelSpec::Transformer(t) => match t.input {
+            TransformerInput::Tokens { .. } => {
+                let model = run.load_model(t.tokens(&device))?;
+                kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
+            }
+            TransformerInput::Features { d_input } => {
+                let model = run.load_model(t.features(&device))?;
+                let mut inputs = inputs;
+                inputs.sample_shape = vec![inputs.sample_len() / d_input.max(1), d_input];
+                kiln::train::predict(&model, &inputs, EVAL_BATCH, &device)
+            }
+        },
         ModelSpec::Perceptron(_) => bail!("predict supports the MLP, CNN and sequence models"),
     };
     let classes: Vec<String> = run.read_json::<serde_json::Value>("metrics.json")?["per_class"]
@@ -336,10 +457,12 @@ fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec> {
             } else {
                 Cell::Gru
             };
-            let pooling = if args.pooling == "mean" {
-                Pooling::Mean
-            } else {
-                Pooling::Last
+            let pooling = match args.pooling.as_deref() {
+                None | Some("last") => Pooling::Last,
+                Some("mean") => Pooling::Mean,
+                Some(other) => bail!(
+                    "--pooling {other} is for the transformer; lstm and gru pool by last or mean"
+                ),
             };
             let config = SequenceModelConfig::new(d_input, d_hidden, d_output)
                 .with_cell(cell)
@@ -349,6 +472,44 @@ fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec> {
                 .with_pooling(pooling);
             config.check()?;
             ModelSpec::Sequence(config)
+        }
+        ModelKind::Transformer => {
+            let pooling = match args.pooling.as_deref() {
+                None | Some("mean") => kiln::transformer::Pooling::Mean,
+                Some("cls") => kiln::transformer::Pooling::Cls,
+                Some(other) => bail!(
+                    "--pooling {other} is for lstm and gru; the transformer pools by mean or cls"
+                ),
+            };
+            let (input, seq_len) = match (&data.scaler, &data.train.sample_shape[..]) {
+                (Some(Scaler::Text(encoder)), _) => (
+                    TransformerInput::Tokens {
+                        vocab_size: encoder.vocab_size(),
+                    },
+                    encoder.seq_len,
+                ),
+                (_, &[steps, d_input]) => (TransformerInput::Features { d_input }, steps),
+                (_, shape) => bail!(
+                    "the transformer reads texts (spam, text-csv:) or samples of shape [steps, \
+                     features] (sequential-mnist, airline); {} has {shape:?}",
+                    args.dataset
+                ),
+            };
+            let config = SequenceClassifierConfig::new(args.d_model, d_output)
+                .with_n_heads(args.heads)
+                .with_d_ff(args.d_ff)
+                .with_n_blocks(args.layers)
+                .with_dropout(args.dropout)
+                .with_activation(args.activation)
+                .with_max_len(seq_len)
+                .with_positions(if args.positions == "learned" {
+                    Positions::Learned
+                } else {
+                    Positions::Sinusoidal
+                })
+                .with_pooling(pooling);
+            config.check()?;
+            ModelSpec::Transformer(TransformerSpec { config, input })
         }
         ModelKind::Perceptron => {
             if data.task != Task::Classification || d_output != 2 {
@@ -402,6 +563,17 @@ fn model_name(model: &ModelSpec) -> String {
             c.d_input,
             c.d_output
         ),
+        ModelSpec::Transformer(t) => format!(
+            "Transformer encoder {}x{} ({} heads, d_ff {}, {})",
+            t.config.n_blocks,
+            t.config.d_model,
+            t.config.n_heads,
+            t.config.d_ff,
+            match t.input {
+                TransformerInput::Tokens { vocab_size } => format!("vocabulary {vocab_size}"),
+                TransformerInput::Features { d_input } => format!("{d_input} features per step"),
+            }
+        ),
         ModelSpec::Perceptron(c) => format!("perceptron ({} inputs)", c.d_input),
     }
 }
@@ -413,6 +585,7 @@ fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
         ModelKind::Cnn => "cnn",
         ModelKind::Lstm => "lstm",
         ModelKind::Gru => "gru",
+        ModelKind::Transformer => "transformer",
     };
     PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()))
 }
@@ -450,11 +623,18 @@ struct Report {
     train_seconds: f64,
     samples_per_sec: f64,
     n_params: usize,
+    forecast: Option<ForecastReport>,
 }
 
 impl Report {
-    fn from_fit<M>(fit: &FitResult<M>, test: Metrics, n_params: usize) -> Self {
+    fn from_fit<M>(
+        fit: &FitResult<M>,
+        test: Metrics,
+        forecast: Option<ForecastReport>,
+        n_params: usize,
+    ) -> Self {
         Self {
+            forecast,
             test,
             best_epoch: fit.best_epoch,
             epochs_run: fit.epochs_run,
@@ -507,11 +687,34 @@ impl Report {
             obj.insert("macro_f1".into(), json!(r.macro_f1));
             obj.insert("confusion_matrix".into(), json!(r.confusion));
         }
+        if let Some(f) = &self.forecast {
+            for (key, value) in forecast_metrics(f) {
+                obj.insert(key.into(), json!(value));
+            }
+        }
         m
     }
 }
 
-fn print_metrics(m: &Metrics) {
+/// Forecast errors in the series' units: `test_rmse`, `test_mae` and the naive baselines'.
+fn forecast_metrics(f: &ForecastReport) -> Vec<(&'static str, f64)> {
+    let mut out = vec![
+        ("test_rmse", f.model.rmse),
+        ("test_mae", f.model.mae),
+        ("naive_last_rmse", f.naive_last.rmse),
+        ("naive_last_mae", f.naive_last.mae),
+    ];
+    if let Some(s) = f.naive_seasonal {
+        out.push(("naive_seasonal_rmse", s.rmse));
+        out.push(("naive_seasonal_mae", s.mae));
+    }
+    if let Some(season) = f.season {
+        out.push(("season_length", season as f64));
+    }
+    out
+}
+
+fn print_metrics(m: &Metrics, forecast: Option<&ForecastReport>) {
     println!("test_loss: {:.4}", m.loss);
     for (name, value) in [
         ("test_accuracy", m.accuracy),
@@ -526,6 +729,12 @@ fn print_metrics(m: &Metrics) {
     if let Some(report) = &m.classes {
         println!("test_macro_f1: {:.4}", report.macro_f1);
         print!("{report}");
+    }
+    if let Some(f) = forecast {
+        // In the series' units; test_mae above is on the scaled differences the model outputs.
+        for (name, value) in forecast_metrics(f) {
+            println!("forecast {name}: {value:.4}");
+        }
     }
 }
 
@@ -611,6 +820,7 @@ fn perceptron(
         train_seconds,
         samples_per_sec: n * fit.epochs as f64 / train_seconds.max(1e-9),
         n_params,
+        forecast: None,
     })
 }
 

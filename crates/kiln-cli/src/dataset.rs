@@ -6,10 +6,14 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use kiln::datasets::{
-    self, ChannelNormalizer, CsvOptions, Data, MnistSplit, Standardizer, synthetic,
+    self, ChannelNormalizer, CsvOptions, Data, MnistSplit, SeriesScaler, Standardizer, TextEncoder,
+    Tokenizer, WindowConfig, Windows, synthetic,
 };
 use kiln::train::Task;
 use serde::{Deserialize, Serialize};
+
+/// Builds a dataset spec from the path after its prefix.
+type MakeSpec = fn(PathBuf) -> DatasetSpec;
 
 /// A dataset named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,10 +33,18 @@ pub enum DatasetSpec {
     Csv(PathBuf),
     /// Kaggle's digit-recognizer `train.csv`.
     DigitsCsv(PathBuf),
+    /// SpamAssassin emails, ham or spam.
+    Spam,
+    /// Labelled texts from a CSV file (`--text-column`, `--target`).
+    TextCsv(PathBuf),
+    /// The airline passengers series, forecast from windows.
+    Airline,
+    /// A series from a CSV column (`--column`).
+    SeriesCsv(PathBuf),
 }
 
 const NAMES: &str = "digits, iris, mnist, sequential-mnist, fashion-mnist, cifar10, xor, spirals, moons, \
-                     house-prices, csv:PATH, digits-csv:PATH";
+                     house-prices, spam, airline, csv:PATH, digits-csv:PATH, text-csv:PATH, series-csv:PATH";
 
 impl FromStr for DatasetSpec {
     type Err = String;
@@ -48,14 +60,25 @@ impl FromStr for DatasetSpec {
             "spirals" => DatasetSpec::Spirals,
             "moons" => DatasetSpec::Moons,
             "house-prices" => DatasetSpec::HousePrices,
-            other => match (
-                other.strip_prefix("csv:"),
-                other.strip_prefix("digits-csv:"),
-            ) {
-                (Some(path), _) if !path.is_empty() => DatasetSpec::Csv(path.into()),
-                (_, Some(path)) if !path.is_empty() => DatasetSpec::DigitsCsv(path.into()),
-                _ => return Err(format!("unknown dataset `{other}` (valid: {NAMES})")),
-            },
+            "spam" => DatasetSpec::Spam,
+            "airline" => DatasetSpec::Airline,
+            other => {
+                let with_path: [(&str, MakeSpec); 4] = [
+                    ("csv:", DatasetSpec::Csv),
+                    ("digits-csv:", DatasetSpec::DigitsCsv),
+                    ("text-csv:", DatasetSpec::TextCsv),
+                    ("series-csv:", DatasetSpec::SeriesCsv),
+                ];
+                with_path
+                    .into_iter()
+                    .find_map(|(prefix, make)| {
+                        other
+                            .strip_prefix(prefix)
+                            .filter(|p| !p.is_empty())
+                            .map(|p| make(p.into()))
+                    })
+                    .ok_or_else(|| format!("unknown dataset `{other}` (valid: {NAMES})"))?
+            }
         })
     }
 }
@@ -88,6 +111,10 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Moons => f.write_str("moons"),
             DatasetSpec::HousePrices => f.write_str("house-prices"),
             DatasetSpec::Csv(p) => write!(f, "csv:{}", p.display()),
+            DatasetSpec::Spam => f.write_str("spam"),
+            DatasetSpec::TextCsv(p) => write!(f, "text-csv:{}", p.display()),
+            DatasetSpec::Airline => f.write_str("airline"),
+            DatasetSpec::SeriesCsv(p) => write!(f, "series-csv:{}", p.display()),
         }
     }
 }
@@ -104,6 +131,44 @@ pub struct DataConfig {
     /// Per-channel normalisation of images.
     #[serde(default)]
     pub normalize: bool,
+    /// Text and series options.
+    #[serde(default)]
+    pub sequence: SequenceOptions,
+}
+
+/// How texts become token ids and series become windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequenceOptions {
+    /// Tokens per text (default 200) or steps per series window (default 12).
+    pub seq_len: Option<usize>,
+    /// Text column of a `text-csv:` file.
+    pub text_column: Option<String>,
+    pub tokenizer: Tokenizer,
+    /// Largest vocabulary, PAD and UNK included.
+    pub vocab_size: usize,
+    /// Fewest occurrences for a token to get an id.
+    pub min_freq: usize,
+    /// Value column of a `series-csv:` file.
+    pub column: Option<String>,
+    /// Steps forecast per window.
+    pub horizon: usize,
+    /// Season length of the seasonal naive baseline (detected when not given).
+    pub season: Option<usize>,
+}
+
+impl Default for SequenceOptions {
+    fn default() -> Self {
+        Self {
+            seq_len: None,
+            text_column: None,
+            tokenizer: Tokenizer::Word,
+            vocab_size: 20_000,
+            min_freq: 2,
+            column: None,
+            horizon: 1,
+            season: None,
+        }
+    }
 }
 
 /// How features were scaled, fitted on the training split only; saved as `scaler.json`.
@@ -114,13 +179,21 @@ pub enum Scaler {
     Standardizer(Standardizer),
     /// Images with `--normalize`: per-channel normalisation.
     Channels(ChannelNormalizer),
+    /// Texts: the tokeniser and the vocabulary fitted on the training texts.
+    Text(TextEncoder),
+    /// Series: logs, differences from each window's last value, and their scale.
+    Series(SeriesScaler),
 }
 
 impl Scaler {
+    /// Scales feature rows; texts and series are encoded from their raw form instead.
     pub fn transform(&self, data: &mut Data) -> Result<()> {
         match self {
             Scaler::Standardizer(s) => s.transform(data)?,
             Scaler::Channels(c) => c.transform(data)?,
+            Scaler::Text(_) | Scaler::Series(_) => {
+                bail!("texts and series are encoded from raw text or values, not from features")
+            }
         }
         Ok(())
     }
@@ -134,13 +207,18 @@ pub struct Prepared {
     pub test: Data,
     pub task: Task,
     pub scaler: Option<Scaler>,
+    /// For series: the windows, to turn test outputs into forecasts and compare baselines.
+    pub forecast: Option<Windows>,
 }
 
 impl DataConfig {
     /// The short name used in run directories.
     pub fn short_name(&self) -> String {
         match &self.dataset {
-            DatasetSpec::Csv(p) | DatasetSpec::DigitsCsv(p) => p
+            DatasetSpec::Csv(p)
+            | DatasetSpec::DigitsCsv(p)
+            | DatasetSpec::TextCsv(p)
+            | DatasetSpec::SeriesCsv(p) => p
                 .file_stem()
                 .map_or("csv".into(), |s| s.to_string_lossy().into_owned()),
             other => other.to_string(),
@@ -161,6 +239,25 @@ impl DataConfig {
     /// Loads, splits and scales the data. `task` overrides the task the targets suggest (CSV
     /// only; the other datasets have one task).
     pub fn prepare(&self, task: Option<Task>) -> Result<Prepared> {
+        let prepared = self.prepare_any(task)?;
+        if let Some(task) = task
+            && task != prepared.task
+        {
+            bail!(
+                "--task {task} does not fit {}: its targets are for {}",
+                self.dataset,
+                prepared.task
+            );
+        }
+        Ok(prepared)
+    }
+
+    fn prepare_any(&self, task: Option<Task>) -> Result<Prepared> {
+        match &self.dataset {
+            DatasetSpec::Spam | DatasetSpec::TextCsv(_) => return self.prepare_text(),
+            DatasetSpec::Airline | DatasetSpec::SeriesCsv(_) => return self.prepare_series(),
+            _ => {}
+        }
         let official = |train: Data, test: Data| (train, test);
         let (train, test) = match &self.dataset {
             DatasetSpec::Mnist => official(
@@ -207,8 +304,12 @@ impl DataConfig {
                     DatasetSpec::Mnist
                     | DatasetSpec::SequentialMnist
                     | DatasetSpec::FashionMnist
-                    | DatasetSpec::Cifar10 => {
-                        unreachable!("official splits are handled above")
+                    | DatasetSpec::Cifar10
+                    | DatasetSpec::Spam
+                    | DatasetSpec::TextCsv(_)
+                    | DatasetSpec::Airline
+                    | DatasetSpec::SeriesCsv(_) => {
+                        unreachable!("handled above")
                     }
                 };
                 let parts = datasets::split(&all, self.test_split, self.seed)
@@ -221,14 +322,6 @@ impl DataConfig {
         } else {
             Task::Regression
         };
-        if let Some(task) = task
-            && task != data_task
-        {
-            bail!(
-                "--task {task} does not fit {}: its targets are for {data_task}",
-                self.dataset
-            );
-        }
         let sequences = self.dataset == DatasetSpec::SequentialMnist;
         let scaler = match (self.is_images() || sequences, self.normalize && !sequences) {
             (false, _) => Some(Scaler::Standardizer(Standardizer::fit(&train))),
@@ -245,6 +338,76 @@ impl DataConfig {
             test,
             task: data_task,
             scaler,
+            forecast: None,
+        })
+    }
+
+    /// Texts: a seeded stratified split, then a vocabulary fitted on the training texts.
+    fn prepare_text(&self) -> Result<Prepared> {
+        let options = &self.sequence;
+        let set = match &self.dataset {
+            DatasetSpec::Spam => datasets::spam(None)?,
+            DatasetSpec::TextCsv(path) => {
+                let (Some(column), Some(target)) = (&options.text_column, &self.target) else {
+                    bail!(
+                        "--dataset text-csv:{} needs --text-column COLUMN and --target COLUMN",
+                        path.display()
+                    );
+                };
+                datasets::load_text_csv(path, column, target)?
+            }
+            other => unreachable!("{other} is not text"),
+        };
+        let (train, test) = set
+            .split(self.test_split, self.seed)
+            .context("splitting off the test set")?;
+        let encoder = TextEncoder::fit(
+            &train.texts,
+            options.tokenizer,
+            options.seq_len.unwrap_or(200),
+            options.min_freq,
+            options.vocab_size,
+        );
+        Ok(Prepared {
+            train: encoder.encode_set(&train),
+            test: encoder.encode_set(&test),
+            task: Task::Classification,
+            scaler: Some(Scaler::Text(encoder)),
+            forecast: None,
+        })
+    }
+
+    /// Series: windows split by time; the last `test_split` of the steps are forecast in test.
+    fn prepare_series(&self) -> Result<Prepared> {
+        let options = &self.sequence;
+        let series = match &self.dataset {
+            DatasetSpec::Airline => datasets::airline(),
+            DatasetSpec::SeriesCsv(path) => {
+                let Some(column) = &options.column else {
+                    bail!(
+                        "--dataset series-csv:{} needs --column COLUMN",
+                        path.display()
+                    );
+                };
+                datasets::load_series_csv(path, column)?
+            }
+            other => unreachable!("{other} is not a series"),
+        };
+        let windows = Windows::new(
+            &series,
+            &WindowConfig {
+                input_len: options.seq_len.unwrap_or(12),
+                horizon: options.horizon,
+                test_fraction: self.test_split,
+                season: options.season,
+            },
+        )?;
+        Ok(Prepared {
+            train: windows.train.clone(),
+            test: windows.test.clone(),
+            task: Task::Regression,
+            scaler: Some(Scaler::Series(windows.scaler.clone())),
+            forecast: Some(windows),
         })
     }
 }
@@ -268,6 +431,10 @@ mod tests {
             "moons",
             "house-prices",
             "csv:a/b.csv",
+            "spam",
+            "airline",
+            "text-csv:t.csv",
+            "series-csv:s.csv",
         ] {
             assert_eq!(name.parse::<DatasetSpec>().unwrap().to_string(), name);
         }
@@ -283,6 +450,7 @@ mod tests {
             test_split: 0.2,
             seed: 1,
             normalize: false,
+            sequence: SequenceOptions::default(),
         };
         let p = config.prepare(None).unwrap();
         assert_eq!(p.train.len() + p.test.len(), 1797);

@@ -2,36 +2,14 @@
 //! and Kaggle's digit-recognizer format in and out. Needs `datasets/fetch.sh mnist
 //! fashion-mnist` (the README's test command runs it).
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{kiln, metrics, scratch};
 use kiln::datasets::{MnistSplit, mnist};
-
-fn kiln(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env_remove("BURN_DEVICE")
-        .output()
-        .expect("the kiln binary runs");
-    assert!(
-        o.status.success(),
-        "kiln {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kiln-img-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn metrics(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
-}
 
 #[test]
 fn a_cnn_learns_real_mnist() {
@@ -234,31 +212,4 @@ fn cifar10_trains_through_the_same_path_on_files_in_its_binary_format() {
         out.join("scaler.json").is_file(),
         "per-channel normalisation is saved"
     );
-}
-
-#[test]
-fn a_recurrent_model_reads_mnist_images_row_by_row() {
-    let out = scratch("seq");
-    kiln(&[
-        "train",
-        "--quiet",
-        "--model",
-        "gru",
-        "--dataset",
-        "sequential-mnist",
-        "--hidden",
-        "32",
-        "--epochs",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let m = metrics(&out);
-    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.85, "{m}");
-    assert!(m["model"].as_str().unwrap().starts_with("Gru 1x32"), "{m}");
-    let e = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["train", "--quiet", "--model", "lstm", "--dataset", "digits"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&e.stderr).contains("[steps, features]"));
 }

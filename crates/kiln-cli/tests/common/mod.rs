@@ -1,0 +1,49 @@
+//! Helpers shared by the end-to-end tests of the `kiln` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `kiln ARGS` (BURN_DEVICE unset) and returns its output, whatever its status.
+pub fn kiln_raw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env_remove("BURN_DEVICE")
+        .output()
+        .expect("the kiln binary runs")
+}
+
+/// Runs `kiln ARGS` and asserts that it succeeds.
+pub fn kiln(args: &[&str]) -> Output {
+    let o = kiln_raw(args);
+    assert!(
+        o.status.success(),
+        "kiln {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// An empty scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A run directory's metrics.json.
+pub fn metrics(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// The value printed as `KEY: VALUE` on a run's standard output.
+pub fn stdout_value(o: &Output, key: &str) -> f64 {
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .parse()
+        .unwrap()
+}
