@@ -68,6 +68,7 @@ impl Tokenizer {
 /// texts, and the sequence length. Saved with a model so that evaluation and prediction
 /// tokenise exactly as training did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "SavedEncoder")]
 pub struct TextEncoder {
     pub tokenizer: Tokenizer,
     /// Ids per text: longer texts are truncated, shorter ones padded with [`PAD`] at the end.
@@ -76,6 +77,20 @@ pub struct TextEncoder {
     pub vocabulary: Vec<String>,
     #[serde(skip)]
     index: HashMap<String, usize>,
+}
+
+/// A [`TextEncoder`] as saved: its index is rebuilt from the vocabulary on loading.
+#[derive(Deserialize)]
+struct SavedEncoder {
+    tokenizer: Tokenizer,
+    seq_len: usize,
+    vocabulary: Vec<String>,
+}
+
+impl From<SavedEncoder> for TextEncoder {
+    fn from(saved: SavedEncoder) -> Self {
+        TextEncoder::new(saved.tokenizer, saved.seq_len, saved.vocabulary)
+    }
 }
 
 impl PartialEq for TextEncoder {
@@ -123,25 +138,18 @@ impl TextEncoder {
 
     /// An encoder with a given vocabulary (ids 0 and 1 must be `<pad>` and `<unk>`).
     pub fn new(tokenizer: Tokenizer, seq_len: usize, vocabulary: Vec<String>) -> Self {
-        let mut encoder = TextEncoder {
-            tokenizer,
-            seq_len,
-            vocabulary,
-            index: HashMap::new(),
-        };
-        encoder.reindex();
-        encoder
-    }
-
-    /// Rebuilds the token-to-id index (after deserialising).
-    pub fn reindex(&mut self) {
-        self.index = self
-            .vocabulary
+        let index = vocabulary
             .iter()
             .enumerate()
             .skip(2)
             .map(|(id, token)| (token.clone(), id))
             .collect();
+        TextEncoder {
+            tokenizer,
+            seq_len,
+            vocabulary,
+            index,
+        }
     }
 
     /// Number of ids, the embedding table's size.
@@ -151,10 +159,6 @@ impl TextEncoder {
 
     /// `seq_len` ids: the text's tokens ([`UNK`] for unknown ones), then [`PAD`]s.
     pub fn encode(&self, text: &str) -> Vec<usize> {
-        if self.index.len() + 2 != self.vocabulary.len() {
-            // Deserialised without its index: rebuild it on a copy.
-            return self.clone().reindexed().encode(text);
-        }
         let mut ids: Vec<usize> = self
             .tokenizer
             .tokens(text)
@@ -166,25 +170,28 @@ impl TextEncoder {
         ids
     }
 
-    fn reindexed(mut self) -> Self {
-        self.reindex();
-        self
-    }
-
     /// The texts as [`Data`]: samples of shape `[seq_len]` holding ids (as whole-number f32),
     /// with the set's labels.
     pub fn encode_set(&self, set: &TextSet) -> Data {
-        let mut x = Vec::with_capacity(set.len() * self.seq_len);
-        for text in &set.texts {
+        Data {
+            y: Targets::Classes {
+                labels: set.labels.clone(),
+                names: set.classes.clone(),
+            },
+            ..self.encode_texts(&set.texts)
+        }
+    }
+
+    /// Unlabelled texts as [`Data`] of shape `[seq_len]` (ids as whole-number f32), to predict on.
+    pub fn encode_texts(&self, texts: &[String]) -> Data {
+        let mut x = Vec::with_capacity(texts.len() * self.seq_len);
+        for text in texts {
             x.extend(self.encode(text).into_iter().map(|id| id as f32));
         }
         Data {
             x,
             sample_shape: vec![self.seq_len],
-            y: Targets::Classes {
-                labels: set.labels.clone(),
-                names: set.classes.clone(),
-            },
+            y: Targets::Unlabelled { n: texts.len() },
         }
     }
 }

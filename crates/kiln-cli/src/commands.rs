@@ -263,16 +263,7 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
                 .text_column
                 .as_deref()
                 .unwrap_or("text");
-            let texts = kiln::datasets::load_texts_csv(&args.input, column)?;
-            let mut x = Vec::with_capacity(texts.len() * encoder.seq_len);
-            for text in &texts {
-                x.extend(encoder.encode(text).into_iter().map(|id| id as f32));
-            }
-            Data {
-                x,
-                sample_shape: vec![encoder.seq_len],
-                y: Targets::Unlabelled { n: texts.len() },
-            }
+            encoder.encode_texts(&kiln::datasets::load_texts_csv(&args.input, column)?)
         }
         Some(Scaler::Series(_)) => bail!(
             "predict takes new rows of features, images or texts; a series run reports its \
