@@ -1,4 +1,4 @@
-//! `cargo run --release -p kiln-bench -- mlp|cnn`: training throughput of kiln's trainer
+//! `cargo run --release -p kiln-bench -- mlp|cnn|lstm|transformer`: training throughput of kiln's trainer
 //! against a plain hand-written Burn loop (same model, optimiser, batch size, in-memory data and
 //! per-epoch validation pass; no burn-train), in the same process, alternating, several runs
 //! each. One JSON line per model and backend: median samples/s of each, and the median of the
@@ -16,6 +16,7 @@ use kiln::backend::Backend;
 use kiln::datasets::{Data, MnistSplit, Targets, mnist, split};
 use kiln::prelude::*;
 use kiln::train::{Augmentation, Verbosity};
+use kiln::transformer::{Pooling as TransformerPooling, Positions};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
 
@@ -25,6 +26,13 @@ enum Bench {
     Mlp,
     /// The `mnist` CNN preset on MNIST-shaped data, batch 64, Adam.
     Cnn,
+    /// LSTM(28 -> 128) over the 28 rows of MNIST-shaped images, last step -> 10 classes, batch
+    /// 64, Adam.
+    Lstm,
+    /// Token ids (vocabulary 20,000, length 200) -> embedding 32 + learned positions -> one
+    /// encoder block (2 heads, d_ff 32, dropout 0.1) -> mean pooling -> 2 classes, batch 64,
+    /// Adam: the shapes of `../shared/peers/torch_reference.py transformer`.
+    Transformer,
     /// kiln's `Lstm` layer against burn-nn's (input 28, hidden 128, sequence 28, batch 64),
     /// forward and backward.
     LstmLayer,
@@ -51,7 +59,8 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     epochs: usize,
     /// Samples, 80% for training and 20% for validation [default: 60000 for mlp, 10000 for
-    /// cnn] (from MNIST when fetched, else random MNIST-shaped data).
+    /// cnn and lstm, 5000 for transformer] (images from MNIST when fetched, else random
+    /// MNIST-shaped data; random token ids for transformer).
     #[arg(long)]
     samples: Option<usize>,
     /// Run only one side (for profiling one loop at a time with perf); prints no JSON.
@@ -80,6 +89,18 @@ fn mnist_shaped(n: usize) -> (Data, &'static str) {
     let names = (0..10).map(|d| d.to_string()).collect();
     let data =
         Data::new(x, vec![1, 28, 28], Targets::Classes { labels, names }).expect("consistent");
+    (data, "random")
+}
+
+/// `n` sequences of 200 random token ids (never the padding id 0) with random binary labels.
+fn random_tokens(n: usize) -> (Data, &'static str) {
+    let mut rng = StdRng::seed_from_u64(0);
+    let x = (0..n * 200)
+        .map(|_| rng.random_range(1..20_000) as f32)
+        .collect();
+    let labels = (0..n).map(|_| rng.random_range(0..2)).collect();
+    let names = vec!["0".into(), "1".into()];
+    let data = Data::new(x, vec![200], Targets::Classes { labels, names }).expect("consistent");
     (data, "random")
 }
 
@@ -112,7 +133,12 @@ fn paired(
     Ok([median(ra), median(rb), median(ratios), lo, hi])
 }
 
-fn measure<M: Model>(args: &Args, name: &str, model: impl Fn(&Device) -> M) -> Result<()> {
+fn measure<M: Model>(
+    args: &Args,
+    name: &str,
+    (data, source): (Data, &str),
+    model: impl Fn(&Device) -> M,
+) -> Result<()> {
     let backends: Vec<Backend> = if args.backend.is_empty() {
         Backend::compiled()
     } else {
@@ -121,12 +147,6 @@ fn measure<M: Model>(args: &Args, name: &str, model: impl Fn(&Device) -> M) -> R
             .map(|b| b.parse())
             .collect::<Result<_, _>>()?
     };
-    let default_samples = if args.bench == Bench::Cnn {
-        10_000
-    } else {
-        60_000
-    };
-    let (data, source) = mnist_shaped(args.samples.unwrap_or(default_samples));
     let parts = split(&data, 0.2, 0)?;
     let (train, valid) = (Arc::new(parts.first), Arc::new(parts.second));
     let samples = (train.len() * args.epochs) as f64;
@@ -238,6 +258,15 @@ fn lstm_layer(args: &Args) -> Result<()> {
             }
             Ok(())
         };
+        if let Some(side) = args.only {
+            for _ in 0..args.runs {
+                match side {
+                    Side::Kiln => kiln_run()?,
+                    Side::Plain => burn_run()?,
+                }
+            }
+            continue;
+        }
         let [kiln, burn, ratio, lo, hi] = paired(args.runs, samples, kiln_run, burn_run)?;
         println!(
             "{}",
@@ -259,13 +288,31 @@ fn lstm_layer(args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let samples = |default| args.samples.unwrap_or(default);
     match args.bench {
         Bench::LstmLayer => lstm_layer(&args),
-        Bench::Mlp => measure(&args, "mlp", |d| {
+        Bench::Mlp => measure(&args, "mlp", mnist_shaped(samples(60_000)), |d| {
             MlpConfig::new(784, vec![128, 64], 10).init(d)
         }),
-        Bench::Cnn => measure(&args, "cnn", |d| {
+        Bench::Cnn => measure(&args, "cnn", mnist_shaped(samples(10_000)), |d| {
             CnnConfig::preset(Preset::Mnist, 10).init(d)
+        }),
+        Bench::Lstm => {
+            let (mut data, source) = mnist_shaped(samples(10_000));
+            data.sample_shape = vec![28, 28];
+            measure(&args, "lstm", (data, source), |d| {
+                SequenceModelConfig::new(28, 128, 10).init(d)
+            })
+        }
+        Bench::Transformer => measure(&args, "transformer", random_tokens(samples(5_000)), |d| {
+            SequenceClassifierConfig::new(32, 2)
+                .with_n_heads(2)
+                .with_d_ff(32)
+                .with_n_blocks(1)
+                .with_max_len(200)
+                .with_positions(Positions::Learned)
+                .with_pooling(TransformerPooling::Mean)
+                .init_tokens(20_000, d)
         }),
     }
 }

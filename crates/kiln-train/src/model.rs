@@ -5,12 +5,13 @@ use burn::module::Module;
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::ExecutionError;
 use burn::tensor::{Int, Tensor};
-use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
+use burn::train::metric::{Adaptor, ItemLazy};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 pub use kiln_common::Model;
 
 use crate::batch::{Batch, BatchTargets};
+use crate::metrics::{BatchHits, BatchLoss};
 
 /// The learning problem, which picks the loss and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -126,21 +127,27 @@ impl ItemLazy for StepOutput {
     }
 }
 
-impl Adaptor<LossInput> for StepOutput {
-    fn adapt(&self) -> LossInput {
-        LossInput::new(self.loss.clone())
+impl Adaptor<BatchLoss> for StepOutput {
+    fn adapt(&self) -> BatchLoss {
+        BatchLoss {
+            loss: self.loss.clone(),
+            batch_size: self.output.dims()[0],
+        }
     }
 }
 
-impl Adaptor<AccuracyInput> for StepOutput {
-    fn adapt(&self) -> AccuracyInput {
+impl Adaptor<BatchHits> for StepOutput {
+    fn adapt(&self) -> BatchHits {
         let targets: Tensor<1, Int> = match &self.targets {
             BatchTargets::Classes(c) => c.clone(),
             // Only registered for classification; regression never asks for accuracy.
             BatchTargets::Values(v) => v.clone().sum_dim(1).squeeze_dim(1).int(),
             BatchTargets::None => unreachable!("unlabelled data is never trained on"),
         };
-        AccuracyInput::new(class_scores(self.output.clone()), targets)
+        BatchHits {
+            scores: class_scores(self.output.clone()),
+            targets,
+        }
     }
 }
 

@@ -5,7 +5,6 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::metric::store::Split;
-use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
@@ -14,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{DataBatcher, Indices};
 use crate::early_stopping::{Discard, EarlyStoppingHook, KeepBest, MemoryCheckpointer, Tracker};
 use crate::history::{EpochRecord, HistoryLogger};
+use crate::metrics::{EpochAccuracy, EpochLoss};
 use crate::progress::ProgressRenderer;
 use crate::schedule::EpochLrScheduler;
 use crate::{
@@ -213,13 +213,13 @@ impl Trainer {
             .with_application_logger(None)
             .with_metric_logger(history_logger)
             .renderer(Box::new(ProgressRenderer::new(config.verbosity)))
-            .metric_train_numeric(LossMetric::new())
-            .metric_valid_numeric(LossMetric::new())
+            .metric_train_numeric(EpochLoss::new())
+            .metric_valid_numeric(EpochLoss::new())
             .num_epochs(config.epochs);
         if config.task == Task::Classification {
             training = training
-                .metric_train_numeric(AccuracyMetric::new())
-                .metric_valid_numeric(AccuracyMetric::new());
+                .metric_train_numeric(EpochAccuracy::new())
+                .metric_valid_numeric(EpochAccuracy::new());
         }
 
         let tracker = Arc::new(Mutex::new(Tracker::default()));

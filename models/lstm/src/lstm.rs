@@ -1,6 +1,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
 
+use crate::fused;
 use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps, step_masks};
 
 pytorch_layer!(
@@ -48,7 +49,46 @@ impl Lstm {
         }
     }
 
+    /// One direction: the fused sequence kernel where the backend has it and every sequence
+    /// fills the whole length, else the step function.
     fn run(
+        &self,
+        dir: &Direction,
+        x: Tensor<3>,
+        lengths: Option<&[usize]>,
+        reverse: bool,
+    ) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+        if lengths.is_none() && fused::applies_to(&x) {
+            self.run_fused(dir, x, reverse)
+        } else {
+            self.run_steps(dir, x, lengths, reverse)
+        }
+    }
+
+    fn run_fused(
+        &self,
+        dir: &Direction,
+        x: Tensor<3>,
+        reverse: bool,
+    ) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+        let [_, seq, _] = x.dims();
+        let hd = self.d_hidden;
+        let x = if reverse { x.flip([1]) } else { x };
+        let packed = fused::lstm_sequence(
+            x,
+            dir.weight_ih.clone(),
+            dir.weight_hh.clone(),
+            dir.bias_ih.clone(),
+            dir.bias_hh.clone(),
+        );
+        let last = packed.clone().narrow(1, seq - 1, 1).squeeze_dim::<2>(1);
+        let (h, c) = (last.clone().narrow(1, 0, hd), last.narrow(1, hd, hd));
+        let out = packed.narrow(2, 0, hd);
+        let out = if reverse { out.flip([1]) } else { out };
+        (out, h, c)
+    }
+
+    fn run_steps(
         &self,
         dir: &Direction,
         x: Tensor<3>,
@@ -130,6 +170,48 @@ mod tests {
             {
                 assert!((a - b).abs() < 1e-5);
             }
+        }
+    }
+
+    /// The fused kernel (taken on flex without lengths) against the step function: outputs,
+    /// final states, and the gradients of the input and of every parameter.
+    #[test]
+    #[cfg(feature = "flex")]
+    fn the_fused_kernel_matches_the_step_function() {
+        let device = Device::flex().autodiff();
+        let lstm = LstmConfig::new(3, 5).with_bidirectional(true).init(&device);
+        let x = Tensor::<3>::random([2, 4, 3], Distribution::Default, &device).require_grad();
+        let (forward, backward) = lstm.directions();
+        let backward = backward.expect("bidirectional");
+        let close = |a: Tensor<3>, b: Tensor<3>| {
+            let (a, b) = (values(a), values(b));
+            assert_eq!(a.len(), b.len());
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{a:?} vs {b:?}"
+            );
+        };
+        for (dir, reverse) in [(&forward, false), (&backward, true)] {
+            let (out_f, h_f, c_f) = lstm.run_fused(dir, x.clone(), reverse);
+            let (out_s, h_s, c_s) = lstm.run_steps(dir, x.clone(), None, reverse);
+            close(out_f.clone(), out_s.clone());
+            close(h_f.clone().unsqueeze(), h_s.clone().unsqueeze());
+            close(c_f.clone().unsqueeze(), c_s.clone().unsqueeze());
+            // A loss that weighs every output and both final states differently.
+            let w = Tensor::<3>::random([2, 4, 5], Distribution::Default, &device);
+            let loss = |out: Tensor<3>, h: Tensor<2>, c: Tensor<2>| {
+                (out * w.clone()).sum() + (h * 2.0).sum() + (c * 3.0).powi_scalar(2).sum()
+            };
+            let g_f = loss(out_f, h_f, c_f).backward();
+            let g_s = loss(out_s, h_s, c_s).backward();
+            let grad = |g: &burn::tensor::Gradients| x.grad(g).expect("x grad");
+            close(grad(&g_f), grad(&g_s));
+            let w = |t: &Tensor<2>, g| t.grad(g).expect("grad").unsqueeze::<3>();
+            close(w(&dir.weight_ih, &g_f), w(&dir.weight_ih, &g_s));
+            close(w(&dir.weight_hh, &g_f), w(&dir.weight_hh, &g_s));
+            let b = |t: &Tensor<1>, g| t.grad(g).expect("grad").unsqueeze::<3>();
+            close(b(&dir.bias_ih, &g_f), b(&dir.bias_ih, &g_s));
+            close(b(&dir.bias_hh, &g_f), b(&dir.bias_hh, &g_s));
         }
     }
 
