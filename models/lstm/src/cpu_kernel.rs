@@ -1,6 +1,8 @@
 //! The LSTM sequence on host memory: matrix products by `gemm` (the kernel library burn-flex
-//! uses), gate activations in one vectorised pass per step. Buffers are batch-major and
-//! row-major: `[batch, seq, features]`.
+//! uses), gate activations in one vectorised pass per step, the batch split across threads.
+//! Buffers are batch-major and row-major: `[batch, seq, features]`.
+
+use rayon::prelude::*;
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), for `m x k` times `k x n`
 /// matrices given as (slice, row stride, column stride).
@@ -22,10 +24,12 @@ fn matmul(
     if m * n == 0 {
         return;
     }
-    // Every product on all cores, even the per-step ones (`[batch, H] x [H, 4H]`): measured on
-    // two cores, that ran the layer 1.8x faster than burn-flex's threshold (single-threaded
-    // below 192^3 multiply-adds), as rayon's workers stay awake between the steps.
-    let parallelism = gemm::Parallelism::Rayon(0);
+    // Inside a rayon worker the batch is already split across threads: one thread per product.
+    // The products over the whole batch (the weights' gradients) use every core.
+    let parallelism = match rayon::current_thread_index() {
+        Some(_) => gemm::Parallelism::None,
+        None => gemm::Parallelism::Rayon(0),
+    };
     // SAFETY: the assertions above keep every access in bounds; `dst` is borrowed mutably, so
     // it aliases neither input.
     unsafe {
@@ -185,6 +189,12 @@ pub struct Forward {
     pub tanh_c: Vec<f32>,
 }
 
+/// Samples per thread: the recurrences of different samples are independent, so each thread
+/// runs the whole time loop for its share of the batch, with no synchronisation between steps.
+fn per_thread(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads()).max(1)
+}
+
 /// The forward pass from a zero state. `x`: `[batch, seq, d_input]`; weights PyTorch-shaped.
 pub fn forward(
     dims: Dims,
@@ -199,29 +209,66 @@ pub fn forward(
         d_input,
         hd,
     } = dims;
+    let rows = batch * seq;
+    // W_hh^T laid out row-major once, so that each step's product reads it contiguously.
+    let weight_hh_t = transpose(weight_hh, 4 * hd, hd);
+    let mut out = Forward {
+        gates: vec![0.0; rows * 4 * hd],
+        h_c: vec![0.0; rows * 2 * hd],
+        tanh_c: vec![0.0; rows * hd],
+    };
+    let per = per_thread(batch) * seq;
+    out.gates
+        .par_chunks_mut(per * 4 * hd)
+        .zip(out.h_c.par_chunks_mut(per * 2 * hd))
+        .zip(out.tanh_c.par_chunks_mut(per * hd))
+        .zip(x.par_chunks(per * d_input))
+        .for_each(|(((gates, h_c), tanh_c), x)| {
+            let dims = Dims {
+                batch: x.len() / (seq * d_input),
+                ..dims
+            };
+            let weights = (weight_ih, &weight_hh_t[..], bias);
+            forward_samples(dims, x, weights, gates, h_c, tanh_c);
+        });
+    out
+}
+
+/// [`forward`] for some of the samples, on the calling thread.
+fn forward_samples(
+    dims: Dims,
+    x: &[f32],
+    (weight_ih, weight_hh_t, bias): (&[f32], &[f32], &[f32]),
+    gates: &mut [f32],
+    h_c: &mut [f32],
+    tanh_c: &mut [f32],
+) {
+    let Dims {
+        batch,
+        seq,
+        d_input,
+        hd,
+    } = dims;
     let g4 = 4 * hd;
     let rows = batch * seq;
     // Every step's input projection, all gates, in one product: [batch * seq, 4H].
-    let mut gates = Vec::with_capacity(rows * g4);
-    (0..rows).for_each(|_| gates.extend_from_slice(bias));
+    gates
+        .chunks_exact_mut(g4)
+        .for_each(|row| row.copy_from_slice(bias));
     let w_ih_t = (weight_ih, 1, d_input);
     matmul(
         (rows, g4, d_input),
-        (&mut gates, g4),
+        (gates, g4),
         (x, d_input, 1),
         w_ih_t,
         true,
     );
-    // W_hh^T laid out row-major once, so that each step's product reads it contiguously.
-    let weight_hh_t = transpose(weight_hh, g4, hd);
-    let mut h_c = vec![0.0; rows * 2 * hd];
-    let mut tanh_c = vec![0.0; rows * hd];
     let zeros = vec![0.0; hd];
     for t in 0..seq {
         if t > 0 {
-            // gates_t += h_{t-1} W_hh^T, in place, for the whole batch.
+            // gates_t += h_{t-1} W_hh^T, in place, for these samples.
             let (g, h) = (&mut gates[t * g4..], &h_c[(t - 1) * 2 * hd..]);
-            let w_hh_t = (&weight_hh_t[..], g4, 1);
+            let w_hh_t = (weight_hh_t, g4, 1);
             matmul(
                 (batch, g4, hd),
                 (g, seq * g4),
@@ -245,7 +292,52 @@ pub fn forward(
             );
         }
     }
-    Forward { gates, h_c, tanh_c }
+}
+
+/// Backpropagation through time for some of the samples, on the calling thread: the gates'
+/// pre-activation gradients `d` (`[batch, seq, 4H]`) from the output's `grad`.
+fn bptt_samples(
+    dims: Dims,
+    saved: (&[f32], &[f32], &[f32]),
+    weight_hh: &[f32],
+    grad: &[f32],
+    d: &mut [f32],
+) {
+    let Dims { batch, seq, hd, .. } = dims;
+    let (gates, h_c, tanh_c) = saved;
+    let g4 = 4 * hd;
+    let mut dh_next = vec![0.0; batch * hd];
+    let mut dc_next = vec![0.0; batch * hd];
+    let zeros = vec![0.0; hd];
+    for t in (0..seq).rev() {
+        for b in 0..batch {
+            let r = b * seq + t;
+            let c_prev = match t {
+                0 => &zeros[..],
+                _ => &h_c[(r - 1) * 2 * hd + hd..r * 2 * hd],
+            };
+            backward_row(
+                &mut d[r * g4..(r + 1) * g4],
+                &gates[r * g4..(r + 1) * g4],
+                &grad[r * 2 * hd..(r + 1) * 2 * hd],
+                c_prev,
+                &tanh_c[r * hd..(r + 1) * hd],
+                &mut dh_next[b * hd..(b + 1) * hd],
+                &mut dc_next[b * hd..(b + 1) * hd],
+            );
+        }
+        if t > 0 {
+            // dL/dh_{t-1} through the recurrence: d_t W_hh.
+            let d_t = (&d[t * g4..], seq * g4, 1);
+            matmul(
+                (batch, hd, g4),
+                (&mut dh_next, hd),
+                d_t,
+                (weight_hh, hd, 1),
+                false,
+            );
+        }
+    }
 }
 
 /// Gradients of `(x, weight_ih, weight_hh, bias)` from the output's `grad` (`[batch, seq, 2H]`);
@@ -267,36 +359,19 @@ pub fn backward(
     let rows = batch * seq;
     // The gates' pre-activation gradients, [batch, seq, 4H].
     let mut d = vec![0.0; rows * g4];
-    let mut dh_next = vec![0.0; batch * hd];
-    let mut dc_next = vec![0.0; batch * hd];
-    let zeros = vec![0.0; hd];
-    for t in (0..seq).rev() {
-        for b in 0..batch {
-            let r = b * seq + t;
-            let c_prev = match t {
-                0 => &zeros[..],
-                _ => &saved.h_c[(r - 1) * 2 * hd + hd..r * 2 * hd],
+    let per = per_thread(batch) * seq;
+    d.par_chunks_mut(per * g4)
+        .zip(saved.gates.par_chunks(per * g4))
+        .zip(saved.h_c.par_chunks(per * 2 * hd))
+        .zip(saved.tanh_c.par_chunks(per * hd))
+        .zip(grad.par_chunks(per * 2 * hd))
+        .for_each(|((((d, gates), h_c), tanh_c), grad)| {
+            let dims = Dims {
+                batch: d.len() / (seq * g4),
+                ..dims
             };
-            backward_row(
-                &mut d[r * g4..(r + 1) * g4],
-                &saved.gates[r * g4..(r + 1) * g4],
-                &grad[r * 2 * hd..(r + 1) * 2 * hd],
-                c_prev,
-                &saved.tanh_c[r * hd..(r + 1) * hd],
-                &mut dh_next[b * hd..(b + 1) * hd],
-                &mut dc_next[b * hd..(b + 1) * hd],
-            );
-        }
-        // dL/dh_{t-1} through the recurrence: d_t W_hh.
-        let d_t = (&d[t * g4..], seq * g4, 1);
-        matmul(
-            (batch, hd, g4),
-            (&mut dh_next, hd),
-            d_t,
-            (weight_hh, hd, 1),
-            false,
-        );
-    }
+            bptt_samples(dims, (gates, h_c, tanh_c), weight_hh, grad, d);
+        });
     let d_rows = (&d[..], g4, 1);
     let d_cols = (&d[..], 1, g4);
     let mut d_x = Vec::new();

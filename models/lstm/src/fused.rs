@@ -7,7 +7,9 @@
 //! forward and backward passes (`cpu_kernel.rs`) run on host memory, like cuDNN's and PyTorch's
 //! kernels: every step's input projection in one matrix product, one `[batch, H] x [H, 4H]`
 //! product per step, the gates' activations in one vectorised pass, and on the way back one
-//! product per step for the hidden state's gradient and one over all steps for each weight.
+//! product per step for the hidden state's gradient and one over all steps for each weight. The
+//! batch is split across threads, each running the whole time loop for its samples (their
+//! recurrences are independent), so the steps need no synchronisation.
 //!
 //! It is compiled for the backends whose cargo feature is on (`flex`, `ndarray`, forwarded by the
 //! `kiln` facade); [`applies_to`] says whether an input can use it. Other backends (wgpu, whose
@@ -21,7 +23,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, BackendTypes, Dispatch, DispatchDevice, TensorMetadata};
+use burn::backend::{Backend, BackendTypes, Dispatch, TensorMetadata};
 use burn::tensor::{DType, Device, Tensor, TensorData, read_sync};
 use std::sync::Arc;
 
@@ -81,9 +83,9 @@ fn on_cpu_backend(device: &Device) -> bool {
     #[allow(unreachable_patterns)]
     match device.clone().without_autodiff().as_dispatch() {
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
+        burn::backend::DispatchDevice::Flex(_) => true,
         #[cfg(feature = "ndarray")]
-        DispatchDevice::NdArray(_) => true,
+        burn::backend::DispatchDevice::NdArray(_) => true,
         _ => false,
     }
 }

@@ -4,7 +4,7 @@
 //! backward pass ([`fused`]), as cuDNN and PyTorch do: every step's input projection in one
 //! matrix product, one product per step for the recurrence, vectorised gate activations, and one
 //! node in Burn's autodiff graph instead of about twenty per step (measured by
-//! `cargo run --release -p kiln-bench -- lstm-layer`: about 2.5-3x burn-nn's `Lstm`). Elsewhere,
+//! `cargo run --release -p kiln-bench -- lstm-layer`: about 4.7x burn-nn's `Lstm`). Elsewhere,
 //! and for sequences of different lengths, each step computes all gates in one matrix product,
 //! `[x_t, h] [W_ih | W_hh]^T` (two for the GRU, whose new gate needs the hidden projection on its
 //! own), instead of one small product per gate and per input as burn-nn's layers do. Parameters
