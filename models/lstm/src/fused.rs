@@ -44,34 +44,17 @@ pub trait LstmBackend: Backend {
         weight_hh: FloatTensor<Self>,
         bias_ih: FloatTensor<Self>,
         bias_hh: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        // The plain CPU backends: the forward pass alone (autodiff overrides this).
+        forward::<Self>(x, weight_ih, weight_hh, bias_ih, bias_hh).0
+    }
 }
 
 #[cfg(feature = "flex")]
-impl LstmBackend for burn::backend::Flex {
-    fn lstm_sequence(
-        x: FloatTensor<Self>,
-        weight_ih: FloatTensor<Self>,
-        weight_hh: FloatTensor<Self>,
-        bias_ih: FloatTensor<Self>,
-        bias_hh: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        forward::<Self>(x, weight_ih, weight_hh, bias_ih, bias_hh).0
-    }
-}
+impl LstmBackend for burn::backend::Flex {}
 
 #[cfg(feature = "ndarray")]
-impl LstmBackend for burn::backend::NdArray {
-    fn lstm_sequence(
-        x: FloatTensor<Self>,
-        weight_ih: FloatTensor<Self>,
-        weight_hh: FloatTensor<Self>,
-        bias_ih: FloatTensor<Self>,
-        bias_hh: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        forward::<Self>(x, weight_ih, weight_hh, bias_ih, bias_hh).0
-    }
-}
+impl LstmBackend for burn::backend::NdArray {}
 
 /// Whether `x` can take the fused path: f32 values on a backend compiled in with kiln-lstm's
 /// matching feature.
