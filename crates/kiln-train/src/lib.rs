@@ -27,7 +27,9 @@ pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};
 pub use history::{EpochRecord, History};
-pub use metrics::{BatchHits, BatchLoss, EpochAccuracy, EpochLoss};
+pub use metrics::{
+    BatchHits, BatchLoss, BatchSum, EpochAccuracy, EpochLoss, EpochMetric, HitSum, LossSum,
+};
 pub use model::{Model, Supervised, Task};
 pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
 pub use progress::Verbosity;

@@ -34,152 +34,68 @@ pub struct BatchHits {
     pub targets: Tensor<1, Int>,
 }
 
-/// A running sum over an epoch, and what the progress display last showed.
-#[derive(Clone, Default)]
-struct Running {
-    sum: f64,
-    count: usize,
-    /// The last value read, shown until the next read.
-    shown: Option<NumericEntry>,
+/// What an epoch metric keeps of each batch, and how a group of kept batches sums up.
+pub trait BatchSum: Send + Sync + 'static {
+    /// What the training step hands the metric.
+    type Input;
+    /// What is kept of each batch until the next read: tensors, not yet read.
+    type Kept: Clone + Send + Sync;
+    /// Name shown in the progress display and history.
+    const NAME: &'static str;
+    /// Decimals shown.
+    const PRECISION: usize;
+    const UNIT: Option<&'static str>;
+    const HIGHER_IS_BETTER: bool;
+
+    fn keep(item: &Self::Input) -> Self::Kept;
+    /// The sum of the batches' values (the epoch value is sum / count) and their sample count.
+    fn sum(kept: Vec<Self::Kept>) -> Result<(f64, usize), TensorReadError>;
 }
 
-impl Running {
-    fn add(&mut self, sum: f64, count: usize) {
-        self.sum += sum;
-        self.count += count;
-        self.shown = Some(NumericEntry::Aggregated {
-            aggregated_value: sum / count.max(1) as f64,
-            count,
-        });
+/// Sums a batch's mean loss weighted by its size: the epoch's mean loss per sample.
+pub struct LossSum;
+
+impl BatchSum for LossSum {
+    type Input = BatchLoss;
+    type Kept = (Tensor<1>, usize);
+    const NAME: &'static str = "Loss";
+    const PRECISION: usize = 4;
+    const UNIT: Option<&'static str> = None;
+    const HIGHER_IS_BETTER: bool = false;
+
+    fn keep(item: &BatchLoss) -> Self::Kept {
+        (item.loss.clone(), item.batch_size)
     }
 
-    fn mean(&self) -> f64 {
-        self.sum / self.count.max(1) as f64
-    }
-
-    fn entry(&self, name: &str, precision: usize) -> SerializedEntry {
-        SerializedEntry::new(
-            format!("{name} {:.precision$}", self.mean()),
-            NumericEntry::Final(self.mean()).serialize(),
-        )
-    }
-}
-
-/// The epoch's mean training or validation loss.
-#[derive(Clone)]
-pub struct EpochLoss {
-    name: MetricName,
-    pending: Vec<(Tensor<1>, usize)>,
-    running: Running,
-}
-
-impl EpochLoss {
-    /// Named "Loss", like burn-train's `LossMetric`.
-    pub fn new() -> Self {
-        Self {
-            name: Arc::new("Loss".to_string()),
-            pending: Vec::new(),
-            running: Running::default(),
-        }
-    }
-
-    fn read(&mut self) -> Result<(), TensorReadError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let (losses, sizes): (Vec<_>, Vec<_>) = self.pending.drain(..).unzip();
+    fn sum(kept: Vec<Self::Kept>) -> Result<(f64, usize), TensorReadError> {
+        let (losses, sizes): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
         let values = Tensor::cat(losses, 0).try_into_data()?;
         let sum = values
             .iter::<f64>()
             .zip(&sizes)
             .map(|(v, n)| v * *n as f64)
             .sum();
-        self.running.add(sum, sizes.iter().sum());
-        Ok(())
+        Ok((sum, sizes.iter().sum()))
     }
 }
 
-impl Default for EpochLoss {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Counts the samples whose highest score is their class, in percent.
+pub struct HitSum;
 
-impl Metric for EpochLoss {
-    type Input = BatchLoss;
+impl BatchSum for HitSum {
+    type Input = BatchHits;
+    type Kept = (Tensor<2>, Tensor<1, Int>);
+    const NAME: &'static str = "Accuracy";
+    const PRECISION: usize = 2;
+    const UNIT: Option<&'static str> = Some("%");
+    const HIGHER_IS_BETTER: bool = true;
 
-    fn update(
-        &mut self,
-        item: &BatchLoss,
-        _metadata: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        self.pending.push((item.loss.clone(), item.batch_size));
-        if self.pending.len() >= READ_EVERY {
-            self.read()?;
-        }
-        Ok(self.running.entry(&self.name, 4))
+    fn keep(item: &BatchHits) -> Self::Kept {
+        (item.scores.clone(), item.targets.clone())
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        self.read()?;
-        Ok(self.running.entry(&self.name, 4))
-    }
-
-    fn clear(&mut self) {
-        self.pending.clear();
-        self.running = Running::default();
-    }
-
-    fn name(&self) -> MetricName {
-        self.name.clone()
-    }
-
-    fn attributes(&self) -> MetricAttributes {
-        NumericAttributes {
-            unit: None,
-            higher_is_better: false,
-        }
-        .into()
-    }
-}
-
-impl Numeric for EpochLoss {
-    fn value(&self) -> Option<NumericEntry> {
-        self.running.shown.clone()
-    }
-
-    fn running_value(&self) -> Option<NumericEntry> {
-        (self.running.count > 0).then(|| NumericEntry::Value(self.running.mean()))
-    }
-
-    fn final_value(&self) -> NumericEntry {
-        NumericEntry::Final(self.running.mean())
-    }
-}
-
-/// The epoch's accuracy, in percent of samples.
-#[derive(Clone)]
-pub struct EpochAccuracy {
-    name: MetricName,
-    pending: Vec<(Tensor<2>, Tensor<1, Int>)>,
-    running: Running,
-}
-
-impl EpochAccuracy {
-    /// Named "Accuracy", like burn-train's `AccuracyMetric`.
-    pub fn new() -> Self {
-        Self {
-            name: Arc::new("Accuracy".to_string()),
-            pending: Vec::new(),
-            running: Running::default(),
-        }
-    }
-
-    fn read(&mut self) -> Result<(), TensorReadError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let (scores, targets): (Vec<_>, Vec<_>) = self.pending.drain(..).unzip();
+    fn sum(kept: Vec<Self::Kept>) -> Result<(f64, usize), TensorReadError> {
+        let (scores, targets): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
         let targets = Tensor::cat(targets, 0);
         let count = targets.dims()[0];
         let hits = Tensor::cat(scores, 0)
@@ -189,41 +105,104 @@ impl EpochAccuracy {
             .int()
             .sum()
             .try_into_scalar::<i64>()?;
-        self.running.add(100.0 * hits as f64, count);
-        Ok(())
+        Ok((100.0 * hits as f64, count))
     }
 }
 
-impl Default for EpochAccuracy {
+/// The epoch's mean training or validation loss; named "Loss", like burn-train's `LossMetric`.
+pub type EpochLoss = EpochMetric<LossSum>;
+/// The epoch's accuracy, in percent of samples; named "Accuracy", like burn-train's
+/// `AccuracyMetric`.
+pub type EpochAccuracy = EpochMetric<HitSum>;
+
+/// A burn-train numeric metric over an epoch that keeps each batch's tensors and reads them
+/// [`READ_EVERY`] batches at a time.
+pub struct EpochMetric<S: BatchSum> {
+    name: MetricName,
+    pending: Vec<S::Kept>,
+    sum: f64,
+    count: usize,
+    /// The last group's value, shown until the next read.
+    shown: Option<NumericEntry>,
+}
+
+impl<S: BatchSum> EpochMetric<S> {
+    pub fn new() -> Self {
+        Self {
+            name: Arc::new(S::NAME.to_string()),
+            pending: Vec::new(),
+            sum: 0.0,
+            count: 0,
+            shown: None,
+        }
+    }
+
+    fn read(&mut self) -> Result<(), TensorReadError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (sum, count) = S::sum(std::mem::take(&mut self.pending))?;
+        self.sum += sum;
+        self.count += count;
+        self.shown = Some(NumericEntry::Aggregated {
+            aggregated_value: sum / count.max(1) as f64,
+            count,
+        });
+        Ok(())
+    }
+
+    fn mean(&self) -> f64 {
+        self.sum / self.count.max(1) as f64
+    }
+
+    fn entry(&self) -> SerializedEntry {
+        SerializedEntry::new(
+            format!("{} {:.*}", self.name, S::PRECISION, self.mean()),
+            NumericEntry::Final(self.mean()).serialize(),
+        )
+    }
+}
+
+impl<S: BatchSum> Default for EpochMetric<S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Metric for EpochAccuracy {
-    type Input = BatchHits;
+impl<S: BatchSum> Clone for EpochMetric<S> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            pending: self.pending.clone(),
+            sum: self.sum,
+            count: self.count,
+            shown: self.shown.clone(),
+        }
+    }
+}
+
+impl<S: BatchSum> Metric for EpochMetric<S> {
+    type Input = S::Input;
 
     fn update(
         &mut self,
-        item: &BatchHits,
+        item: &S::Input,
         _metadata: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        self.pending
-            .push((item.scores.clone(), item.targets.clone()));
+        self.pending.push(S::keep(item));
         if self.pending.len() >= READ_EVERY {
             self.read()?;
         }
-        Ok(self.running.entry(&self.name, 2))
+        Ok(self.entry())
     }
 
     fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
         self.read()?;
-        Ok(self.running.entry(&self.name, 2))
+        Ok(self.entry())
     }
 
     fn clear(&mut self) {
-        self.pending.clear();
-        self.running = Running::default();
+        *self = Self::new();
     }
 
     fn name(&self) -> MetricName {
@@ -232,24 +211,24 @@ impl Metric for EpochAccuracy {
 
     fn attributes(&self) -> MetricAttributes {
         NumericAttributes {
-            unit: Some("%".to_string()),
-            higher_is_better: true,
+            unit: S::UNIT.map(str::to_string),
+            higher_is_better: S::HIGHER_IS_BETTER,
         }
         .into()
     }
 }
 
-impl Numeric for EpochAccuracy {
+impl<S: BatchSum> Numeric for EpochMetric<S> {
     fn value(&self) -> Option<NumericEntry> {
-        self.running.shown.clone()
+        self.shown.clone()
     }
 
     fn running_value(&self) -> Option<NumericEntry> {
-        (self.running.count > 0).then(|| NumericEntry::Value(self.running.mean()))
+        (self.count > 0).then(|| NumericEntry::Value(self.mean()))
     }
 
     fn final_value(&self) -> NumericEntry {
-        NumericEntry::Final(self.running.mean())
+        NumericEntry::Final(self.mean())
     }
 }
 

@@ -2,9 +2,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
-use kiln_common::Activation;
+use kiln_common::{Activation, Dropout, DropoutConfig};
 
 /// How a convolution treats the image border.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]

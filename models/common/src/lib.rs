@@ -1,8 +1,11 @@
-//! What every kiln model crate shares: the [`Activation`] that hidden layers apply, and the
-//! [`Model`] trait through which kiln's trainer fits any of them.
+//! What every kiln model crate shares: the [`Activation`] that hidden layers apply, the
+//! [`Dropout`] they regularise with, and the [`Model`] trait through which kiln's trainer fits
+//! any of them.
 
 mod activation;
+mod dropout;
 mod model;
 
 pub use activation::{Activation, UnknownActivation};
+pub use dropout::{Dropout, DropoutConfig};
 pub use model::{BatchInput, Model};

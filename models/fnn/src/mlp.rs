@@ -1,8 +1,8 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use kiln_common::{Activation, Model};
+use kiln_common::{Activation, Dropout, DropoutConfig, Model};
 
 /// A hyper-parameter of [`MlpConfig`] that cannot work, found by [`MlpConfig::check`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,8 +1,8 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use kiln_common::Model;
+use kiln_common::{Dropout, DropoutConfig, Model};
 
 use crate::{Gru, GruConfig, Lstm, LstmConfig};
 

@@ -1,8 +1,9 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
+use kiln_common::{Dropout, DropoutConfig};
 
 /// Added to the attention score of a padded key, so that its softmax weight is zero.
 const MASKED: f32 = -1.0e9;

@@ -1,8 +1,8 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
-use kiln_common::Activation;
+use kiln_common::{Activation, Dropout, DropoutConfig};
 
 use crate::{MultiHeadAttention, MultiHeadAttentionConfig};
 

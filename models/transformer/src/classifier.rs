@@ -1,11 +1,10 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig,
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::{Bool, Device, Int, Tensor};
-use kiln_common::{Activation, BatchInput, Model};
+use kiln_common::{Activation, BatchInput, Dropout, DropoutConfig, Model};
 
 use crate::{
     Encoder, EncoderBlockConfig, EncoderConfig, PositionalEncoding, PositionalEncodingConfig,
