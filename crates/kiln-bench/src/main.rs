@@ -7,6 +7,10 @@
 
 mod plain;
 
+/// The allocator of kiln's binaries (see kiln-cli), for the same figures as `kiln train`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Instant;
 

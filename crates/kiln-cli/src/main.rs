@@ -8,6 +8,10 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
+/// mimalloc reuses freed tensor buffers; see the README's note on allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -111,19 +111,29 @@ fn draw_seed(device: &Device) -> u64 {
 fn host_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).min(u32::MAX as f64) as u32;
     let scale = (1.0 / keep) as f32;
-    let (low, high) = (seed as u32, (seed >> 32) as u32);
-    (0..n)
-        .map(|i| {
-            // Indices past 2^32 wrap into a second stream keyed by the high word.
-            let stream = high ^ ((i >> 32) as u32).wrapping_mul(0x9E37_79B9);
-            let r = mix32(mix32(i as u32 ^ low) ^ stream);
-            if r < threshold { scale } else { 0.0 }
-        })
-        .collect()
+    let mut mask = vec![0.0; n];
+    // Element indices are hashed as 32 bits; beyond 2^32 elements, each further block of 2^32
+    // gets its own key.
+    for (block, chunk) in mask.chunks_mut(1 << 32).enumerate() {
+        let key = [
+            seed as u32,
+            (seed >> 32) as u32 ^ (block as u32).wrapping_mul(0x9E37_79B9),
+        ];
+        fill_mask(chunk, key, threshold, scale);
+    }
+    mask
 }
+
+crate::vectorised!(fill_mask(mask: &mut [f32], key: [u32; 2], threshold: u32, scale: f32) {
+    for (i, m) in mask.iter_mut().enumerate() {
+        let r = mix32(mix32(i as u32 ^ key[0]) ^ key[1]);
+        *m = if r < threshold { scale } else { 0.0 };
+    }
+});
 
 /// A 32-bit integer hash with low bias (Wellons' `lowbias32`): every input bit affects every
 /// output bit; 32-bit multiplies, so the loop vectorises.
+#[inline(always)]
 fn mix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb_352d);

@@ -5,6 +5,7 @@
 mod activation;
 mod dropout;
 mod model;
+mod simd;
 
 pub use activation::{Activation, UnknownActivation};
 pub use dropout::{Dropout, DropoutConfig};

@@ -2,6 +2,7 @@
 //! uses), gate activations in one vectorised pass per step, the batch split across threads.
 //! Buffers are batch-major and row-major: `[batch, seq, features]`.
 
+use kiln_common::vectorised;
 use rayon::prelude::*;
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), for `m x k` times `k x n`
@@ -85,26 +86,6 @@ fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-/// Runs `body` compiled for AVX2 and FMA where the CPU has them (8 lanes instead of 4).
-macro_rules! vectorised {
-    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                fn wide($($arg: $ty),*) { body($($arg),*) }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features `wide` is compiled for.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
 }
 
 vectorised!(forward_row(gates: &mut [f32], c_prev: &[f32], h_c: &mut [f32], tanh_c: &mut [f32]) {
