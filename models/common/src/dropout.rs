@@ -114,7 +114,8 @@ fn host_mask(n: usize, keep: f64, seed: u64) -> Vec<f32> {
     let mut mask = vec![0.0; n];
     // Element indices are hashed as 32 bits; beyond 2^32 elements, each further block of 2^32
     // gets its own key.
-    for (block, chunk) in mask.chunks_mut(1 << 32).enumerate() {
+    let block_len = usize::try_from(1u64 << 32).unwrap_or(usize::MAX);
+    for (block, chunk) in mask.chunks_mut(block_len).enumerate() {
         let key = [
             seed as u32,
             (seed >> 32) as u32 ^ (block as u32).wrapping_mul(0x9E37_79B9),
