@@ -32,6 +32,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict with a run's model on new inputs and write a submission CSV.
     Predict(PredictArgs),
+    /// Print the layers, output shapes and parameter counts of the model `kiln train` would
+    /// build with the same flags (Keras's `model.summary()`).
+    Summary(Box<TrainArgs>),
 }
 
 /// Model families this command line trains.
@@ -176,7 +179,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.2)]
     pub test_split: f64,
     /// LR schedule: constant, step[:SIZE[:GAMMA]], exponential[:GAMMA], cosine[:MIN_LR],
-    /// inverse-time[:DECAY].
+    /// inverse-time[:DECAY], plateau[:FACTOR[:PATIENCE[:MIN_LR[:MIN_DELTA[:COOLDOWN]]]]]
+    /// (Keras's ReduceLROnPlateau on --monitor; defaults 0.1, 10, 0, 1e-4, 0).
     #[arg(long, default_value = "constant")]
     pub lr_schedule: LrSchedule,
     /// Augment training images: comma-separated flip, crop=PIXELS, rotate=DEGREES,
@@ -199,6 +203,31 @@ pub struct TrainArgs {
     /// Print nothing while training.
     #[arg(long)]
     pub quiet: bool,
+    /// Continue the run in DIR from its last checkpoint, with its saved configuration (only
+    /// --epochs, --device and --quiet may come with it).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Keep the best epoch's weights in DIR/best.bpk (the monitored metric: --monitor).
+    #[arg(long)]
+    pub save_best: bool,
+    /// The flags given on the command line (not defaults), filled in after parsing.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+impl TrainArgs {
+    /// Records which of `matches`' arguments came from the command line.
+    pub fn note_given(&mut self, matches: &clap::ArgMatches) {
+        let group = <Self as Args>::group_id();
+        self.given = matches
+            .ids()
+            .filter(|id| Some(*id) != group.as_ref())
+            .filter(|id| {
+                matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,8 +12,8 @@ use kiln::datasets::{Data, ForecastReport, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
-    Augmentation, EarlyStopping, FitResult, GradientClip, History, Metrics, OptimizerConfig,
-    RunDir, Task, Trainer, TrainerConfig, Verbosity, evaluate,
+    Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, Metrics,
+    OptimizerConfig, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity, evaluate,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -74,13 +74,49 @@ pub struct RunConfig {
     pub model: ModelSpec,
     pub data: DataConfig,
     pub trainer: TrainerConfig,
+    /// Keep the best epoch's weights in `best.bpk`.
+    #[serde(default)]
+    pub save_best: bool,
 }
 
 const EVAL_BATCH: usize = 256;
 
+/// Flags that may come with `--resume`: they change how the run is shown or how long it goes
+/// on, not what it computes.
+const RESUME_FLAGS: [&str; 4] = ["resume", "epochs", "device", "quiet"];
+
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let (backend, device) = backend::device(args.device.as_deref())?;
-    let data = DataConfig {
+    if let Some(dir) = &args.resume {
+        return resume(args, dir);
+    }
+    let data = data_config(args);
+    let prepared = data.prepare(args.task)?;
+    let trainer = trainer_config(args, prepared.task);
+    trainer.check()?;
+
+    let model = model_spec(args, &prepared)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_run_dir(args, &data));
+    let run = RunDir::create(&out)?;
+    let config = RunConfig {
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        model,
+        data,
+        trainer,
+        save_best: args.save_best,
+    };
+    run.write_json("config.json", &config)?;
+    if let Some(scaler) = &prepared.scaler {
+        run.write_json("scaler.json", scaler)?;
+    }
+    run_training(&config, &prepared, &run, args, false)
+}
+
+/// Where the data comes from and how it is prepared, from the flags.
+fn data_config(args: &TrainArgs) -> DataConfig {
+    DataConfig {
         dataset: args.dataset.clone(),
         target: args.target.clone(),
         test_split: args.test_split,
@@ -96,63 +132,105 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             horizon: args.horizon,
             season: args.season,
         },
-    };
-    let prepared = data.prepare(args.task)?;
-    let trainer = trainer_config(args, prepared.task);
-    trainer.check()?;
-
-    let model = model_spec(args, &prepared)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_run_dir(args, &data));
-    let run = RunDir::create(&out)?;
-    let config = RunConfig {
-        kiln_version: env!("CARGO_PKG_VERSION").into(),
-        model: model.clone(),
-        data,
-        trainer: trainer.clone(),
-    };
-    run.write_json("config.json", &config)?;
-    if let Some(scaler) = &prepared.scaler {
-        run.write_json("scaler.json", scaler)?;
     }
+}
 
+/// `kiln train --resume DIR`: the run's saved configuration, from its last checkpoint.
+fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
+    let conflicting: Vec<String> = args
+        .given
+        .iter()
+        .filter(|flag| !RESUME_FLAGS.contains(&flag.as_str()))
+        .map(|flag| format!("--{}", flag.replace('_', "-")))
+        .collect();
+    if !conflicting.is_empty() {
+        bail!(
+            "--resume continues {} with the configuration it was started with; these flags \
+             conflict with it: {} (only --epochs, --device and --quiet may come with --resume)",
+            dir.display(),
+            conflicting.join(", ")
+        );
+    }
+    let run = RunDir::open(dir)?;
+    let mut config: RunConfig = run.read_json("config.json")?;
+    if args.given.iter().any(|f| f == "epochs") {
+        config.trainer.epochs = args.epochs;
+        config.trainer.check()?;
+        run.write_json("config.json", &config)?;
+    }
+    let prepared = config.data.prepare(Some(config.trainer.task))?;
+    check_scaler(&run, &config, &prepared)?;
+    run_training(&config, &prepared, &run, args, true)
+}
+
+/// Trains the run's model (afresh, or from its last checkpoint), then evaluates and records it.
+fn run_training(
+    config: &RunConfig,
+    prepared: &Prepared,
+    run: &RunDir,
+    args: &TrainArgs,
+    resume: bool,
+) -> Result<()> {
+    let (backend, device) = backend::device(args.device.as_deref())?;
+    let mut trainer = config.trainer.clone();
+    trainer.verbosity = if args.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::auto()
+    };
     if !args.quiet {
-        eprintln!(
-            "kiln: {} on {} ({} train / {} test samples, {}) with backend {backend}",
-            model_name(&model),
+        err_line(&format!(
+            "kiln: {} on {} ({} train / {} test samples, {}) with backend {backend}{}",
+            model_name(&config.model),
             config.data.dataset,
             prepared.train.len(),
             prepared.test.len(),
-            prepared.task
-        );
+            prepared.task,
+            if resume { ", resumed" } else { "" }
+        ))?;
     }
-    device.seed(args.seed);
-    let report = match &model {
-        ModelSpec::Mlp(mlp) => {
-            fit_and_record(mlp.init(&device), &trainer, &prepared, &device, &run)?
-        }
-        ModelSpec::Cnn(cnn) => {
-            fit_and_record(cnn.init(&device), &trainer, &prepared, &device, &run)?
-        }
-        ModelSpec::Sequence(seq) => {
-            fit_and_record(seq.init(&device), &trainer, &prepared, &device, &run)?
-        }
-        ModelSpec::Transformer(t) => match t.input {
-            TransformerInput::Tokens { .. } => {
-                fit_and_record(t.tokens(&device), &trainer, &prepared, &device, &run)?
-            }
-            TransformerInput::Features { .. } => {
-                fit_and_record(t.features(&device), &trainer, &prepared, &device, &run)?
-            }
-        },
-        ModelSpec::Perceptron(cfg) => perceptron(cfg, &prepared, trainer.epochs, &device, &run)?,
+    let fit = Fit {
+        trainer,
+        prepared,
+        device: &device,
+        run,
+        resume,
+        save_best: config.save_best,
     };
-    let metrics = report.metrics_json(backend, &model);
+    device.seed(config.data.seed);
+    let model = &config.model;
+    let report = match model {
+        ModelSpec::Mlp(mlp) => fit.run(mlp.init(&device))?,
+        ModelSpec::Cnn(cnn) => fit.run(cnn.init(&device))?,
+        ModelSpec::Sequence(seq) => fit.run(seq.init(&device))?,
+        ModelSpec::Transformer(t) => match t.input {
+            TransformerInput::Tokens { .. } => fit.run(t.tokens(&device))?,
+            TransformerInput::Features { .. } => fit.run(t.features(&device))?,
+        },
+        ModelSpec::Perceptron(cfg) => {
+            if resume {
+                bail!("the perceptron trains in one pass without checkpoints: rerun it instead");
+            }
+            perceptron(cfg, prepared, fit.trainer.epochs, &device, run)?
+        }
+    };
+    let metrics = report.metrics_json(backend, model);
     run.write_json("metrics.json", &metrics)?;
-    print_metrics(&report.test, report.forecast.as_ref());
-    println!("run directory: {}", run.path.display());
+    print_metrics(&report.test, report.forecast.as_ref())?;
+    out(&format!("run directory: {}\n", run.path.display()))
+}
+
+/// The scaling saved with a run must be the one its data gives now.
+fn check_scaler(run: &RunDir, config: &RunConfig, prepared: &Prepared) -> Result<()> {
+    if let Some(scaler) = &prepared.scaler {
+        let saved: Scaler = run.read_json("scaler.json")?;
+        if &saved != scaler {
+            bail!(
+                "{}: the data changed since this run was trained (its scaling differs)",
+                config.data.dataset
+            );
+        }
+    }
     Ok(())
 }
 
@@ -161,15 +239,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let config: RunConfig = run.read_json("config.json")?;
     let (backend, device) = backend::device(args.device.as_deref())?;
     let prepared = config.data.prepare(Some(config.trainer.task))?;
-    if let Some(scaler) = &prepared.scaler {
-        let saved: crate::dataset::Scaler = run.read_json("scaler.json")?;
-        if &saved != scaler {
-            bail!(
-                "{}: the data changed since this run was trained (its scaling differs)",
-                config.data.dataset
-            );
-        }
-    }
+    check_scaler(&run, &config, &prepared)?;
     let (test, forecast) = match &config.model {
         ModelSpec::Mlp(mlp) => reload_and_evaluate(&run, mlp.init(&device), &prepared, &device)?,
         ModelSpec::Cnn(cnn) => reload_and_evaluate(&run, cnn.init(&device), &prepared, &device)?,
@@ -190,35 +260,105 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             (classification_only(accuracy), None)
         }
     };
-    eprintln!(
+    err_line(&format!(
         "kiln: evaluated {} with backend {backend}",
         run.path.display()
-    );
-    print_metrics(&test, forecast.as_ref());
-    Ok(())
+    ))?;
+    print_metrics(&test, forecast.as_ref())
 }
 
-/// Fits a model with the trainer, evaluates it on the test set and records the run.
-fn fit_and_record<M: kiln::common::Model>(
-    model: M,
-    trainer: &TrainerConfig,
-    prepared: &Prepared,
-    device: &Device,
-    run: &RunDir,
-) -> Result<Report> {
-    let fit = Trainer::new(trainer.clone(), device.clone())?.fit(model, &prepared.train)?;
-    let test = evaluate(
-        &fit.model,
-        &prepared.test,
-        prepared.task,
-        EVAL_BATCH,
-        device,
-    );
-    let forecast = forecast(&fit.model, prepared, device);
-    run.write_text("history.csv", &fit.history.to_csv())?;
-    let n_params = Module::num_params(&fit.model);
-    run.save_model(fit.model.clone())?;
-    Ok(Report::from_fit(&fit, test, forecast, n_params))
+/// One trainer run of a model, recorded in the run directory.
+struct Fit<'a> {
+    trainer: TrainerConfig,
+    prepared: &'a Prepared,
+    device: &'a Device,
+    run: &'a RunDir,
+    resume: bool,
+    save_best: bool,
+}
+
+/// A model's summary table for the samples of `data`.
+fn summary_of<M: kiln::common::Model>(model: &M, data: &Prepared) -> String {
+    kiln::common::summary(model, &data.train.sample_shape).to_string()
+}
+
+/// The perceptron's one layer, as a summary table row would show it.
+fn perceptron_summary(cfg: &PerceptronConfig, device: &Device) -> String {
+    let n = Module::num_params(&cfg.init(device));
+    format!(
+        "Model: \"Perceptron\" (input (None, {}))\nweights and bias: {n} parameters, step output (None, 1)\n",
+        cfg.d_input
+    )
+}
+
+/// `kiln summary`: the model `kiln train` would build with these flags, as a table.
+pub fn summary(args: &TrainArgs) -> Result<()> {
+    let (_, device) = backend::device(args.device.as_deref())?;
+    let data = data_config(args);
+    let prepared = data.prepare(args.task)?;
+    let model = model_spec(args, &prepared)?;
+    device.seed(args.seed);
+    let text = match &model {
+        ModelSpec::Mlp(mlp) => summary_of(&mlp.init(&device), &prepared),
+        ModelSpec::Cnn(cnn) => summary_of(&cnn.init(&device), &prepared),
+        ModelSpec::Sequence(seq) => summary_of(&seq.init(&device), &prepared),
+        ModelSpec::Transformer(t) => match t.input {
+            TransformerInput::Tokens { .. } => summary_of(&t.tokens(&device), &prepared),
+            TransformerInput::Features { .. } => summary_of(&t.features(&device), &prepared),
+        },
+        ModelSpec::Perceptron(cfg) => perceptron_summary(cfg, &device),
+    };
+    out(&text)
+}
+
+impl Fit<'_> {
+    /// Fits `model` (checkpointing every epoch into the run's `checkpoint/`), evaluates it on
+    /// the test set and records the run. A diverged run keeps its last good epoch: its
+    /// weights as `model.bpk` and the history up to it.
+    fn run<M: kiln::common::Model>(&self, model: M) -> Result<Report> {
+        let run = self.run;
+        let table = summary_of(&model, self.prepared);
+        run.write_text("summary.txt", &table)?;
+        if self.trainer.verbosity != Verbosity::Quiet {
+            err_line(table.trim_end())?;
+        }
+        let checkpoints = CheckpointDir::new(run.file("checkpoint"));
+        let mut trainer = Trainer::new(self.trainer.clone(), self.device.clone())?
+            .with_checkpoints(&checkpoints.path);
+        if self.save_best {
+            trainer = trainer.with_save_best(run.file("best.bpk"));
+        }
+        if self.resume {
+            trainer = trainer.resuming();
+        }
+        let fit = match trainer.fit(model, &self.prepared.train) {
+            Ok(fit) => fit,
+            Err(error) => {
+                if let TrainError::NonFiniteLoss { history, .. }
+                | TrainError::OutputClosed { history } = &error
+                {
+                    run.write_text("history.csv", &history.to_csv())?;
+                    if let Some(last_good) = checkpoints.latest_model()? {
+                        std::fs::copy(&last_good, run.file(RunDir::MODEL))
+                            .with_context(|| format!("keeping {}", last_good.display()))?;
+                    }
+                }
+                return Err(error.into());
+            }
+        };
+        let test = evaluate(
+            &fit.model,
+            &self.prepared.test,
+            self.prepared.task,
+            EVAL_BATCH,
+            self.device,
+        );
+        let forecast = forecast(&fit.model, self.prepared, self.device);
+        run.write_text("history.csv", &fit.history.to_csv())?;
+        let n_params = Module::num_params(&fit.model);
+        run.save_model(fit.model.clone())?;
+        Ok(Report::from_fit(&fit, test, forecast, n_params))
+    }
 }
 
 /// For series: the test forecasts' errors in the series' units, beside the naive baselines'.
@@ -342,11 +482,11 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
         Task::Regression => rows.iter().map(|r| r[0].to_string()).collect(),
     };
     kiln::datasets::write_submission(&args.output, &labels)?;
-    eprintln!(
+    err_line(&format!(
         "kiln: {} predictions written to {}",
         labels.len(),
         args.output.display()
-    );
+    ))?;
     Ok(())
 }
 
@@ -705,8 +845,9 @@ fn forecast_metrics(f: &ForecastReport) -> Vec<(&'static str, f64)> {
     out
 }
 
-fn print_metrics(m: &Metrics, forecast: Option<&ForecastReport>) {
-    println!("test_loss: {:.4}", m.loss);
+fn print_metrics(m: &Metrics, forecast: Option<&ForecastReport>) -> Result<()> {
+    use std::fmt::Write;
+    let mut text = format!("test_loss: {:.4}\n", m.loss);
     for (name, value) in [
         ("test_accuracy", m.accuracy),
         ("test_mse", m.mse),
@@ -714,19 +855,37 @@ fn print_metrics(m: &Metrics, forecast: Option<&ForecastReport>) {
         ("test_r2", m.r2),
     ] {
         if let Some(v) = value {
-            println!("{name}: {v:.4}");
+            writeln!(text, "{name}: {v:.4}")?;
         }
     }
     if let Some(report) = &m.classes {
-        println!("test_macro_f1: {:.4}", report.macro_f1);
-        print!("{report}");
+        writeln!(text, "test_macro_f1: {:.4}", report.macro_f1)?;
+        write!(text, "{report}")?;
     }
     if let Some(f) = forecast {
         // In the series' units; test_mae above is on the scaled differences the model outputs.
         for (name, value) in forecast_metrics(f) {
-            println!("forecast {name}: {value:.4}");
+            writeln!(text, "forecast {name}: {value:.4}")?;
         }
     }
+    out(&text)
+}
+
+/// Writes `text` to standard output; a closed output (`kiln ... | head`) is an
+/// [`std::io::ErrorKind::BrokenPipe`] error, which `main` ends on quietly.
+pub fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Writes a line to standard error, as [`out`] does to standard output.
+pub fn err_line(text: &str) -> Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "{text}")?;
+    Ok(())
 }
 
 fn classification_only(accuracy: f64) -> Metrics {

@@ -4,7 +4,7 @@ mod args;
 mod commands;
 mod dataset;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
 
@@ -15,11 +15,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`kiln train | head`): end quietly, with the
+        // status a shell gives a process that SIGPIPE ended. The run directory holds the
+        // epochs done (its checkpoint and history).
+        Err(e) if output_closed(&e) => std::process::ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn output_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref(),
+            Some(kiln::train::TrainError::OutputClosed { .. })
+        ) || cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run() -> anyhow::Result<()> {
@@ -30,11 +46,19 @@ fn run() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        None => commands::train(&cli.train),
-        Some(Command::Train(args)) => commands::train(&args),
-        Some(Command::Eval(args)) => commands::eval(&args),
-        Some(Command::Predict(args)) => commands::predict(&args),
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match &mut cli.command {
+        None => {
+            cli.train.note_given(&matches);
+            commands::train(&cli.train)
+        }
+        Some(Command::Train(args)) => {
+            args.note_given(matches.subcommand_matches("train").expect("train matches"));
+            commands::train(args)
+        }
+        Some(Command::Eval(args)) => commands::eval(args),
+        Some(Command::Predict(args)) => commands::predict(args),
+        Some(Command::Summary(args)) => commands::summary(args),
     }
 }

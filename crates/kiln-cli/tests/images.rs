@@ -193,7 +193,7 @@ fn cifar10_trains_through_the_same_path_on_files_in_its_binary_format() {
             "--dataset",
             "cifar10",
             "--epochs",
-            "3",
+            "6",
             "--normalize",
             "--augment",
             "flip",

@@ -139,7 +139,7 @@ impl Dataset<usize> for Indices {
 
 #[derive(Debug, thiserror::Error)]
 #[error("sample index {index} is out of range for {len} samples")]
-struct IndexOutOfRange {
-    index: usize,
-    len: usize,
+pub(crate) struct IndexOutOfRange {
+    pub index: usize,
+    pub len: usize,
 }

@@ -1,14 +1,6 @@
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 
-use burn::store::ModuleRecord;
-use burn::train::EarlyStoppingStrategy;
-use burn::train::checkpoint::{
-    Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction, CheckpointingStrategy,
-};
-use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -28,14 +20,6 @@ impl Monitor {
         match self {
             Monitor::ValLoss => "val_loss",
             Monitor::ValAccuracy => "val_accuracy",
-        }
-    }
-
-    /// The name of the burn-train metric behind it.
-    pub(crate) fn metric(&self) -> &'static str {
-        match self {
-            Monitor::ValLoss => "Loss",
-            Monitor::ValAccuracy => "Accuracy",
         }
     }
 
@@ -116,21 +100,16 @@ impl EarlyStopping {
 }
 
 /// Keras's bookkeeping for one run: the best value and its epoch, and epochs waited since.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Tracker {
     pub best: Option<(usize, f64)>,
     pub wait: usize,
     pub stopped_at: Option<usize>,
-    observed: HashMap<usize, bool>,
 }
 
 impl Tracker {
-    /// Records `value` for `epoch` (once: later calls for the same epoch change nothing) and
-    /// says whether it improved on the best.
+    /// Records `value` for `epoch` and says whether it improved on the best.
     pub fn observe(&mut self, rule: &EarlyStopping, epoch: usize, value: f64) -> bool {
-        if let Some(&improved) = self.observed.get(&epoch) {
-            return improved;
-        }
         let improved = match self.best {
             None => true,
             Some((_, best)) => rule.improves(value, best),
@@ -141,114 +120,7 @@ impl Tracker {
         } else {
             self.wait += 1;
         }
-        self.observed.insert(epoch, improved);
         improved
-    }
-}
-
-fn monitored(rule: &EarlyStopping, epoch: usize, store: &EventStoreClient) -> Option<f64> {
-    let metric = rule.monitor.metric();
-    store
-        .find_metric(metric, epoch, Aggregate::Mean, &Split::Valid)
-        .map(|v| crate::history::in_kiln_units(metric, v))
-}
-
-/// burn-train's early-stopping hook for an [`EarlyStopping`]; clones share one [`Tracker`].
-#[derive(Clone)]
-pub(crate) struct EarlyStoppingHook {
-    pub rule: EarlyStopping,
-    pub tracker: Arc<Mutex<Tracker>>,
-}
-
-impl EarlyStoppingStrategy for EarlyStoppingHook {
-    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
-        let Some(value) = monitored(&self.rule, epoch, store) else {
-            tracing::warn!("early stopping: no {} for epoch {epoch}", self.rule.monitor);
-            return false;
-        };
-        let mut tracker = self.tracker.lock().expect("tracker lock");
-        tracker.observe(&self.rule, epoch, value);
-        let stop = tracker.wait >= self.rule.patience;
-        if stop {
-            tracker.stopped_at = Some(epoch);
-        }
-        stop
-    }
-}
-
-/// Keeps a checkpoint of the best epoch only, so its weights can be restored at the end.
-pub(crate) struct KeepBest {
-    pub hook: EarlyStoppingHook,
-}
-
-impl CheckpointingStrategy for KeepBest {
-    fn checkpointing(
-        &mut self,
-        epoch: usize,
-        store: &EventStoreClient,
-    ) -> Vec<CheckpointingAction> {
-        let Some(value) = monitored(&self.hook.rule, epoch, store) else {
-            return Vec::new();
-        };
-        let mut tracker = self.hook.tracker.lock().expect("tracker lock");
-        let previous = tracker.best.map(|(e, _)| e);
-        if !tracker.observe(&self.hook.rule, epoch, value) {
-            return Vec::new();
-        }
-        let mut actions = vec![CheckpointingAction::Save];
-        if let Some(previous) = previous.filter(|&p| p != epoch) {
-            actions.push(CheckpointingAction::Delete(previous));
-        }
-        actions
-    }
-}
-
-/// A checkpointer that holds records in memory, shared with the trainer.
-#[derive(Clone, Default)]
-pub(crate) struct MemoryCheckpointer {
-    pub records: Arc<Mutex<HashMap<usize, ModuleRecord>>>,
-}
-
-impl Checkpointer<ModuleRecord> for MemoryCheckpointer {
-    fn save(&self, epoch: usize, record: ModuleRecord) -> Result<(), CheckpointerError> {
-        self.records
-            .lock()
-            .expect("records lock")
-            .insert(epoch, record);
-        Ok(())
-    }
-
-    fn delete(&self, epoch: usize) -> Result<(), CheckpointerError> {
-        self.records.lock().expect("records lock").remove(&epoch);
-        Ok(())
-    }
-
-    fn restore(&self, epoch: usize) -> Result<ModuleRecord, CheckpointerError> {
-        self.records
-            .lock()
-            .expect("records lock")
-            .remove(&epoch)
-            .ok_or_else(|| CheckpointerError::Unknown(format!("no checkpoint for epoch {epoch}")))
-    }
-}
-
-/// A checkpointer that keeps nothing: restoring the best weights needs only the model's record,
-/// not the optimiser's or the scheduler's.
-pub(crate) struct Discard;
-
-impl<R: Checkpoint> Checkpointer<R> for Discard {
-    fn save(&self, _epoch: usize, _record: R) -> Result<(), CheckpointerError> {
-        Ok(())
-    }
-
-    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
-        Ok(())
-    }
-
-    fn restore(&self, epoch: usize) -> Result<R, CheckpointerError> {
-        Err(CheckpointerError::Unknown(format!(
-            "kiln keeps only the model's weights, not this record (epoch {epoch})"
-        )))
     }
 }
 
@@ -303,15 +175,5 @@ mod tests {
         let (stop, t) = run(&rule, &[0.5, 0.7, 0.6]);
         assert_eq!(stop, Some(3));
         assert_eq!(t.best, Some((2, 0.7)));
-    }
-
-    #[test]
-    fn an_epoch_is_counted_once() {
-        let rule = EarlyStopping::default();
-        let mut t = Tracker::default();
-        assert!(t.observe(&rule, 1, 1.0));
-        assert!(!t.observe(&rule, 2, 1.0));
-        assert!(!t.observe(&rule, 2, 1.0));
-        assert_eq!(t.wait, 1);
     }
 }

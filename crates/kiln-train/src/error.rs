@@ -43,6 +43,30 @@ pub enum TrainError {
 
     #[error("{path}: {reason}")]
     Record { path: PathBuf, reason: String },
+
+    /// The progress output was closed (its reader went away): the run stopped after the
+    /// epochs in `history`, which its checkpoint holds.
+    #[error("the output was closed; the run stopped after {} epochs", history.epochs.len())]
+    OutputClosed { history: crate::History },
+
+    /// A component of the run (a logger, say) failed.
+    #[error("training stopped: {0}")]
+    Component(String),
+
+    /// Keras's `TerminateOnNaN`: the run stopped at the first non-finite training loss.
+    #[error(
+        "the training loss became {loss} in epoch {epoch}, batch {batch} (learning rate {lr}): \
+         the run diverged; try a lower --lr (for example {suggested})",
+        suggested = (lr / 10.0) as f32
+    )]
+    NonFiniteLoss {
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+        lr: f64,
+        /// The completed epochs before it.
+        history: crate::History,
+    },
 }
 
 impl TrainError {

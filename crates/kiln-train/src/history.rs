@@ -1,14 +1,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use burn::train::logger::MetricLogger;
-use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::store::{MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One epoch of a run, as `history.csv` has it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// From 1.
     pub epoch: usize,
@@ -25,7 +24,7 @@ pub struct EpochRecord {
 }
 
 /// What happened in each epoch of a run (Keras's `History`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub epochs: Vec<EpochRecord>,
 }
@@ -87,25 +86,10 @@ pub(crate) fn in_kiln_units(metric: &str, value: f64) -> f64 {
 pub(crate) struct Recorded {
     names: HashMap<MetricId, String>,
     entries: HashMap<(Split, usize, String), Vec<NumericEntry>>,
-    /// When each split of each epoch ended.
-    ends: HashMap<(Split, usize), Instant>,
 }
 
-impl Recorded {
-    pub fn value(&self, split: Split, epoch: usize, metric: &str) -> Option<f64> {
-        self.entries
-            .get(&(split, epoch, metric.to_string()))
-            .and_then(|e| epoch_value(e))
-            .map(|v| in_kiln_units(metric, v))
-    }
-
-    pub fn ended(&self, split: Split, epoch: usize) -> Option<Instant> {
-        self.ends.get(&(split, epoch)).copied()
-    }
-}
-
-/// burn-train metric logger that keeps every numeric entry in memory, shared with the trainer,
-/// which turns them into the [`History`] and which early stopping reads back.
+/// burn-train metric logger that keeps every numeric entry in memory: the store behind
+/// burn-train's metric queries, which kiln's epoch-end hook reads into the [`History`].
 #[derive(Clone, Default)]
 pub(crate) struct HistoryLogger {
     pub recorded: Arc<Mutex<Recorded>>,
@@ -149,11 +133,7 @@ impl MetricLogger for HistoryLogger {
             .insert(definition.metric_id, definition.name.to_string());
     }
 
-    fn log_epoch_summary(&mut self, summary: EpochSummary) {
-        let mut r = self.recorded.lock().expect("history lock");
-        r.ends
-            .insert((summary.split, summary.epoch_number), Instant::now());
-    }
+    fn log_epoch_summary(&mut self, _summary: burn::train::metric::store::EpochSummary) {}
 }
 
 #[cfg(test)]

@@ -8,12 +8,16 @@
 
 mod augment;
 mod batch;
+mod callbacks;
+mod checkpoint;
 mod early_stopping;
 mod error;
 mod evaluate;
+mod failures;
 mod history;
 mod metrics;
 mod model;
+mod nan_guard;
 mod optimizer;
 mod progress;
 mod report;
@@ -23,6 +27,8 @@ mod trainer;
 
 pub use augment::{Augmentation, Transform, flip_horizontal};
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
+pub use callbacks::Plateau;
+pub use checkpoint::CheckpointDir;
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};

@@ -11,6 +11,7 @@ use burn::train::renderer::{
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::failures::{Failure, Failures};
 use crate::history::{epoch_value, in_kiln_units};
 
 /// How much a run prints while it trains (to standard error).
@@ -46,10 +47,11 @@ pub(crate) struct ProgressRenderer {
     entries: HashMap<(bool, String), Vec<NumericEntry>>,
     epoch_start: Instant,
     in_valid: bool,
+    failures: Failures,
 }
 
 impl ProgressRenderer {
-    pub fn new(verbosity: Verbosity) -> Self {
+    pub fn new(verbosity: Verbosity, failures: Failures) -> Self {
         Self {
             verbosity,
             names: HashMap::new(),
@@ -58,6 +60,22 @@ impl ProgressRenderer {
             entries: HashMap::new(),
             epoch_start: Instant::now(),
             in_valid: false,
+            failures,
+        }
+    }
+
+    /// Prints a line to standard error. A closed stream (the reader of a pipe has gone) stops
+    /// the run quietly and the display with it; another write error stops it with that error.
+    fn line(&mut self, text: &str) {
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stderr(), "{text}") {
+            self.verbosity = Verbosity::Quiet;
+            self.failures
+                .report(if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Failure::OutputClosed
+                } else {
+                    Failure::Component(format!("writing the progress display: {e}"))
+                });
         }
     }
 
@@ -129,12 +147,13 @@ impl TrainingProgressLogger for ProgressRenderer {
 
     fn update_epoch(&mut self, epoch: usize) {
         if self.verbosity != Verbosity::Quiet {
-            eprintln!(
+            let line = format!(
                 "Epoch {epoch}/{} - {:.1}s - {}",
                 self.total_epochs,
                 self.epoch_start.elapsed().as_secs_f64(),
                 self.summary()
             );
+            self.line(&line);
         }
         self.entries.clear();
         self.epoch_start = Instant::now();

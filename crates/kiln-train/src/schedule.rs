@@ -5,6 +5,7 @@ use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::callbacks::SharedLr;
 
 /// How the learning rate changes from epoch to epoch. `epoch` counts from 0, and the rate
 /// holds for every step of that epoch.
@@ -21,14 +22,33 @@ pub enum LrSchedule {
     Cosine { min_lr: f64 },
     /// `lr / (1 + decay * epoch)`: inverse-time decay.
     InverseTime { decay: f64 },
+    /// Keras's `ReduceLROnPlateau`: the rate is multiplied by `factor` once the monitored
+    /// validation metric (early stopping's `monitor`, else `val_loss`) has not improved by more
+    /// than `min_delta` for `patience` epochs, never below `min_lr`; after a reduction,
+    /// `cooldown` epochs pass before epochs without improvement are counted again.
+    Plateau {
+        factor: f64,
+        patience: usize,
+        min_lr: f64,
+        min_delta: f64,
+        cooldown: usize,
+    },
 }
 
 impl LrSchedule {
     /// The schedule names the CLI accepts, with their defaults.
-    pub const NAMES: [&'static str; 5] =
-        ["constant", "step", "exponential", "cosine", "inverse-time"];
+    pub const NAMES: [&'static str; 6] = [
+        "constant",
+        "step",
+        "exponential",
+        "cosine",
+        "inverse-time",
+        "plateau",
+    ];
 
     /// The learning rate of `epoch` (from 0) for a base rate `lr` and a run of `epochs`.
+    /// A plateau schedule depends on the validation metrics, not on the epoch: this is its
+    /// starting rate, `lr`.
     pub fn lr_at(&self, lr: f64, epoch: usize, epochs: usize) -> f64 {
         let e = epoch as f64;
         match *self {
@@ -40,6 +60,7 @@ impl LrSchedule {
                 min_lr + (lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
             }
             LrSchedule::InverseTime { decay } => lr / (1.0 + decay * e),
+            LrSchedule::Plateau { .. } => lr,
         }
     }
 
@@ -59,6 +80,23 @@ impl LrSchedule {
             LrSchedule::InverseTime { decay } if decay.is_nan() || decay < 0.0 => {
                 bad(format!("decay must be >= 0, got {decay}"))
             }
+            LrSchedule::Plateau { factor, .. } if !(factor > 0.0 && factor < 1.0) => {
+                bad(format!("plateau factor must lie in (0, 1), got {factor}"))
+            }
+            LrSchedule::Plateau { patience: 0, .. } => {
+                bad("plateau patience must be at least 1".into())
+            }
+            LrSchedule::Plateau {
+                min_lr, min_delta, ..
+            } if !(min_lr >= 0.0
+                && min_lr.is_finite()
+                && min_delta >= 0.0
+                && min_delta.is_finite()) =>
+            {
+                bad(format!(
+                    "plateau min_lr and min_delta must be >= 0, got {min_lr} and {min_delta}"
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -72,6 +110,16 @@ impl fmt::Display for LrSchedule {
             LrSchedule::Exponential { gamma } => write!(f, "exponential:{gamma}"),
             LrSchedule::Cosine { min_lr } => write!(f, "cosine:{min_lr}"),
             LrSchedule::InverseTime { decay } => write!(f, "inverse-time:{decay}"),
+            LrSchedule::Plateau {
+                factor,
+                patience,
+                min_lr,
+                min_delta,
+                cooldown,
+            } => write!(
+                f,
+                "plateau:{factor}:{patience}:{min_lr}:{min_delta}:{cooldown}"
+            ),
         }
     }
 }
@@ -80,7 +128,9 @@ impl FromStr for LrSchedule {
     type Err = String;
 
     /// `constant`, `step[:STEP_SIZE[:GAMMA]]` (default 10, 0.1), `exponential[:GAMMA]` (0.95),
-    /// `cosine[:MIN_LR]` (0), `inverse-time[:DECAY]` (0.01).
+    /// `cosine[:MIN_LR]` (0), `inverse-time[:DECAY]` (0.01),
+    /// `plateau[:FACTOR[:PATIENCE[:MIN_LR[:MIN_DELTA[:COOLDOWN]]]]]` (0.1, 10, 0, 1e-4, 0:
+    /// Keras's defaults).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();
@@ -106,6 +156,13 @@ impl FromStr for LrSchedule {
             "inverse-time" => LrSchedule::InverseTime {
                 decay: num(0, 0.01)?,
             },
+            "plateau" => LrSchedule::Plateau {
+                factor: num(0, 0.1)?,
+                patience: num(1, 10.0)? as usize,
+                min_lr: num(2, 0.0)?,
+                min_delta: num(3, 1e-4)?,
+                cooldown: num(4, 0.0)? as usize,
+            },
             other => {
                 return Err(format!(
                     "unknown lr schedule `{other}` (valid: {})",
@@ -117,25 +174,32 @@ impl FromStr for LrSchedule {
 }
 
 /// Burn's [`LrScheduler`] for an [`LrSchedule`]: burn-train asks for a rate before every
-/// optimiser step, and this answers with the rate of the epoch that step belongs to.
+/// optimiser step, and this answers with the rate of the epoch that step belongs to (for a
+/// plateau schedule, the rate the epoch-end hook last set).
 #[derive(Debug, Clone)]
 pub(crate) struct EpochLrScheduler {
     pub schedule: LrSchedule,
     pub lr: f64,
     pub epochs: usize,
     pub steps_per_epoch: usize,
+    /// Steps taken: a resumed run starts at its completed epochs' steps.
     pub step: usize,
+    pub plateau_lr: SharedLr,
 }
 
 impl LrScheduler for EpochLrScheduler {
     fn step(&mut self) -> f64 {
         let epoch = self.step / self.steps_per_epoch.max(1);
         self.step += 1;
-        self.schedule.lr_at(self.lr, epoch, self.epochs)
+        match self.schedule {
+            LrSchedule::Plateau { .. } => self.plateau_lr.get(),
+            schedule => schedule.lr_at(self.lr, epoch, self.epochs),
+        }
     }
 
-    /// The schedule is a pure function of the step count, which kiln's runs always start at 0:
-    /// there is no state worth recording.
+    /// The rate is a function of the step count, which a resumed run sets from its completed
+    /// epochs, and of the plateau state, which kiln's own checkpoint state keeps: there is no
+    /// state worth recording here.
     fn to_record(&self) -> LrSchedulerRecord {
         LrSchedulerRecord::new()
     }
@@ -192,6 +256,7 @@ mod tests {
             epochs: 3,
             steps_per_epoch: 2,
             step: 0,
+            plateau_lr: SharedLr::new(1.0),
         };
         let rates: Vec<f64> = (0..6).map(|_| s.step()).collect();
         assert_eq!(rates, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]);
@@ -212,10 +277,21 @@ mod tests {
         );
         let e = "warmup".parse::<LrSchedule>().unwrap_err();
         assert!(
-            e.contains("constant, step, exponential, cosine, inverse-time"),
+            e.contains("constant, step, exponential, cosine, inverse-time, plateau"),
             "{e}"
         );
+        assert_eq!(
+            "plateau:0.5:3".parse(),
+            Ok(LrSchedule::Plateau {
+                factor: 0.5,
+                patience: 3,
+                min_lr: 0.0,
+                min_delta: 1e-4,
+                cooldown: 0
+            })
+        );
         for s in [
+            "plateau".parse().unwrap(),
             LrSchedule::Cosine { min_lr: 0.001 },
             LrSchedule::Exponential { gamma: 0.9 },
         ] {

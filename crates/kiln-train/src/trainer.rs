@@ -1,23 +1,29 @@
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::module::Module;
+use burn::lr_scheduler::LrSchedulerRecord;
+use burn::optim::OptimizerRecord;
+use burn::store::ModuleRecord;
 use burn::tensor::Device;
-use burn::train::metric::store::Split;
+use burn::train::logger::MetricLogger;
 use burn::train::{Learner, SupervisedTraining};
 use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{DataBatcher, Indices};
-use crate::early_stopping::{Discard, EarlyStoppingHook, KeepBest, MemoryCheckpointer, Tracker};
-use crate::history::{EpochRecord, HistoryLogger};
+use crate::callbacks::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
+use crate::checkpoint::{CheckpointDir, EveryEpoch, ModelPart, PARTS, Staged, Staging};
+use crate::failures::{Failure, Failures, GuardedLogger};
+use crate::history::HistoryLogger;
 use crate::metrics::{EpochAccuracy, EpochLoss};
+use crate::nan_guard::TerminateOnNan;
 use crate::progress::ProgressRenderer;
 use crate::schedule::EpochLrScheduler;
 use crate::{
-    Augmentation, EarlyStopping, History, LrSchedule, OptimizerConfig, Supervised, Task,
+    Augmentation, EarlyStopping, History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task,
     TrainError, Verbosity,
 };
 
@@ -129,17 +135,63 @@ pub struct FitResult<M> {
 pub struct Trainer {
     config: TrainerConfig,
     device: Device,
+    checkpoints: Option<CheckpointDir>,
+    save_best: Option<PathBuf>,
+    resume: bool,
+    /// Users' metric loggers, handed to burn-train by the next `fit`.
+    loggers: Mutex<Vec<(String, Box<dyn MetricLogger>)>>,
 }
 
 impl Trainer {
     /// A trainer running on `device` (plain; the trainer adds autodiff for training steps).
     pub fn new(config: TrainerConfig, device: Device) -> Result<Self, TrainError> {
         config.check()?;
-        Ok(Self { config, device })
+        Ok(Self {
+            config,
+            device,
+            checkpoints: None,
+            save_best: None,
+            resume: false,
+            loggers: Mutex::default(),
+        })
     }
 
     pub fn config(&self) -> &TrainerConfig {
         &self.config
+    }
+
+    /// Writes a checkpoint into `dir` at the end of every epoch (see [`CheckpointDir`]): the
+    /// weights, the optimiser's state, the history and everything else needed to resume.
+    pub fn with_checkpoints(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoints = Some(CheckpointDir::new(dir));
+        self
+    }
+
+    /// Keeps the best epoch's weights at `path` (Keras's `ModelCheckpoint(save_best_only)`),
+    /// rewritten whenever an epoch improves on the best: early stopping's monitor, else the
+    /// validation loss.
+    pub fn with_save_best(mut self, path: impl Into<PathBuf>) -> Self {
+        self.save_best = Some(path.into());
+        self
+    }
+
+    /// Adds a burn-train metric logger (every metric value of every batch and epoch goes to
+    /// it, for an experiment tracker, say) to the next `fit`. A logger that panics ends the run
+    /// with an error naming it.
+    pub fn with_metric_logger(self, name: &str, logger: impl MetricLogger + 'static) -> Self {
+        self.loggers
+            .lock()
+            .expect("loggers lock")
+            .push((name.to_string(), Box::new(logger)));
+        self
+    }
+
+    /// Continues from the latest checkpoint in the checkpoint directory instead of starting
+    /// afresh: with the same configuration and data, the run ends exactly as an uninterrupted
+    /// one would (same history, same weights).
+    pub fn resuming(mut self) -> Self {
+        self.resume = true;
+        self
     }
 
     /// Trains `model` on `data`, holding out `validation_split` of it for validation.
@@ -153,7 +205,7 @@ impl Trainer {
     /// Takes the data by value or as an `Arc`: the data loaders share it without copying.
     pub fn fit_with_validation<M: Model>(
         &self,
-        model: M,
+        mut model: M,
         train: impl Into<Arc<Data>>,
         valid: impl Into<Arc<Data>>,
     ) -> Result<FitResult<M>, TrainError> {
@@ -161,44 +213,86 @@ impl Trainer {
         let config = &self.config;
         self.check_fit(&model, &train)?;
         self.check_fit(&model, &valid)?;
+        if config.augmentation.is_some() && train.sample_shape.len() != 3 {
+            return Err(TrainError::option(
+                "augmentation",
+                format!(
+                    "needs image samples [channels, height, width], got {:?}",
+                    train.sample_shape
+                ),
+            ));
+        }
+        let fingerprint = self.fingerprint(&train, &valid);
+        let staging = Arc::new(Staging::default());
+        let resumed = match (&self.checkpoints, self.resume) {
+            (Some(dir), true) => Some(dir.load(fingerprint)?),
+            (None, true) => {
+                return Err(TrainError::option(
+                    "resume",
+                    "needs a checkpoint directory (Trainer::with_checkpoints)",
+                ));
+            }
+            _ => None,
+        };
+        if let Some(loaded) = &resumed {
+            // burn-train loads these records with calls that panic on a mismatch: check them
+            // here, so that a foreign checkpoint is an error naming its file.
+            let dir = self
+                .checkpoints
+                .as_ref()
+                .expect("resuming needs a directory");
+            let record = ModuleRecord::from_bytes(loaded.parts[0].clone())
+                .map_err(|e| dir.record_error("model.bpk", e.to_string()))?;
+            model = model.try_load_record(record).map_err(|e| {
+                dir.record_error("model.bpk", format!("does not fit the model: {e}"))
+            })?;
+            OptimizerRecord::from_bytes(loaded.parts[1].clone())
+                .map_err(|e| dir.record_error("optim.bpk", e.to_string()))?;
+            LrSchedulerRecord::from_bytes(loaded.parts[2].clone())
+                .map_err(|e| dir.record_error("scheduler.bpk", e.to_string()))?;
+            staging.set_restore(loaded.parts.clone());
+        }
+        let done = resumed.as_ref().map_or(0, |l| l.state.epoch);
+        if resumed.is_none() {
+            model = model.map(&mut SeededIds {
+                seed: config.seed,
+                next: 0,
+            });
+        }
 
-        self.device.seed(config.seed);
         let train_device = self.device.clone().autodiff();
-        train_device.seed(config.seed);
-
         let mut batcher = DataBatcher::<M::Input>::new(train.clone());
         let mut workers = 0;
         if let Some(augmentation) = &config.augmentation {
-            if train.sample_shape.len() != 3 {
-                return Err(TrainError::option(
-                    "augmentation",
-                    format!(
-                        "needs image samples [channels, height, width], got {:?}",
-                        train.sample_shape
-                    ),
-                ));
-            }
             batcher = batcher.with_augmentation(augmentation.clone());
             workers = 1;
         }
+        let order = EpochOrder::new(train.len(), config.seed);
         let loader_train = DataLoaderBuilder::new(batcher)
             .batch_size(config.batch_size)
-            .shuffle(config.seed)
             .num_workers(workers)
             .set_device(train_device.clone())
-            .build(Indices(train.len()));
+            .build(order.clone());
         let loader_valid = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
             .batch_size(config.batch_size)
             .set_device(self.device.clone())
             .build(Indices(valid.len()));
 
         let steps_per_epoch = train.len().div_ceil(config.batch_size);
+        let plateau = matches!(config.lr_schedule, LrSchedule::Plateau { .. }).then(|| {
+            resumed
+                .as_ref()
+                .and_then(|l| l.state.plateau.clone())
+                .unwrap_or_else(|| Plateau::new(config.lr))
+        });
+        let shared_lr = SharedLr::new(plateau.as_ref().map_or(config.lr, |p| p.lr));
         let scheduler = EpochLrScheduler {
             schedule: config.lr_schedule,
             lr: config.lr,
             epochs: config.epochs,
             steps_per_epoch,
-            step: 0,
+            step: done * steps_per_epoch,
+            plateau_lr: shared_lr.clone(),
         };
         let supervised = Supervised {
             model: model.train(),
@@ -206,83 +300,173 @@ impl Trainer {
         };
         let learner = Learner::new(supervised, config.optimizer.build(), scheduler);
 
-        let history_logger = HistoryLogger::default();
-        let recorded = history_logger.recorded.clone();
         let scratch = std::env::temp_dir().join(format!("kiln-train-{}", std::process::id()));
         let mut training = SupervisedTraining::new(&scratch, loader_train, loader_valid)
             .with_application_logger(None)
-            .with_metric_logger(history_logger)
-            .renderer(Box::new(ProgressRenderer::new(config.verbosity)))
+            .with_metric_logger(HistoryLogger::default())
             .metric_train_numeric(EpochLoss::new())
             .metric_valid_numeric(EpochLoss::new())
             .num_epochs(config.epochs);
+        let failures = Failures::new(training.interrupter());
+        training = training.renderer(Box::new(ProgressRenderer::new(
+            config.verbosity,
+            failures.clone(),
+        )));
+        for (name, logger) in self.loggers.lock().expect("loggers lock").drain(..) {
+            training = training.with_metric_logger(GuardedLogger {
+                name,
+                inner: logger,
+                failures: failures.clone(),
+            });
+        }
+        let guard = TerminateOnNan::new(order.epoch.clone(), training.interrupter());
+        let non_finite = guard.found.clone();
+        training = training.metric_train(guard);
         if config.task == Task::Classification {
             training = training
                 .metric_train_numeric(EpochAccuracy::new())
                 .metric_valid_numeric(EpochAccuracy::new());
         }
+        let part = |part| Staged {
+            part,
+            staging: staging.clone(),
+        };
+        let model_part = ModelPart {
+            staging: staging.clone(),
+            template: Mutex::new(learner.model()),
+        };
+        training = training
+            .with_custom_checkpointers(model_part, part(PARTS[1]), part(PARTS[2]))
+            .with_checkpointing_strategy(EveryEpoch);
 
-        let tracker = Arc::new(Mutex::new(Tracker::default()));
-        let checkpoints = MemoryCheckpointer::default();
-        if let Some(rule) = &config.early_stopping {
-            let hook = EarlyStoppingHook {
-                rule: rule.clone(),
-                tracker: tracker.clone(),
-            };
-            if rule.restore_best_weights {
-                training = training
-                    .with_custom_checkpointers(checkpoints.clone(), Discard, Discard)
-                    .with_checkpointing_strategy(KeepBest { hook: hook.clone() });
+        let best_rule = config.early_stopping.clone().unwrap_or(EarlyStopping {
+            monitor: Monitor::ValLoss,
+            min_delta: 0.0,
+            patience: usize::MAX,
+            restore_best_weights: false,
+        });
+        let mut state = RunState {
+            schedule: config.lr_schedule,
+            base_lr: config.lr,
+            epochs: config.epochs,
+            early_stopping: config.early_stopping.clone(),
+            best_rule,
+            tracker: Default::default(),
+            plateau,
+            lr: shared_lr,
+            history: History::default(),
+            best: None,
+            staging,
+            checkpoints: self.checkpoints.clone(),
+            save_best: self.save_best.clone(),
+            order,
+            devices: vec![self.device.clone(), train_device],
+            seed: config.seed,
+            fingerprint,
+            clock: Instant::now(),
+            stopped: false,
+            error: None,
+        };
+        if let Some(loaded) = resumed {
+            state.history = loaded.state.history;
+            state.tracker = loaded.state.early_stopping;
+            state.stopped = loaded.state.stopped;
+            state.best = loaded
+                .best
+                .map(|r| r.into_bytes())
+                .transpose()
+                .map_err(|e| {
+                    TrainError::Training(format!("reading the checkpoint's best weights: {e}"))
+                })?;
+            training = training.checkpoint(done);
+            if state.stopped {
+                // Early stopping had ended the run: nothing is left to train.
+                training = training.num_epochs(done);
             }
-            training = training.early_stopping(hook);
         }
+        state.start_epoch(done + 1);
+        let state = Arc::new(Mutex::new(state));
+        training = training.early_stopping(EpochEnd {
+            state: state.clone(),
+        });
 
         let start = Instant::now();
         let result = training.launch(learner);
         let train_seconds = start.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&scratch);
+        let mut state = Arc::try_unwrap(state)
+            .map_err(|_| TrainError::Training("the epoch-end hook outlived the run".into()))?
+            .into_inner()
+            .expect("run state lock");
+        if let Some(found) = *non_finite.lock().expect("guard lock") {
+            return Err(TrainError::NonFiniteLoss {
+                epoch: found.epoch,
+                batch: found.batch,
+                loss: found.loss,
+                lr: state.lr_of(found.epoch),
+                history: state.history,
+            });
+        }
+        if let Some(error) = state.error.take() {
+            return Err(error);
+        }
+        match failures.first() {
+            Some(Failure::OutputClosed) => {
+                return Err(TrainError::OutputClosed {
+                    history: state.history,
+                });
+            }
+            Some(Failure::Component(what)) => return Err(TrainError::Component(what)),
+            None => {}
+        }
         if let Some(error) = result.error {
             return Err(TrainError::Training(error.to_string()));
         }
         let mut trained = result.model;
 
-        let history = self.history(&recorded.lock().expect("history lock"), start);
+        let history = state.history.clone();
         let epochs_run = history.epochs.len();
-        let tracker = tracker.lock().expect("tracker lock").clone();
+        let tracker = &state.tracker;
         let stopped_early = tracker.stopped_at.is_some_and(|e| e < config.epochs);
-        let best_epoch = match (&config.early_stopping, tracker.best) {
-            (Some(_), Some((epoch, _))) => epoch,
-            _ => history
-                .epochs
-                .iter()
-                .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
-                .map_or(epochs_run, |r| r.epoch),
-        };
+        let best_epoch = tracker.best.map_or(epochs_run, |(epoch, _)| epoch);
         if config
             .early_stopping
             .as_ref()
             .is_some_and(|r| r.restore_best_weights)
             && best_epoch != epochs_run
-            && let Some(record) = checkpoints
-                .records
-                .lock()
-                .expect("records lock")
-                .remove(&best_epoch)
+            && let Some(record) = state.best_record()?
         {
-            trained = trained.try_load_record(record).map_err(|e| {
+            trained.model = trained.model.try_load_record(record).map_err(|e| {
                 TrainError::Training(format!("restoring the weights of epoch {best_epoch}: {e}"))
             })?;
         }
-        let _ = std::fs::remove_dir_all(&scratch);
-
+        let trained_now = epochs_run - done.min(epochs_run);
         Ok(FitResult {
             model: trained.model.valid(),
             best_epoch,
             epochs_run,
             stopped_early,
             train_seconds,
-            samples_per_sec: (train.len() * epochs_run) as f64 / train_seconds.max(1e-9),
+            samples_per_sec: (train.len() * trained_now) as f64 / train_seconds.max(1e-9),
             history,
         })
+    }
+
+    /// A checksum of what shapes the training: the options (but `epochs`, which a resumed run
+    /// may raise) and the data's sizes.
+    fn fingerprint(&self, train: &Data, valid: &Data) -> u32 {
+        let options = TrainerConfig {
+            epochs: 0,
+            ..self.config.clone()
+        };
+        let text = format!(
+            "{}|{}|{}|{:?}",
+            serde_json::to_string(&options).expect("config serialises"),
+            train.len(),
+            valid.len(),
+            train.sample_shape
+        );
+        crc32fast::hash(text.as_bytes())
     }
 
     /// Checks that the data suits the task and the model, by running the model on one sample,
@@ -338,32 +522,5 @@ impl Trainer {
             });
         }
         Ok(())
-    }
-
-    fn history(&self, recorded: &crate::history::Recorded, start: Instant) -> History {
-        let mut epochs = Vec::new();
-        let mut previous_end = start;
-        for epoch in 1.. {
-            let Some(val_loss) = recorded.value(Split::Valid, epoch, "Loss") else {
-                break;
-            };
-            let end = recorded.ended(Split::Valid, epoch).unwrap_or(previous_end);
-            epochs.push(EpochRecord {
-                epoch,
-                train_loss: recorded
-                    .value(Split::Train, epoch, "Loss")
-                    .unwrap_or(f64::NAN),
-                train_accuracy: recorded.value(Split::Train, epoch, "Accuracy"),
-                val_loss,
-                val_accuracy: recorded.value(Split::Valid, epoch, "Accuracy"),
-                lr: self
-                    .config
-                    .lr_schedule
-                    .lr_at(self.config.lr, epoch - 1, self.config.epochs),
-                seconds: end.saturating_duration_since(previous_end).as_secs_f64(),
-            });
-            previous_end = end;
-        }
-        History { epochs }
     }
 }

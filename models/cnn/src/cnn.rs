@@ -4,7 +4,7 @@ use std::str::FromStr;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use kiln_common::{Activation, Model};
+use kiln_common::{Activation, Layer, Model};
 use kiln_fnn::{Mlp, MlpConfig};
 
 use crate::conv_block::{ConvBlock, ConvBlockConfig, Padding, Pool};
@@ -254,6 +254,31 @@ impl Model for Cnn {
     fn forward(&self, input: Tensor<4>) -> Tensor<2> {
         Cnn::forward(self, input)
     }
+
+    fn layers(&self, sample_shape: &[usize]) -> Vec<Layer> {
+        let model = self.valid();
+        let mut shape = [1, 1, 1, 1];
+        let n = sample_shape.len().min(3);
+        shape[4 - n..].copy_from_slice(&sample_shape[sample_shape.len() - n..]);
+        let mut x = Tensor::<4>::zeros(shape, &model.head.output.weight.device());
+        let mut rows = Vec::new();
+        for (i, block) in model.blocks.iter().enumerate() {
+            let (out, block_rows) = block.layers(x);
+            x = out;
+            let prefix = format!("blocks.{i}");
+            rows.extend(block_rows.into_iter().map(|r| r.within(&prefix)));
+        }
+        let flat = x.flatten::<2>(1, 3);
+        rows.push(Layer::shaped("flatten", "Flatten", 0, vec![flat.dims()[1]]));
+        rows.extend(
+            model
+                .head
+                .layers_from(flat)
+                .into_iter()
+                .map(|r| r.within("head")),
+        );
+        rows
+    }
 }
 
 #[cfg(test)]
@@ -373,5 +398,90 @@ mod tests {
         for (x, y) in alone.iter().zip(&batched) {
             assert!((x - y).abs() < 1e-5, "{alone:?} vs {batched:?}");
         }
+    }
+
+    /// A summary row: name, output shape, parameters.
+    type Row = (String, Vec<usize>, usize);
+
+    /// Rows of a preset's summary, and its total and trainable parameter counts.
+    fn rows(preset: Preset) -> (Vec<Row>, usize, usize) {
+        let device = Device::flex();
+        let cnn = CnnConfig::preset(preset, 10).init(&device);
+        let shape = if preset == Preset::Mnist {
+            [1, 28, 28]
+        } else {
+            [3, 32, 32]
+        };
+        let s = kiln_common::summary(&cnn, &shape);
+        let rows = s
+            .layers
+            .iter()
+            .map(|l| (l.name.clone(), l.output.clone(), l.params))
+            .collect();
+        (rows, s.total, s.trainable)
+    }
+
+    fn row(name: &str, output: &[usize], params: usize) -> Row {
+        (name.to_string(), output.to_vec(), params)
+    }
+
+    #[test]
+    fn preset_summaries_match_hand_counts() {
+        // MNIST: conv 1->32 3x3: 32*9+32 = 320; 28 -> 26, pool -> 13; conv 32->64: 64*32*9+64
+        // = 18,496; 13 -> 11 -> 5; flatten 64*25 = 1,600; dense 1600*128+128 = 204,928;
+        // output 128*10+10 = 1,290.
+        let (rows, total, trainable) = super::tests::rows(Preset::Mnist);
+        let mut expected = vec![
+            row("blocks.0.conv", &[32, 26, 26], 320),
+            row("blocks.0.max_pool", &[32, 13, 13], 0),
+            row("blocks.1.conv", &[64, 11, 11], 18_496),
+            row("blocks.1.max_pool", &[64, 5, 5], 0),
+            row("flatten", &[1600], 0),
+            row("head.hidden.0.linear", &[128], 204_928),
+        ];
+        let head_dropout = rows.iter().any(|r| r.0 == "head.hidden.0.dropout");
+        if head_dropout {
+            expected.push(row("head.hidden.0.dropout", &[128], 0));
+        }
+        expected.push(row("head.output", &[10], 1_290));
+        assert_eq!(rows, expected);
+        assert_eq!((total, trainable), (225_034, 225_034));
+
+        // CIFAR: conv 3->32: 32*27+32 = 896; 32 -> 30 -> 15 -> 13 -> 6; flatten 2,304; dense
+        // 2304*128+128 = 295,040.
+        let (rows, total, _) = super::tests::rows(Preset::Cifar);
+        assert_eq!(rows[0], row("blocks.0.conv", &[32, 30, 30], 896));
+        assert_eq!(rows[3], row("blocks.1.max_pool", &[64, 6, 6], 0));
+        assert!(rows.contains(&row("flatten", &[2304], 0)));
+        assert!(rows.contains(&row("head.hidden.0.linear", &[128], 295_040)));
+        assert_eq!(total, 896 + 18_496 + 295_040 + 1_290);
+
+        // CIFAR-BN: `same` convs 3->32, 32->32, 32->64, 64->64, 64->128, 128->128, each with
+        // batch norm: 4*C parameters, as Keras counts them (gamma and beta trainable, the
+        // running mean and variance not); pools 32 -> 16 -> 8 -> 4.
+        let (rows, total, trainable) = super::tests::rows(Preset::CifarBn);
+        let conv = |i: usize, o: usize| o * i * 9 + o;
+        let convs = conv(3, 32)
+            + conv(32, 32)
+            + conv(32, 64)
+            + conv(64, 64)
+            + conv(64, 128)
+            + conv(128, 128);
+        let channels = 32 + 32 + 64 + 64 + 128 + 128;
+        // 2048*128+128 = 262,272; 128*10+10 = 1,290.
+        let head = 262_272 + 1_290;
+        assert!(rows.contains(&row("blocks.0.conv", &[32, 32, 32], 896)));
+        assert!(rows.contains(&row("blocks.0.norm", &[32, 32, 32], 128)));
+        assert!(rows.contains(&row("blocks.1.max_pool", &[32, 16, 16], 0)));
+        assert!(rows.contains(&row("blocks.5.max_pool", &[128, 4, 4], 0)));
+        assert!(rows.contains(&row("flatten", &[2048], 0)));
+        assert_eq!(total, convs + 4 * channels + head);
+        assert_eq!(total, 552_362);
+        assert_eq!(trainable, total - 2 * channels);
+        assert_eq!(
+            rows.iter().map(|r| r.2).sum::<usize>(),
+            total,
+            "rows add up"
+        );
     }
 }

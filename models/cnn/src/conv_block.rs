@@ -4,7 +4,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
-use kiln_common::{Activation, Dropout, DropoutConfig};
+use kiln_common::{Activation, Dropout, DropoutConfig, Layer};
 
 /// How a convolution treats the image border.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -128,6 +128,62 @@ impl ConvBlock {
             _ => x,
         };
         self.dropout.forward(x)
+    }
+}
+
+impl ConvBlock {
+    /// The block's rows in a model summary, for the input `x` (one sample), and its output.
+    pub fn layers(&self, x: Tensor<4>) -> (Tensor<4>, Vec<Layer>) {
+        let [_, _, kh, kw] = self.conv.weight.dims();
+        let x = self.conv.forward(x);
+        let mut rows = vec![Layer::new(
+            "conv",
+            format!("Conv2d {kh}x{kw}, {}", self.activation.name()),
+            &self.conv,
+            &x,
+        )];
+        let x = match &self.norm {
+            Some(norm) => {
+                let x = norm.forward(x);
+                rows.push(Layer::new("norm", "BatchNorm", norm, &x));
+                x
+            }
+            None => x,
+        };
+        let x = match (&self.max_pool, &self.avg_pool) {
+            (Some(pool), _) => {
+                let x = pool.forward(x);
+                let [ph, pw] = pool.kernel_size;
+                rows.push(Layer::new(
+                    "max_pool",
+                    format!("MaxPool2d {ph}x{pw}"),
+                    pool,
+                    &x,
+                ));
+                x
+            }
+            (_, Some(pool)) => {
+                let x = pool.forward(x);
+                let [ph, pw] = pool.kernel_size;
+                rows.push(Layer::new(
+                    "avg_pool",
+                    format!("AvgPool2d {ph}x{pw}"),
+                    pool,
+                    &x,
+                ));
+                x
+            }
+            _ => x,
+        };
+        if self.dropout.prob > 0.0 {
+            rows.push(Layer::new(
+                "dropout",
+                format!("Dropout {}", self.dropout.prob),
+                &self.dropout,
+                &x,
+            ));
+        }
+        (x, rows)
     }
 }
 

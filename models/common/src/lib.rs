@@ -6,7 +6,9 @@ mod activation;
 mod dropout;
 mod model;
 mod simd;
+mod summary;
 
 pub use activation::{Activation, UnknownActivation};
 pub use dropout::{Dropout, DropoutConfig};
 pub use model::{BatchInput, Model};
+pub use summary::{Layer, Summary, summary};

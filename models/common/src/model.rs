@@ -16,6 +16,14 @@ pub trait Model: Module + ModuleDisplay + fmt::Display + 'static {
     /// - input: a batch of `batch` samples
     /// - output: `[batch, d_output]`
     fn forward(&self, input: Self::Input) -> Tensor<2>;
+
+    /// The model's layers for samples of `sample_shape` (no batch dimension), with each
+    /// one's output shape and parameter count: the rows of its [`summary`](crate::summary).
+    /// The default lists none, and the summary shows the model as one row.
+    fn layers(&self, sample_shape: &[usize]) -> Vec<crate::Layer> {
+        let _ = sample_shape;
+        Vec::new()
+    }
 }
 
 /// A batch of model inputs built from samples stored flat, one after the other.

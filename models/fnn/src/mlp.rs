@@ -2,7 +2,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use kiln_common::{Activation, Dropout, DropoutConfig, Model};
+use kiln_common::{Activation, Dropout, DropoutConfig, Layer, Model};
 
 /// A hyper-parameter of [`MlpConfig`] that cannot work, found by [`MlpConfig::check`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -131,6 +131,26 @@ impl DenseBlock {
         };
         self.dropout.forward(self.activation.forward(x))
     }
+
+    /// The block's rows in a model summary, for the input `x` (one sample), and its output.
+    pub fn layers(&self, x: Tensor<2>) -> (Tensor<2>, Vec<Layer>) {
+        let x = self.linear.forward(x);
+        let kind = format!("Linear, {}", self.activation.name());
+        let mut rows = vec![Layer::new("linear", kind, &self.linear, &x)];
+        let x = match &self.norm {
+            Some(norm) => {
+                let x = norm.forward(x);
+                rows.push(Layer::new("norm", "BatchNorm", norm, &x));
+                x
+            }
+            None => x,
+        };
+        if self.dropout.prob > 0.0 {
+            let kind = format!("Dropout {}", self.dropout.prob);
+            rows.push(Layer::new("dropout", kind, &self.dropout, &x));
+        }
+        (x, rows)
+    }
 }
 
 /// A multi-layer perceptron; see [`MlpConfig`].
@@ -148,6 +168,20 @@ impl Mlp {
         let x = self.hidden.iter().fold(x, |x, block| block.forward(x));
         self.output.forward(x)
     }
+
+    /// The rows of a model summary for the input `x` (one sample, `[1, d_input]`).
+    pub fn layers_from(&self, mut x: Tensor<2>) -> Vec<Layer> {
+        let mut rows = Vec::new();
+        for (i, block) in self.hidden.iter().enumerate() {
+            let (out, block_rows) = block.layers(x);
+            x = out;
+            let prefix = format!("hidden.{i}");
+            rows.extend(block_rows.into_iter().map(|r| r.within(&prefix)));
+        }
+        let x = self.output.forward(x);
+        rows.push(Layer::new("output", "Linear", &self.output, &x));
+        rows
+    }
 }
 
 impl Model for Mlp {
@@ -155,6 +189,13 @@ impl Model for Mlp {
 
     fn forward(&self, input: Tensor<2>) -> Tensor<2> {
         Mlp::forward(self, input)
+    }
+
+    fn layers(&self, sample_shape: &[usize]) -> Vec<Layer> {
+        let d_input = sample_shape.iter().product();
+        let device = self.output.weight.device();
+        self.valid()
+            .layers_from(Tensor::zeros([1, d_input], &device))
     }
 }
 
@@ -278,5 +319,35 @@ mod tests {
                 analytic[i]
             );
         }
+    }
+
+    #[test]
+    fn the_summary_of_the_mnist_mlp_counts_109386_parameters() {
+        let device = Device::flex();
+        let mlp = MlpConfig::new(784, vec![128, 64], 10)
+            .with_dropout(0.2)
+            .init(&device);
+        let s = kiln_common::summary(&mlp, &[784]);
+        // 784*128 + 128 = 100,480; 128*64 + 64 = 8,256; 64*10 + 10 = 650.
+        let rows: Vec<(&str, Vec<usize>, usize)> = s
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.output.clone(), l.params))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("hidden.0.linear", vec![128], 100_480),
+                ("hidden.0.dropout", vec![128], 0),
+                ("hidden.1.linear", vec![64], 8_256),
+                ("hidden.1.dropout", vec![64], 0),
+                ("output", vec![10], 650),
+            ]
+        );
+        assert_eq!((s.total, s.trainable), (109_386, 109_386));
+        assert_eq!(s.bytes, 109_386 * 4);
+        let text = s.to_string();
+        assert!(text.contains("Total params: 109,386 (427.29 KB)"), "{text}");
+        assert!(text.contains("hidden.0.linear (Linear, relu)"), "{text}");
     }
 }

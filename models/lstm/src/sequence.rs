@@ -2,7 +2,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use kiln_common::{Dropout, DropoutConfig, Model};
+use kiln_common::{Dropout, DropoutConfig, Layer, Model};
 
 use crate::{Gru, GruConfig, Lstm, LstmConfig};
 
@@ -214,6 +214,33 @@ impl Model for SequenceModel {
 
     fn forward(&self, input: Tensor<3>) -> Tensor<2> {
         self.forward_with_lengths(input, None)
+    }
+
+    /// One row per recurrent layer (its output at every step), then the pooling and the head.
+    fn layers(&self, sample_shape: &[usize]) -> Vec<Layer> {
+        let model = self.valid();
+        let (seq, d_input) = match sample_shape {
+            [seq, d_input] => (*seq, *d_input),
+            other => (1, other.iter().product()),
+        };
+        let mut h = Tensor::<3>::zeros([1, seq, d_input], &model.head.weight.device());
+        let mut rows = Vec::new();
+        for (i, lstm) in model.lstms.iter().enumerate() {
+            h = lstm.forward(h, None).0;
+            rows.push(Layer::new(format!("lstms.{i}"), "LSTM", lstm, &h));
+        }
+        for (i, gru) in model.grus.iter().enumerate() {
+            h = gru.forward(h, None).0;
+            rows.push(Layer::new(format!("grus.{i}"), "GRU", gru, &h));
+        }
+        let out = model.forward_with_lengths(Tensor::zeros([1, seq, d_input], &h.device()), None);
+        let kind = match model.pooling {
+            Pooling::Last => "last step",
+            Pooling::Mean => "mean over steps",
+        };
+        rows.push(Layer::shaped("pooling", kind, 0, vec![h.dims()[2]]));
+        rows.push(Layer::new("head", "Linear", &model.head, &out));
+        rows
     }
 }
 

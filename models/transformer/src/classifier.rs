@@ -4,7 +4,7 @@ use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::{Bool, Device, Int, Tensor};
-use kiln_common::{Activation, BatchInput, Dropout, DropoutConfig, Model};
+use kiln_common::{Activation, BatchInput, Dropout, DropoutConfig, Layer, Model};
 
 use crate::{
     Encoder, EncoderBlockConfig, EncoderConfig, PositionalEncoding, PositionalEncodingConfig,
@@ -274,6 +274,60 @@ impl<E: Embed> Model for SequenceClassifier<E> {
     /// - output: `[batch, d_output]`
     fn forward(&self, input: E::Input) -> Tensor<2> {
         self.head.forward(self.dropout.forward(self.pool(input)))
+    }
+
+    /// The embedding, each encoder block, the pooling and the head.
+    fn layers(&self, sample_shape: &[usize]) -> Vec<Layer> {
+        let model = self.valid();
+        let device = model.head.weight.device();
+        let len: usize = sample_shape.iter().product();
+        let input = E::Input::from_samples(vec![0.0; len], 1, sample_shape, &device);
+        let (x, padding) = model.input.embed(input.clone());
+        let mut rows = vec![Layer::new("input", "Embedding", &model.input, &x)];
+        let mut x = x;
+        if let Some(cls) = &model.cls {
+            let [batch, _, d_model] = x.dims();
+            x = Tensor::cat(vec![cls.val().expand([batch, 1, d_model]), x], 1);
+            rows.push(Layer::new("cls", "[CLS] token", cls, &x));
+        }
+        let padding = padding.map(|p| {
+            if model.cls.is_some() {
+                let real = Tensor::<2, Int>::zeros([1, 1], &device).equal_elem(1);
+                Tensor::cat(vec![real, p], 1)
+            } else {
+                p
+            }
+        });
+        let mut x = model.positions.forward(x);
+        rows.push(Layer::new(
+            "positions",
+            "Positional encoding",
+            &model.positions,
+            &x,
+        ));
+        for (i, block) in model.encoder.blocks.iter().enumerate() {
+            x = block.forward(x, padding.clone());
+            rows.push(Layer::new(
+                format!("encoder.blocks.{i}"),
+                "Encoder block",
+                block,
+                &x,
+            ));
+        }
+        if let Some(norm) = &model.final_norm {
+            x = norm.forward(x);
+            rows.push(Layer::new("final_norm", "LayerNorm", norm, &x));
+        }
+        let pooled = model.pool(input);
+        let kind = if model.cls.is_some() {
+            "[CLS] output"
+        } else {
+            "mean over positions"
+        };
+        rows.push(Layer::new("pooling", kind, &model.dropout, &pooled));
+        let out = model.head.forward(pooled);
+        rows.push(Layer::new("head", "Linear", &model.head, &out));
+        rows
     }
 }
 

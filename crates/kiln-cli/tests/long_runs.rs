@@ -1,0 +1,365 @@
+//! A run a user can trust: killed and resumed to the same bytes, never hung by a closed pipe,
+//! stopped at the first non-finite loss, checkpoints that refuse to be misread.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{kiln, kiln_raw, scratch};
+
+/// A digits MLP wide enough that an epoch lasts long enough to be killed in the middle of
+/// (about a second here), with early stopping and restore-best on, so that their state has
+/// to survive the kill too.
+const RUN: [&str; 12] = [
+    "train",
+    "--quiet",
+    "--hidden",
+    "1024,1024",
+    "--batch-size",
+    "4",
+    "--epochs",
+    "6",
+    "--patience",
+    "2",
+    "--lr-schedule",
+    "cosine",
+];
+
+fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = RUN.to_vec();
+    args.extend_from_slice(&["--out", out]);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// history.csv without its `seconds` column.
+fn history_without_seconds(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("history.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect()
+}
+
+fn latest_epoch(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("checkpoint/latest"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts a run and SIGKILLs it in the middle of the epoch after checkpoint `after`.
+fn kill_after(out: &Path, after: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(train_args(out.to_str().unwrap(), &[]))
+        .env_remove("BURN_DEVICE")
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while latest_epoch(out) < after {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before epoch {after}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Into the next epoch, which is not checkpointed yet.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        latest_epoch(out),
+        after,
+        "the kill came after the next checkpoint: make the epochs longer"
+    );
+}
+
+#[test]
+fn a_killed_run_resumed_ends_with_the_same_history_and_weights() {
+    let whole = scratch("resume-whole");
+    let w = whole.to_str().unwrap().to_string();
+    kiln(&train_args(&w, &[]));
+
+    // Killed during epoch 3, resumed; then killed twice more and resumed twice in a row.
+    let once = scratch("resume-once");
+    kill_after(&once, 2);
+    kiln(&["train", "--quiet", "--resume", once.to_str().unwrap()]);
+
+    let twice = scratch("resume-twice");
+    kill_after(&twice, 1);
+    let t = twice.to_str().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--quiet", "--resume", &t])
+        .env_remove("BURN_DEVICE")
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while latest_epoch(&twice) < 3 && start.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    kiln(&["train", "--quiet", "--resume", &t]);
+
+    let expected = history_without_seconds(&whole);
+    let weights = std::fs::read(whole.join("model.bpk")).unwrap();
+    for resumed in [&once, &twice] {
+        assert_eq!(history_without_seconds(resumed), expected);
+        assert!(
+            std::fs::read(resumed.join("model.bpk")).unwrap() == weights,
+            "{} has other weights",
+            resumed.display()
+        );
+    }
+    for dir in [whole, once, twice] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn resume_refuses_conflicting_flags_and_broken_checkpoints() {
+    let dir = scratch("resume-bad");
+    let d = dir.to_str().unwrap().to_string();
+    kiln(&["train", "--quiet", "--epochs", "2", "--out", &d]);
+
+    let o = kiln_raw(&["train", "--resume", &d, "--lr", "0.1", "--hidden", "8"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("--lr, --hidden"), "{err}");
+
+    // A truncated weights file: an error naming it; the checkpoint is left as it was.
+    let optim = dir.join("checkpoint/epoch-2/optim.bpk");
+    let bytes = std::fs::read(&optim).unwrap();
+    std::fs::write(&optim, &bytes[..bytes.len() / 2]).unwrap();
+    let o = kiln_raw(&["train", "--quiet", "--resume", &d, "--epochs", "3"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("optim.bpk") && err.contains("corrupt"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(latest_epoch(&dir), 2);
+    std::fs::write(&optim, &bytes).unwrap();
+
+    // Another run's checkpoint.
+    let other = scratch("resume-other");
+    let o2 = other.to_str().unwrap().to_string();
+    kiln(&[
+        "train", "--quiet", "--epochs", "1", "--lr", "0.01", "--out", &o2,
+    ]);
+    std::fs::remove_dir_all(dir.join("checkpoint")).unwrap();
+    copy_dir(&other.join("checkpoint"), &dir.join("checkpoint"));
+    let o = kiln_raw(&["train", "--quiet", "--resume", &d]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("state.json") && err.contains("another configuration"),
+        "{err}"
+    );
+
+    // Garbage where the state should be.
+    std::fs::write(
+        dir.join("checkpoint/epoch-1/state.json"),
+        b"\x00\xffnot json",
+    )
+    .unwrap();
+    let o = kiln_raw(&["train", "--quiet", "--resume", &d]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("state.json") && !err.contains("panicked"),
+        "{err}"
+    );
+    for d in [dir, other] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_the_run_within_seconds() {
+    let dir = scratch("pipe");
+    // Progress and results into one pipe whose reader leaves after the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--out", dir.to_str().unwrap()])
+        .env_remove("BURN_DEVICE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.starts_with("kiln: MLP"), "{first}");
+    drop(stderr);
+    drop(child.stdout.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still running 20 s after its output was closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(141),
+        "the status of a process ended by SIGPIPE"
+    );
+    // The run directory holds what was done, consistently.
+    let done = latest_epoch(&dir);
+    let rows = std::fs::read_to_string(dir.join("history.csv"))
+        .map(|t| t.lines().count() - 1)
+        .unwrap_or(0);
+    assert_eq!(rows, done, "history.csv and the checkpoint agree");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// House prices at a rate of 10^6. With Adam (the default) the loss only grows to about
+/// 1e26: Adam's steps are bounded by the rate, so it stays finite, as it would in Keras. Plain
+/// SGD overflows within the first epoch, which is what TerminateOnNaN is for.
+#[test]
+fn a_diverging_run_stops_at_the_first_non_finite_loss() {
+    let dir = scratch("nan");
+    let d = dir.to_str().unwrap().to_string();
+    let o = kiln_raw(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        "house-prices",
+        "--hidden",
+        "32",
+        "--dropout",
+        "0",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "20",
+        "--out",
+        &d,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a diverged run fails");
+    assert!(
+        err.contains("epoch") && err.contains("batch") && err.contains("lower --lr"),
+        "{err}"
+    );
+    let epoch: usize = err
+        .split("in epoch ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no epoch in {err}"));
+    // Everything before the diverged epoch is kept: its history and its weights.
+    let rows = std::fs::read_to_string(dir.join("history.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(rows, epoch - 1);
+    assert_eq!(dir.join("model.bpk").is_file(), epoch > 1);
+    assert!(!dir.join("metrics.json").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn save_best_keeps_the_best_epochs_weights() {
+    let dir = scratch("save-best");
+    let d = dir.to_str().unwrap().to_string();
+    kiln(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "8",
+        "--save-best",
+        "--lr",
+        "0.05",
+        "--out",
+        &d,
+    ]);
+    let metrics = common::metrics(&dir);
+    let best = metrics["best_epoch"].as_u64().unwrap() as usize;
+    // restore-best is on: the run's weights are the best epoch's, so best.bpk holds the same.
+    assert_eq!(
+        std::fs::read(dir.join("best.bpk")).unwrap(),
+        std::fs::read(dir.join("model.bpk")).unwrap(),
+        "best epoch {best}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn plateau_lowers_the_rate_in_the_history() {
+    let dir = scratch("plateau");
+    let d = dir.to_str().unwrap().to_string();
+    kiln(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "12",
+        "--patience",
+        "0",
+        "--lr",
+        "0.05",
+        "--lr-schedule",
+        "plateau:0.5:1:0.01",
+        "--out",
+        &d,
+    ]);
+    let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    let rows: Vec<(f64, f64)> = history
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[3].parse().unwrap(), c[5].parse().unwrap())
+        })
+        .collect();
+    // Replay Keras's rule on the recorded validation losses: each epoch's rate must be the
+    // one the rule set after the epoch before.
+    let mut lr = 0.05;
+    let mut best = f64::INFINITY;
+    let mut wait = 0;
+    for (i, &(val_loss, rate)) in rows.iter().enumerate() {
+        assert!((rate - lr).abs() < 1e-9, "epoch {}: {rate} vs {lr}", i + 1);
+        if val_loss < best - 1e-4 {
+            best = val_loss;
+            wait = 0;
+        } else {
+            wait += 1;
+            if wait >= 1 && lr > 0.01 {
+                lr = f64::max(lr * 0.5, 0.01);
+                wait = 0;
+            }
+        }
+    }
+    assert!(
+        rows.iter().any(|r| r.1 < 0.05),
+        "the rate never dropped: {history}"
+    );
+    assert!(rows.iter().all(|r| r.1 >= 0.01 - 1e-12));
+    std::fs::remove_dir_all(dir).unwrap();
+}

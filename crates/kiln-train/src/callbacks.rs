@@ -1,0 +1,423 @@
+//! What kiln does at the end of every epoch, on the training thread, once burn-train has
+//! validated the epoch and handed over its checkpoint records: the history row, Keras's
+//! `EarlyStopping` and `ReduceLROnPlateau`, the best weights, the checkpoint on disk, and the
+//! random streams of the next epoch.
+//!
+//! It is burn-train's early-stopping hook ([`EarlyStoppingStrategy`]): the one extension point
+//! burn-train calls synchronously after each epoch, with the epoch's metrics in its store.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use burn::data::dataset::{Dataset, DatasetError};
+use burn::module::{ModuleMapper, Param, ParamId};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bool, Bytes, Device, Int, Tensor};
+use burn::train::EarlyStoppingStrategy;
+use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::IndexOutOfRange;
+use crate::checkpoint::{CheckpointDir, ResumeState, Staging};
+use crate::early_stopping::Tracker;
+use crate::history::in_kiln_units;
+use crate::{EarlyStopping, EpochRecord, History, LrSchedule, Monitor, TrainError, write_atomic};
+
+/// The seed of epoch `epoch`'s random streams (shuffling, dropout), from the run's seed:
+/// splitmix64 of both, so that neighbouring epochs get unrelated streams.
+pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Gives a model's parameters ids drawn from the run's seed, in the module's visiting order.
+///
+/// Burn draws each parameter's id from the operating system's random source; the ids are saved
+/// with the weights and key the optimiser's state. Seeded ids make two runs with the same seed
+/// write the same bytes, and a resumed run (whose ids come back from its checkpoint) the same
+/// bytes as an uninterrupted one.
+pub(crate) struct SeededIds {
+    pub seed: u64,
+    pub next: usize,
+}
+
+impl SeededIds {
+    fn id(&mut self) -> ParamId {
+        self.next += 1;
+        ParamId::from(epoch_seed(self.seed ^ 0x05EE_D1D5, self.next))
+    }
+}
+
+impl ModuleMapper for SeededIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.id(), value, mapper)
+    }
+
+    fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.id(), value, mapper)
+    }
+
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D, Bool>>,
+    ) -> Param<Tensor<D, Bool>> {
+        let (_, value, mapper) = param.consume();
+        Param::from_mapped_value(self.id(), value, mapper)
+    }
+}
+
+/// The training samples' order: a permutation drawn afresh for each epoch from
+/// `(seed, epoch)`, so that a resumed run sees the same order an uninterrupted one did.
+/// Burn's own shuffling advances one generator epoch after epoch, a state it cannot save.
+#[derive(Clone)]
+pub(crate) struct EpochOrder {
+    seed: u64,
+    order: Arc<RwLock<Vec<usize>>>,
+    /// The epoch being trained (from 1).
+    pub epoch: Arc<AtomicUsize>,
+}
+
+impl EpochOrder {
+    pub fn new(len: usize, seed: u64) -> Self {
+        Self {
+            seed,
+            order: Arc::new(RwLock::new((0..len).collect())),
+            epoch: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Draws `epoch`'s order.
+    pub fn start(&self, epoch: usize) {
+        let mut order = self.order.write().expect("order lock");
+        order.sort_unstable();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(epoch_seed(self.seed, epoch));
+        order.shuffle(&mut rng);
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+}
+
+impl Dataset<usize> for EpochOrder {
+    fn get(&self, index: usize) -> Result<usize, DatasetError> {
+        let order = self.order.read().expect("order lock");
+        order.get(index).copied().ok_or_else(|| {
+            DatasetError::new(IndexOutOfRange {
+                index,
+                len: order.len(),
+            })
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.order.read().expect("order lock").len()
+    }
+}
+
+/// The learning rate in force, shared by the scheduler (which hands it to the optimiser) and
+/// the plateau rule (which lowers it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedLr(Arc<AtomicU64>);
+
+impl SharedLr {
+    pub fn new(lr: f64) -> Self {
+        Self(Arc::new(AtomicU64::new(lr.to_bits())))
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    pub fn set(&self, lr: f64) {
+        self.0.store(lr.to_bits(), Ordering::Relaxed)
+    }
+}
+
+/// Keras's `ReduceLROnPlateau` bookkeeping: the best monitored value, epochs waited, the
+/// cooldown left and the rate in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plateau {
+    pub lr: f64,
+    pub best: Option<f64>,
+    pub wait: usize,
+    pub cooldown_left: usize,
+}
+
+impl Plateau {
+    pub fn new(lr: f64) -> Self {
+        Self {
+            lr,
+            best: None,
+            wait: 0,
+            cooldown_left: 0,
+        }
+    }
+
+    /// Keras's `on_epoch_end`: the rate for the next epoch after an epoch whose monitored
+    /// value was `current`. `schedule` must be [`LrSchedule::Plateau`].
+    pub fn observe(&mut self, schedule: &LrSchedule, monitor: Monitor, current: f64) -> f64 {
+        let LrSchedule::Plateau {
+            factor,
+            patience,
+            min_lr,
+            min_delta,
+            cooldown,
+        } = *schedule
+        else {
+            return self.lr;
+        };
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.wait = 0;
+        }
+        let improved = match self.best {
+            None => true,
+            Some(best) if monitor.higher_is_better() => current > best + min_delta,
+            Some(best) => current < best - min_delta,
+        };
+        if improved {
+            self.best = Some(current);
+            self.wait = 0;
+        } else if self.cooldown_left == 0 {
+            self.wait += 1;
+            if self.wait >= patience && self.lr > min_lr {
+                self.lr = (self.lr * factor).max(min_lr);
+                self.cooldown_left = cooldown;
+                self.wait = 0;
+            }
+        }
+        self.lr
+    }
+}
+
+/// What the epoch-end hook knows and keeps about the run.
+pub(crate) struct RunState {
+    pub schedule: LrSchedule,
+    pub base_lr: f64,
+    pub epochs: usize,
+    /// Early stopping, if the run has it.
+    pub early_stopping: Option<EarlyStopping>,
+    /// What "best" means: early stopping's rule, else the lowest validation loss.
+    pub best_rule: EarlyStopping,
+    pub tracker: Tracker,
+    pub plateau: Option<Plateau>,
+    pub lr: SharedLr,
+    pub history: History,
+    /// The best epoch's weights (burnpack bytes).
+    pub best: Option<Bytes>,
+    pub staging: Arc<Staging>,
+    pub checkpoints: Option<CheckpointDir>,
+    /// Where to keep the best epoch's weights (Keras's `ModelCheckpoint(save_best_only)`).
+    pub save_best: Option<PathBuf>,
+    pub order: EpochOrder,
+    pub devices: Vec<Device>,
+    pub seed: u64,
+    pub fingerprint: u32,
+    pub clock: Instant,
+    pub stopped: bool,
+    /// A failure of the hook: it stops the run, and the trainer returns it.
+    pub error: Option<TrainError>,
+}
+
+impl RunState {
+    /// The rate the optimiser uses during `epoch` (from 1).
+    pub fn lr_of(&self, epoch: usize) -> f64 {
+        match self.plateau {
+            Some(_) => self.lr.get(),
+            None => self.schedule.lr_at(self.base_lr, epoch - 1, self.epochs),
+        }
+    }
+
+    /// Restarts every random stream for `epoch` (from 1) from `(seed, epoch)`.
+    pub fn start_epoch(&mut self, epoch: usize) {
+        self.order.start(epoch);
+        for device in &self.devices {
+            device.seed(epoch_seed(self.seed, epoch));
+        }
+        self.clock = Instant::now();
+    }
+
+    /// The resume state after the last completed epoch.
+    pub fn resume_state(&self) -> ResumeState {
+        ResumeState {
+            format: "kiln-checkpoint".into(),
+            version: 1,
+            epoch: self.history.epochs.last().map_or(0, |r| r.epoch),
+            stopped: self.stopped,
+            fingerprint: self.fingerprint,
+            history: self.history.clone(),
+            early_stopping: self.tracker.clone(),
+            plateau: self.plateau.clone(),
+            seed: self.seed,
+            files: Default::default(),
+        }
+    }
+
+    fn end_epoch(&mut self, epoch: usize, store: &EventStoreClient) -> Result<bool, TrainError> {
+        let value = |metric: &str, split: Split| {
+            store
+                .find_metric(metric, epoch, Aggregate::Mean, &split)
+                .map(|v| in_kiln_units(metric, v))
+        };
+        let val_loss = value("Loss", Split::Valid).ok_or_else(|| {
+            TrainError::Training(format!("no validation loss was recorded for epoch {epoch}"))
+        })?;
+        let record = EpochRecord {
+            epoch,
+            train_loss: value("Loss", Split::Train).unwrap_or(f64::NAN),
+            train_accuracy: value("Accuracy", Split::Train),
+            val_loss,
+            val_accuracy: value("Accuracy", Split::Valid),
+            lr: self.lr_of(epoch),
+            seconds: self.clock.elapsed().as_secs_f64(),
+        };
+        let monitored = |m: Monitor| match m {
+            Monitor::ValLoss => Some(record.val_loss),
+            Monitor::ValAccuracy => record.val_accuracy,
+        };
+        let best_value = monitored(self.best_rule.monitor).ok_or_else(|| {
+            TrainError::Training(format!(
+                "no {} was recorded for epoch {epoch}",
+                self.best_rule.monitor
+            ))
+        })?;
+        let improved = self.tracker.observe(&self.best_rule, epoch, best_value);
+        let stop = self
+            .early_stopping
+            .as_ref()
+            .is_some_and(|rule| self.tracker.wait >= rule.patience);
+        if stop {
+            self.tracker.stopped_at = Some(epoch);
+        }
+        self.stopped = stop;
+        if let Some(plateau) = &mut self.plateau {
+            let monitor = self.best_rule.monitor;
+            let next = plateau.observe(&self.schedule, monitor, best_value);
+            self.lr.set(next);
+        }
+        self.history.epochs.push(record);
+
+        let parts = self.staging.take(epoch)?;
+        if improved {
+            self.best = Some(parts[0].clone());
+            if let Some(path) = &self.save_best {
+                write_atomic(path, &parts[0])?;
+            }
+        }
+        if let Some(dir) = &self.checkpoints {
+            dir.write(self.resume_state(), &parts, self.best.as_deref())?;
+        }
+        if !stop && epoch < self.epochs {
+            self.start_epoch(epoch + 1);
+        }
+        Ok(stop)
+    }
+
+    /// The best epoch's weights, when they are kept.
+    pub fn best_record(&self) -> Result<Option<ModuleRecord>, TrainError> {
+        self.best
+            .clone()
+            .map(ModuleRecord::from_bytes)
+            .transpose()
+            .map_err(|e| TrainError::Training(format!("reading the best weights back: {e}")))
+    }
+}
+
+/// burn-train's early-stopping hook running [`RunState`]'s epoch end; clones share the state.
+#[derive(Clone)]
+pub(crate) struct EpochEnd {
+    pub state: Arc<Mutex<RunState>>,
+}
+
+impl EarlyStoppingStrategy for EpochEnd {
+    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        let mut state = self.state.lock().expect("run state lock");
+        match state.end_epoch(epoch, store) {
+            Ok(stop) => stop,
+            Err(error) => {
+                state.error = Some(error);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plateau(patience: usize, cooldown: usize, min_lr: f64) -> LrSchedule {
+        LrSchedule::Plateau {
+            factor: 0.5,
+            patience,
+            min_lr,
+            min_delta: 1e-4,
+            cooldown,
+        }
+    }
+
+    /// The rates of the epochs after each value, as Keras's callback sets them.
+    fn rates(schedule: LrSchedule, values: &[f64]) -> Vec<f64> {
+        let mut p = Plateau::new(1.0);
+        values
+            .iter()
+            .map(|&v| p.observe(&schedule, Monitor::ValLoss, v))
+            .collect()
+    }
+
+    #[test]
+    fn the_rate_drops_exactly_after_patience_epochs_without_improvement() {
+        // Improves for 2 epochs, then flat: epochs 3, 4, 5 do not improve; patience 3 drops
+        // the rate after epoch 5, and again 3 epochs later.
+        let got = rates(
+            plateau(3, 0, 0.0),
+            &[1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+        );
+        assert_eq!(got, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]);
+    }
+
+    #[test]
+    fn improvements_smaller_than_min_delta_do_not_count() {
+        // 0.99995 is within min_delta (1e-4) of 1.0.
+        let got = rates(plateau(1, 0, 0.0), &[1.0, 0.99995, 0.5]);
+        assert_eq!(got, [1.0, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn the_rate_never_goes_below_min_lr() {
+        let got = rates(plateau(1, 0, 0.3), &[1.0; 6]);
+        assert_eq!(got, [1.0, 0.5, 0.3, 0.3, 0.3, 0.3]);
+    }
+
+    #[test]
+    fn cooldown_holds_the_rate_before_counting_again() {
+        // Patience 1, cooldown 2: drop after epoch 2. Epoch 3 is in cooldown (counter 2 -> 1)
+        // and waits for nothing; epoch 4 counts the cooldown down to 0 first, so it waits and
+        // drops again, as Keras's callback does.
+        let got = rates(plateau(1, 2, 0.0), &[1.0; 6]);
+        assert_eq!(got, [1.0, 0.5, 0.5, 0.25, 0.25, 0.125]);
+    }
+
+    #[test]
+    fn epoch_orders_are_permutations_that_depend_on_seed_and_epoch_only() {
+        let order = EpochOrder::new(100, 7);
+        let take = |o: &EpochOrder| (0..o.len()).map(|i| o.get(i).unwrap()).collect::<Vec<_>>();
+        order.start(1);
+        let first = take(&order);
+        order.start(2);
+        let second = take(&order);
+        assert_ne!(first, second);
+        let mut sorted = second.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        // A fresh order started at epoch 2 (a resumed run) draws the same permutation.
+        let resumed = EpochOrder::new(100, 7);
+        resumed.start(2);
+        assert_eq!(take(&resumed), second);
+        assert_ne!(epoch_seed(7, 1), epoch_seed(8, 1));
+    }
+}
