@@ -35,6 +35,18 @@ pub enum Command {
     /// Print the layers, output shapes and parameter counts of the model `kiln train` would
     /// build with the same flags (Keras's `model.summary()`).
     Summary(Box<TrainArgs>),
+    /// Draw the training curves of one or several runs side by side (PNG).
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// A run directory that `kiln train` wrote; repeat for several runs.
+    #[arg(long, required = true)]
+    pub run: Vec<PathBuf>,
+    /// Where to write the picture [default: RUN/history.png for one run, runs.png for several].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 /// Model families this command line trains.

@@ -13,7 +13,8 @@ use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
     Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, Metrics,
-    OptimizerConfig, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity, evaluate,
+    OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
+    evaluate, plot_confusion, plot_histories,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -21,7 +22,7 @@ use kiln::transformer::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::args::{EvalArgs, ModelKind, PredictArgs, TrainArgs};
+use crate::args::{EvalArgs, ModelKind, PlotArgs, PredictArgs, TrainArgs};
 use crate::dataset::{DataConfig, Prepared, Scaler, SequenceOptions};
 
 /// The model's architecture, as `config.json` keeps it.
@@ -277,6 +278,48 @@ struct Fit<'a> {
     save_best: bool,
 }
 
+/// A run's name in pictures: its directory's.
+fn run_name(run: &RunDir) -> String {
+    run.path.file_name().map_or_else(
+        || run.path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
+}
+
+/// `kiln plot`: the training curves of one or several runs, side by side.
+pub fn plot(args: &PlotArgs) -> Result<()> {
+    let mut runs = Vec::new();
+    for dir in &args.run {
+        let run = RunDir::open(dir)?;
+        let path = run.file("history.csv");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let history =
+            History::from_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let best_epoch = std::fs::read_to_string(run.file("metrics.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|m| m["best_epoch"].as_u64())
+            .map(|e| e as usize);
+        runs.push((run_name(&run), history, best_epoch));
+    }
+    let output = match (&args.output, args.run.as_slice()) {
+        (Some(path), _) => path.clone(),
+        (None, [one]) => one.join("history.png"),
+        (None, _) => PathBuf::from("runs.png"),
+    };
+    let pictures: Vec<PlotRun> = runs
+        .iter()
+        .map(|(name, history, best_epoch)| PlotRun {
+            name,
+            history,
+            best_epoch: *best_epoch,
+        })
+        .collect();
+    plot_histories(&output, &pictures)?;
+    out(&format!("{}\n", output.display()))
+}
+
 /// A model's summary table for the samples of `data`.
 fn summary_of<M: kiln::common::Model>(model: &M, data: &Prepared) -> String {
     kiln::common::summary(model, &data.train.sample_shape).to_string()
@@ -355,6 +398,18 @@ impl Fit<'_> {
         );
         let forecast = forecast(&fit.model, self.prepared, self.device);
         run.write_text("history.csv", &fit.history.to_csv())?;
+        let name = run_name(run);
+        plot_histories(
+            &run.file("history.png"),
+            &[PlotRun {
+                name: &name,
+                history: &fit.history,
+                best_epoch: Some(fit.best_epoch),
+            }],
+        )?;
+        if let Some(report) = &test.classes {
+            plot_confusion(&run.file("confusion.png"), &report.names, &report.confusion)?;
+        }
         let n_params = Module::num_params(&fit.model);
         run.save_model(fit.model.clone())?;
         Ok(Report::from_fit(&fit, test, forecast, n_params))

@@ -60,5 +60,6 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Eval(args)) => commands::eval(args),
         Some(Command::Predict(args)) => commands::predict(args),
         Some(Command::Summary(args)) => commands::summary(args),
+        Some(Command::Plot(args)) => commands::plot(args),
     }
 }

@@ -363,3 +363,90 @@ fn plateau_lowers_the_rate_in_the_history() {
     assert!(rows.iter().all(|r| r.1 >= 0.01 - 1e-12));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A PNG file's width and height, after checking its signature.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is a PNG",
+        path.display()
+    );
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let int = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (int(16), int(20))
+}
+
+#[test]
+fn runs_draw_their_curves_and_plot_puts_runs_side_by_side() {
+    let one = scratch("plot-one");
+    let two = scratch("plot-two");
+    kiln(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "3",
+        "--out",
+        one.to_str().unwrap(),
+    ]);
+    kiln(&[
+        "train",
+        "--quiet",
+        "--epochs",
+        "3",
+        "--dataset",
+        "house-prices",
+        "--out",
+        two.to_str().unwrap(),
+    ]);
+    // Classification: loss, accuracy and rate panels; regression: loss and rate.
+    let (w, h) = png_size(&one.join("history.png"));
+    let (w2, h2) = png_size(&two.join("history.png"));
+    assert_eq!(w, w2);
+    assert!(h > h2, "three panels against two");
+    let (cw, ch) = png_size(&one.join("confusion.png"));
+    assert!(cw > 200 && ch > 200);
+    assert!(
+        !two.join("confusion.png").exists(),
+        "regression has no confusion matrix"
+    );
+    let summary = std::fs::read_to_string(one.join("summary.txt")).unwrap();
+    assert!(summary.contains("Total params: 17,226"), "{summary}");
+
+    let both = one.join("both.png");
+    let o = kiln(&[
+        "plot",
+        "--run",
+        one.to_str().unwrap(),
+        "--run",
+        two.to_str().unwrap(),
+        "--output",
+        both.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("both.png"));
+    assert_eq!(
+        png_size(&both),
+        (2 * w, h),
+        "two columns, the taller layout"
+    );
+
+    // A damaged history is an error naming the file, row and column.
+    std::fs::write(
+        two.join("history.csv"),
+        format!("{}\n1,0.5,,oops,,0.1,1\n", HEADER),
+    )
+    .unwrap();
+    let o = kiln_raw(&["plot", "--run", two.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("history.csv") && err.contains("row 2, column val_loss"),
+        "{err}"
+    );
+    for d in [one, two] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+const HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds";

@@ -54,6 +54,63 @@ impl History {
     }
 }
 
+impl History {
+    /// Reads back what [`History::to_csv`] wrote (`seconds` may be missing). A malformed file
+    /// is an error naming the row and column.
+    pub fn from_csv(text: &str) -> Result<History, String> {
+        let mut lines = text.lines();
+        let header = lines.next().ok_or("empty file: expected a header row")?;
+        let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+        let expected: Vec<&str> = Self::CSV_HEADER.split(',').collect();
+        if columns.len() < expected.len() - 1 || columns[..6] != expected[..6] {
+            return Err(format!(
+                "header is {header:?}, expected {:?}",
+                Self::CSV_HEADER
+            ));
+        }
+        let mut epochs = Vec::new();
+        for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row = i + 2;
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            if cells.len() != columns.len() {
+                return Err(format!(
+                    "row {row} has {} cells, the header {}",
+                    cells.len(),
+                    columns.len()
+                ));
+            }
+            let number = |c: usize| -> Result<f64, String> {
+                cells[c].parse().map_err(|_| {
+                    format!(
+                        "row {row}, column {}: {:?} is not a number",
+                        columns[c], cells[c]
+                    )
+                })
+            };
+            let optional = |c: usize| -> Result<Option<f64>, String> {
+                if cells[c].is_empty() {
+                    Ok(None)
+                } else {
+                    number(c).map(Some)
+                }
+            };
+            let epoch = cells[0]
+                .parse()
+                .map_err(|_| format!("row {row}, column epoch: {:?} is not an epoch", cells[0]))?;
+            epochs.push(EpochRecord {
+                epoch,
+                train_loss: number(1)?,
+                train_accuracy: optional(2)?,
+                val_loss: number(3)?,
+                val_accuracy: optional(4)?,
+                lr: number(5)?,
+                seconds: if cells.len() > 6 { number(6)? } else { 0.0 },
+            });
+        }
+        Ok(History { epochs })
+    }
+}
+
 /// Mean of an epoch's entries as burn-train computes it: the final value when the metric gave
 /// one, else the mean weighted by each entry's count.
 pub(crate) fn epoch_value(entries: &[NumericEntry]) -> Option<f64> {
@@ -155,6 +212,38 @@ mod tests {
             Some(0.25)
         );
         assert_eq!(epoch_value(&[]), None);
+    }
+
+    #[test]
+    fn csv_reads_back_what_was_written() {
+        let h = History {
+            epochs: vec![
+                EpochRecord {
+                    epoch: 1,
+                    train_loss: 0.5,
+                    train_accuracy: Some(0.75),
+                    val_loss: 0.25,
+                    val_accuracy: Some(0.875),
+                    lr: 0.001,
+                    seconds: 1.5,
+                },
+                EpochRecord {
+                    epoch: 2,
+                    train_loss: 0.125,
+                    train_accuracy: None,
+                    val_loss: 0.0625,
+                    val_accuracy: None,
+                    lr: 0.0005,
+                    seconds: 2.0,
+                },
+            ],
+        };
+        assert_eq!(History::from_csv(&h.to_csv()), Ok(h));
+        let err = History::from_csv("epoch,train_loss\n").unwrap_err();
+        assert!(err.contains("expected"), "{err}");
+        let bad = format!("{}\n1,0.5,,x,,0.1,1\n", History::CSV_HEADER);
+        let err = History::from_csv(&bad).unwrap_err();
+        assert!(err.contains("row 2, column val_loss"), "{err}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod metrics;
 mod model;
 mod nan_guard;
 mod optimizer;
+mod plot;
 mod progress;
 mod report;
 mod run;
@@ -38,6 +39,7 @@ pub use metrics::{
 };
 pub use model::{Model, Supervised, Task};
 pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
+pub use plot::{PlotRun, plot_confusion, plot_histories};
 pub use progress::Verbosity;
 pub use report::ClassReport;
 pub use run::{RunDir, write_atomic};
