@@ -37,6 +37,47 @@ pub enum Command {
     Summary(Box<TrainArgs>),
     /// Draw the training curves of one or several runs side by side (PNG).
     Plot(PlotArgs),
+    /// Write a run's weights for other tools (safetensors, PyTorch's names and layouts).
+    Export(ExportArgs),
+    /// Load weights from a safetensors file (PyTorch's names and layouts) into a run's model.
+    Import(ImportArgs),
+}
+
+/// Weight file formats `kiln export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeightFormat {
+    /// safetensors, as PyTorch's `safetensors.torch.load_file` reads it.
+    Safetensors,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The run directory that `kiln train` wrote.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Format of the weights.
+    #[arg(long, value_enum, default_value = "safetensors")]
+    pub format: WeightFormat,
+    /// Where to write them [default: RUN/model.safetensors].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Backend [default: $BURN_DEVICE, else flex].
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The run directory whose model (config.json) receives the weights; its model.bpk is
+    /// replaced.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The safetensors file.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Backend [default: $BURN_DEVICE, else flex].
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -14,7 +14,7 @@ use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
     Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, Metrics,
     OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
-    evaluate, plot_confusion, plot_histories,
+    evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -22,8 +22,40 @@ use kiln::transformer::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::args::{EvalArgs, ModelKind, PlotArgs, PredictArgs, TrainArgs};
+use crate::args::{EvalArgs, ExportArgs, ImportArgs, ModelKind, PlotArgs, PredictArgs, TrainArgs};
 use crate::dataset::{DataConfig, Prepared, Scaler, SequenceOptions};
+
+/// Builds the model `$spec` describes as `$m` and evaluates `$body` with it; the perceptron,
+/// which is no trainer model, goes to `$perceptron` with its config as `$cfg`.
+macro_rules! with_model {
+    ($spec:expr, $device:expr, |$m:ident| $body:expr, perceptron |$cfg:ident| $perceptron:expr) => {
+        match $spec {
+            ModelSpec::Mlp(c) => {
+                let $m = c.init($device);
+                $body
+            }
+            ModelSpec::Cnn(c) => {
+                let $m = c.init($device);
+                $body
+            }
+            ModelSpec::Sequence(c) => {
+                let $m = c.init($device);
+                $body
+            }
+            ModelSpec::Transformer(t) => match t.input {
+                TransformerInput::Tokens { .. } => {
+                    let $m = t.tokens($device);
+                    $body
+                }
+                TransformerInput::Features { .. } => {
+                    let $m = t.features($device);
+                    $body
+                }
+            },
+            ModelSpec::Perceptron($cfg) => $perceptron,
+        }
+    };
+}
 
 /// The model's architecture, as `config.json` keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,21 +232,17 @@ fn run_training(
     };
     device.seed(config.data.seed);
     let model = &config.model;
-    let report = match model {
-        ModelSpec::Mlp(mlp) => fit.run(mlp.init(&device))?,
-        ModelSpec::Cnn(cnn) => fit.run(cnn.init(&device))?,
-        ModelSpec::Sequence(seq) => fit.run(seq.init(&device))?,
-        ModelSpec::Transformer(t) => match t.input {
-            TransformerInput::Tokens { .. } => fit.run(t.tokens(&device))?,
-            TransformerInput::Features { .. } => fit.run(t.features(&device))?,
-        },
-        ModelSpec::Perceptron(cfg) => {
+    let report = with_model!(
+        model,
+        &device,
+        |fresh| fit.run(fresh)?,
+        perceptron | cfg | {
             if resume {
                 bail!("the perceptron trains in one pass without checkpoints: rerun it instead");
             }
             perceptron(cfg, prepared, fit.trainer.epochs, &device, run)?
         }
-    };
+    );
     let metrics = report.metrics_json(backend, model);
     run.write_json("metrics.json", &metrics)?;
     print_metrics(&report.test, report.forecast.as_ref())?;
@@ -241,26 +269,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let (backend, device) = backend::device(args.device.as_deref())?;
     let prepared = config.data.prepare(Some(config.trainer.task))?;
     check_scaler(&run, &config, &prepared)?;
-    let (test, forecast) = match &config.model {
-        ModelSpec::Mlp(mlp) => reload_and_evaluate(&run, mlp.init(&device), &prepared, &device)?,
-        ModelSpec::Cnn(cnn) => reload_and_evaluate(&run, cnn.init(&device), &prepared, &device)?,
-        ModelSpec::Sequence(seq) => {
-            reload_and_evaluate(&run, seq.init(&device), &prepared, &device)?
-        }
-        ModelSpec::Transformer(t) => match t.input {
-            TransformerInput::Tokens { .. } => {
-                reload_and_evaluate(&run, t.tokens(&device), &prepared, &device)?
-            }
-            TransformerInput::Features { .. } => {
-                reload_and_evaluate(&run, t.features(&device), &prepared, &device)?
-            }
-        },
-        ModelSpec::Perceptron(cfg) => {
+    let (test, forecast) = with_model!(
+        &config.model,
+        &device,
+        |fresh| reload_and_evaluate(&run, fresh, &prepared, &device)?,
+        perceptron | cfg | {
             let model = run.load_model(cfg.init(&device))?;
             let accuracy = perceptron_accuracy(&model, &prepared.test, &device);
             (classification_only(accuracy), None)
         }
-    };
+    );
     err_line(&format!(
         "kiln: evaluated {} with backend {backend}",
         run.path.display()
@@ -276,6 +294,43 @@ struct Fit<'a> {
     run: &'a RunDir,
     resume: bool,
     save_best: bool,
+}
+
+/// `kiln export`: a run's weights as safetensors, under PyTorch's names and layouts.
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let run = RunDir::open(&args.run)?;
+    let config: RunConfig = run.read_json("config.json")?;
+    let (_, device) = backend::device(args.device.as_deref())?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| run.file("model.safetensors"));
+    with_model!(
+        &config.model,
+        &device,
+        |fresh| export_safetensors(&run.load_model(fresh)?, &output)?,
+        perceptron | cfg | export_safetensors(&run.load_model(cfg.init(&device))?, &output)?
+    );
+    out(&format!("{}\n", output.display()))
+}
+
+/// `kiln import`: weights from a safetensors file (PyTorch's names and layouts) into a run's
+/// model, saved as its `model.bpk` for `kiln eval` and `kiln predict`.
+pub fn import(args: &ImportArgs) -> Result<()> {
+    let run = RunDir::open(&args.run)?;
+    let config: RunConfig = run.read_json("config.json")?;
+    let (_, device) = backend::device(args.device.as_deref())?;
+    with_model!(
+        &config.model,
+        &device,
+        |fresh| run.save_model(import_safetensors(fresh, &args.input)?)?,
+        perceptron | cfg | run.save_model(import_safetensors(cfg.init(&device), &args.input)?)?
+    );
+    out(&format!(
+        "{} imported into {}\n",
+        args.input.display(),
+        run.file(RunDir::MODEL).display()
+    ))
 }
 
 /// A run's name in pictures: its directory's.
@@ -341,16 +396,12 @@ pub fn summary(args: &TrainArgs) -> Result<()> {
     let prepared = data.prepare(args.task)?;
     let model = model_spec(args, &prepared)?;
     device.seed(args.seed);
-    let text = match &model {
-        ModelSpec::Mlp(mlp) => summary_of(&mlp.init(&device), &prepared),
-        ModelSpec::Cnn(cnn) => summary_of(&cnn.init(&device), &prepared),
-        ModelSpec::Sequence(seq) => summary_of(&seq.init(&device), &prepared),
-        ModelSpec::Transformer(t) => match t.input {
-            TransformerInput::Tokens { .. } => summary_of(&t.tokens(&device), &prepared),
-            TransformerInput::Features { .. } => summary_of(&t.features(&device), &prepared),
-        },
-        ModelSpec::Perceptron(cfg) => perceptron_summary(cfg, &device),
-    };
+    let text = with_model!(
+        &model,
+        &device,
+        |m| summary_of(&m, &prepared),
+        perceptron | cfg | perceptron_summary(cfg, &device)
+    );
     out(&text)
 }
 

@@ -61,5 +61,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Predict(args)) => commands::predict(args),
         Some(Command::Summary(args)) => commands::summary(args),
         Some(Command::Plot(args)) => commands::plot(args),
+        Some(Command::Export(args)) => commands::export(args),
+        Some(Command::Import(args)) => commands::import(args),
     }
 }

@@ -450,3 +450,44 @@ fn runs_draw_their_curves_and_plot_puts_runs_side_by_side() {
 }
 
 const HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds";
+
+#[test]
+fn export_writes_pytorch_names_and_layouts_and_import_reads_them_back() {
+    let dir = scratch("export");
+    let d = dir.to_str().unwrap().to_string();
+    kiln(&["train", "--quiet", "--epochs", "2", "--out", &d]);
+    let before = kiln(&["eval", "--run", &d]);
+    let bpk = std::fs::read(dir.join("model.bpk")).unwrap();
+    kiln(&["export", "--run", &d, "--format", "safetensors"]);
+    let file = std::fs::read(dir.join("model.safetensors")).unwrap();
+    // The header: little-endian length, then JSON naming each tensor's dtype and shape.
+    let n = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&file[8..8 + n]).unwrap();
+    // PyTorch's nn.Linear(64, 128) keeps its weight as [out, in] = [128, 64].
+    assert_eq!(
+        header["hidden.0.linear.weight"]["shape"],
+        serde_json::json!([128, 64])
+    );
+    assert_eq!(
+        header["output.weight"]["shape"],
+        serde_json::json!([10, 64])
+    );
+    assert_eq!(header["output.bias"]["dtype"], "F32");
+
+    std::fs::remove_file(dir.join("model.bpk")).unwrap();
+    kiln(&[
+        "import",
+        "--run",
+        &d,
+        "--input",
+        dir.join("model.safetensors").to_str().unwrap(),
+    ]);
+    let after = kiln(&["eval", "--run", &d]);
+    assert_eq!(before.stdout, after.stdout, "the same test metrics");
+    assert_eq!(
+        std::fs::read(dir.join("model.bpk")).unwrap().len(),
+        bpk.len(),
+        "the same weights file"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -25,6 +25,7 @@ mod report;
 mod run;
 mod schedule;
 mod trainer;
+mod weights;
 
 pub use augment::{Augmentation, Transform, flip_horizontal};
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
@@ -45,3 +46,4 @@ pub use report::ClassReport;
 pub use run::{RunDir, write_atomic};
 pub use schedule::LrSchedule;
 pub use trainer::{FitResult, Trainer, TrainerConfig};
+pub use weights::{export_safetensors, import_safetensors};
