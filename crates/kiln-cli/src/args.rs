@@ -37,6 +37,10 @@ pub enum Command {
     Summary(Box<TrainArgs>),
     /// Draw the training curves of one or several runs side by side (PNG).
     Plot(PlotArgs),
+    /// Find a learning rate: train on a few hundred batches while the rate grows
+    /// exponentially, then plot the loss and suggest the rate where it falls fastest
+    /// (Lightning's LR finder). Takes `kiln train`'s model and data flags.
+    LrFind(Box<LrFindArgs>),
     /// Write a run's weights for other tools (safetensors, PyTorch's names and layouts).
     Export(ExportArgs),
     /// Load weights from a safetensors file (PyTorch's names and layouts) into a run's model.
@@ -48,6 +52,21 @@ pub enum Command {
 pub enum WeightFormat {
     /// safetensors, as PyTorch's `safetensors.torch.load_file` reads it.
     Safetensors,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// The sweep's first rate.
+    #[arg(long, default_value_t = 1e-7)]
+    pub min_lr: f64,
+    /// The sweep's last rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_lr: f64,
+    /// Batches in the sweep.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,8 +12,8 @@ use kiln::datasets::{Data, ForecastReport, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
-    Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, Metrics,
-    OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
+    Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, LrFinder,
+    Metrics, OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
     evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories,
 };
 use kiln::transformer::{
@@ -22,7 +22,9 @@ use kiln::transformer::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::args::{EvalArgs, ExportArgs, ImportArgs, ModelKind, PlotArgs, PredictArgs, TrainArgs};
+use crate::args::{
+    EvalArgs, ExportArgs, ImportArgs, LrFindArgs, ModelKind, PlotArgs, PredictArgs, TrainArgs,
+};
 use crate::dataset::{DataConfig, Prepared, Scaler, SequenceOptions};
 
 /// Builds the model `$spec` describes as `$m` and evaluates `$body` with it; the perceptron,
@@ -294,6 +296,51 @@ struct Fit<'a> {
     run: &'a RunDir,
     resume: bool,
     save_best: bool,
+}
+
+/// `kiln lr-find`: the learning-rate finder on the training split of `kiln train`'s data, with
+/// its model, optimiser and batch size. Writes `lr_find.csv` and `lr_find.png`.
+pub fn lr_find(args: &LrFindArgs) -> Result<()> {
+    let t = &args.train;
+    let (_, device) = backend::device(t.device.as_deref())?;
+    let data = data_config(t);
+    let prepared = data.prepare(t.task)?;
+    let trainer = trainer_config(t, prepared.task);
+    let model = model_spec(t, &prepared)?;
+    let finder = LrFinder {
+        min_lr: args.min_lr,
+        max_lr: args.max_lr,
+        steps: args.steps,
+        ..LrFinder::default()
+    };
+    device.seed(t.seed);
+    let result = with_model!(
+        &model,
+        &device,
+        |fresh| finder.run(&fresh, &prepared.train, &trainer, &device)?,
+        perceptron
+            | _cfg
+            | bail!("the perceptron rule has no learning rate to search: it takes steps of 1")
+    );
+    let dir = t.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!("lr-find-{}-{}", data.short_name(), timestamp()))
+    });
+    let run = RunDir::create(&dir)?;
+    run.write_text("lr_find.csv", &result.to_csv())?;
+    result.plot(&run.file("lr_find.png"))?;
+    let suggestion = match result.suggestion {
+        Some(lr) => format!("suggested learning rate: {lr:.3e}\n"),
+        None => {
+            "no suggestion: the loss diverged too early; lower --min-lr or raise --steps\n".into()
+        }
+    };
+    out(&format!(
+        "{suggestion}{} steps from {:.1e} to {:.1e}: {}\n",
+        result.lrs.len(),
+        finder.min_lr,
+        result.lrs.last().copied().unwrap_or(finder.min_lr),
+        run.path.display()
+    ))
 }
 
 /// `kiln export`: a run's weights as safetensors, under PyTorch's names and layouts.

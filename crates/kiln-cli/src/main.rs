@@ -62,6 +62,7 @@ fn run() -> anyhow::Result<()> {
         Some(Command::Summary(args)) => commands::summary(args),
         Some(Command::Plot(args)) => commands::plot(args),
         Some(Command::Export(args)) => commands::export(args),
+        Some(Command::LrFind(args)) => commands::lr_find(args),
         Some(Command::Import(args)) => commands::import(args),
     }
 }

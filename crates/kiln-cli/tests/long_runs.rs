@@ -491,3 +491,46 @@ fn export_writes_pytorch_names_and_layouts_and_import_reads_them_back() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn lr_find_suggests_a_rate_at_which_the_digits_converge() {
+    let dir = scratch("lr-find");
+    let o = kiln(&[
+        "lr-find",
+        "--dataset",
+        "digits",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lr: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("suggested learning rate: "))
+        .unwrap_or_else(|| panic!("no suggestion in {text}"))
+        .parse()
+        .unwrap();
+    assert!((1e-5..1.0).contains(&lr), "suggested {lr}");
+    let csv = std::fs::read_to_string(dir.join("lr_find.csv")).unwrap();
+    assert!(csv.starts_with("lr,loss,smoothed_loss\n") && csv.lines().count() > 50);
+    assert!(png_size(&dir.join("lr_find.png")).0 > 0);
+
+    // A run at the suggested rate converges.
+    let run = dir.join("run");
+    let lr = lr.to_string();
+    let o = kiln(&[
+        "train",
+        "--quiet",
+        "--lr",
+        &lr,
+        "--epochs",
+        "10",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let accuracy = common::stdout_value(&o, "test_accuracy");
+    assert!(
+        accuracy >= 0.9,
+        "test accuracy {accuracy} at the suggested rate {lr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

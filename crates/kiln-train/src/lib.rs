@@ -15,6 +15,7 @@ mod error;
 mod evaluate;
 mod failures;
 mod history;
+mod lr_find;
 mod metrics;
 mod model;
 mod nan_guard;
@@ -35,12 +36,13 @@ pub use early_stopping::{EarlyStopping, Monitor};
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};
 pub use history::{EpochRecord, History};
+pub use lr_find::{LrFindResult, LrFinder};
 pub use metrics::{
     BatchHits, BatchLoss, BatchSum, EpochAccuracy, EpochLoss, EpochMetric, HitSum, LossSum,
 };
 pub use model::{Model, Supervised, Task};
 pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
-pub use plot::{PlotRun, plot_confusion, plot_histories};
+pub use plot::{PlotCurve, PlotRun, plot_confusion, plot_curve, plot_histories};
 pub use progress::Verbosity;
 pub use report::ClassReport;
 pub use run::{RunDir, write_atomic};

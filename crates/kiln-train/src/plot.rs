@@ -190,6 +190,84 @@ fn line_panel(
     Ok(())
 }
 
+/// A picture of curves against a quantity on a log scale (the learning-rate finder's).
+pub struct PlotCurve<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    /// Named curves of (x, y) points, x > 0.
+    pub curves: Vec<(&'a str, Vec<(f64, f64)>)>,
+    /// A vertical line at this x, with its legend.
+    pub mark: Option<(String, f64)>,
+}
+
+/// Draws `curve` with a logarithmic x axis.
+pub fn plot_curve(path: &Path, curve: &PlotCurve) -> Result<(), TrainError> {
+    register();
+    let (width, height) = (720u32, 440u32);
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        let draw = || -> DrawResult {
+            root.fill(&WHITE)?;
+            let points = curve.curves.iter().flat_map(|c| c.1.iter());
+            let finite: Vec<&(f64, f64)> = points
+                .filter(|p| p.0 > 0.0 && p.0.is_finite() && p.1.is_finite())
+                .collect();
+            let (x0, x1) = finite.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), p| {
+                (lo.min(p.0), hi.max(p.0))
+            });
+            let (y0, y1) = finite
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                    (lo.min(p.1), hi.max(p.1))
+                });
+            let (x0, x1) = if x0 < x1 { (x0, x1) } else { (1e-7, 1.0) };
+            let (y0, y1) = if y0 < y1 { (y0, y1) } else { (0.0, 1.0) };
+            let pad = (y1 - y0) * 0.05;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(curve.title, (FONT, 18))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d((x0..x1).log_scale(), (y0 - pad)..(y1 + pad))?;
+            chart
+                .configure_mesh()
+                .x_desc(curve.x_label)
+                .y_desc(curve.y_label)
+                .label_style((FONT, 12))
+                .x_label_formatter(&|v| format!("{v:.0e}"))
+                .y_label_formatter(&|v| tick(*v))
+                .draw()?;
+            for ((name, points), color) in curve.curves.iter().zip([TRAIN, VALID, RATE]) {
+                let style = color.stroke_width(if name.contains("smooth") { 2 } else { 1 });
+                chart
+                    .draw_series(LineSeries::new(points.clone(), style))?
+                    .label(*name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
+            }
+            if let Some((label, x)) = &curve.mark {
+                let style = BEST.stroke_width(2);
+                chart
+                    .draw_series(LineSeries::new([(*x, y0 - pad), (*x, y1 + pad)], style))?
+                    .label(label.clone())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], style));
+            }
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 12))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(draw_error(path))?;
+    }
+    write_png(path, &pixels, width, height)
+}
+
 /// Draws a confusion matrix (rows: true class, columns: predicted), each cell shaded by the
 /// fraction of its row and labelled with its count.
 pub fn plot_confusion(
