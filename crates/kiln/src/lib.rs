@@ -30,13 +30,14 @@ pub mod prelude {
     pub use burn::module::Module;
     pub use burn::tensor::{Device, Tensor};
     pub use kiln_cnn::{Cnn, CnnConfig, ConvBlockConfig, Padding, Pool, Preset};
-    pub use kiln_common::{Activation, Model};
+    pub use kiln_common::{Activation, Model, summary};
     pub use kiln_datasets::{Data, Targets};
     pub use kiln_fnn::{Mlp, MlpConfig, Perceptron, PerceptronConfig};
     pub use kiln_lstm::{SequenceModel, SequenceModelConfig};
     pub use kiln_train::{
-        EarlyStopping, LrSchedule, Monitor, OptimizerConfig, OptimizerKind, Task, Trainer,
-        TrainerConfig, evaluate, predict,
+        EarlyStopping, LrFinder, LrSchedule, Monitor, OptimizerConfig, OptimizerKind, PlotRun,
+        Task, Trainer, TrainerConfig, evaluate, export_safetensors, import_safetensors,
+        plot_histories, predict,
     };
     pub use kiln_transformer::{EncoderBlockConfig, SequenceClassifier, SequenceClassifierConfig};
 }
