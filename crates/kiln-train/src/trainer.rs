@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{DataBatcher, Indices};
 use crate::callbacks::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
-use crate::checkpoint::{CheckpointDir, EveryEpoch, ModelPart, PARTS, Staged, Staging};
+use crate::checkpoint::{CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Staged, Staging};
 use crate::failures::{Failure, Failures, GuardedLogger};
 use crate::history::HistoryLogger;
 use crate::metrics::{EpochAccuracy, EpochLoss};
@@ -205,7 +205,7 @@ impl Trainer {
     /// Takes the data by value or as an `Arc`: the data loaders share it without copying.
     pub fn fit_with_validation<M: Model>(
         &self,
-        mut model: M,
+        model: M,
         train: impl Into<Arc<Data>>,
         valid: impl Into<Arc<Data>>,
     ) -> Result<FitResult<M>, TrainError> {
@@ -224,34 +224,7 @@ impl Trainer {
         }
         let fingerprint = self.fingerprint(&train, &valid);
         let staging = Arc::new(Staging::default());
-        let resumed = match (&self.checkpoints, self.resume) {
-            (Some(dir), true) => Some(dir.load(fingerprint)?),
-            (None, true) => {
-                return Err(TrainError::option(
-                    "resume",
-                    "needs a checkpoint directory (Trainer::with_checkpoints)",
-                ));
-            }
-            _ => None,
-        };
-        if let Some(loaded) = &resumed {
-            // burn-train loads these records with calls that panic on a mismatch: check them
-            // here, so that a foreign checkpoint is an error naming its file.
-            let dir = self
-                .checkpoints
-                .as_ref()
-                .expect("resuming needs a directory");
-            let record = ModuleRecord::from_bytes(loaded.parts[0].clone())
-                .map_err(|e| dir.record_error("model.bpk", e.to_string()))?;
-            model = model.try_load_record(record).map_err(|e| {
-                dir.record_error("model.bpk", format!("does not fit the model: {e}"))
-            })?;
-            OptimizerRecord::from_bytes(loaded.parts[1].clone())
-                .map_err(|e| dir.record_error("optim.bpk", e.to_string()))?;
-            LrSchedulerRecord::from_bytes(loaded.parts[2].clone())
-                .map_err(|e| dir.record_error("scheduler.bpk", e.to_string()))?;
-            staging.set_restore(loaded.parts.clone());
-        }
+        let (mut model, resumed) = self.load_checkpoint(model, fingerprint, &staging)?;
         let done = resumed.as_ref().map_or(0, |l| l.state.epoch);
         if resumed.is_none() {
             model = model.map(&mut SeededIds {
@@ -450,6 +423,40 @@ impl Trainer {
             samples_per_sec: (train.len() * trained_now) as f64 / train_seconds.max(1e-9),
             history,
         })
+    }
+
+    /// With [`resuming`](Self::resuming), reads the latest checkpoint, loads its weights into
+    /// `model` and stages its records for burn-train's resume. burn-train loads records with
+    /// calls that panic on a mismatch: they are checked here first, so that a foreign checkpoint
+    /// is an error naming its file.
+    fn load_checkpoint<M: Model>(
+        &self,
+        model: M,
+        fingerprint: u32,
+        staging: &Staging,
+    ) -> Result<(M, Option<Loaded>), TrainError> {
+        let dir = match (&self.checkpoints, self.resume) {
+            (_, false) => return Ok((model, None)),
+            (Some(dir), true) => dir,
+            (None, true) => {
+                return Err(TrainError::option(
+                    "resume",
+                    "needs a checkpoint directory (Trainer::with_checkpoints)",
+                ));
+            }
+        };
+        let loaded = dir.load(fingerprint)?;
+        let record = ModuleRecord::from_bytes(loaded.parts[0].clone())
+            .map_err(|e| dir.record_error("model.bpk", e.to_string()))?;
+        let model = model
+            .try_load_record(record)
+            .map_err(|e| dir.record_error("model.bpk", format!("does not fit the model: {e}")))?;
+        OptimizerRecord::from_bytes(loaded.parts[1].clone())
+            .map_err(|e| dir.record_error("optim.bpk", e.to_string()))?;
+        LrSchedulerRecord::from_bytes(loaded.parts[2].clone())
+            .map_err(|e| dir.record_error("scheduler.bpk", e.to_string()))?;
+        staging.set_restore(loaded.parts.clone());
+        Ok((model, Some(loaded)))
     }
 
     /// A checksum of what shapes the training: the options (but `epochs`, which a resumed run
