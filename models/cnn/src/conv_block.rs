@@ -150,30 +150,29 @@ impl ConvBlock {
             }
             None => x,
         };
-        let x = match (&self.max_pool, &self.avg_pool) {
-            (Some(pool), _) => {
-                let x = pool.forward(x);
-                let [ph, pw] = pool.kernel_size;
-                rows.push(Layer::new(
-                    "max_pool",
-                    format!("MaxPool2d {ph}x{pw}"),
-                    pool,
-                    &x,
-                ));
+        // Pools have no parameters: one row shape for either kind.
+        let pooled = match (&self.max_pool, &self.avg_pool) {
+            (Some(pool), _) => Some((
+                pool.forward(x.clone()),
+                "max_pool",
+                "MaxPool2d",
+                pool.kernel_size,
+            )),
+            (_, Some(pool)) => Some((
+                pool.forward(x.clone()),
+                "avg_pool",
+                "AvgPool2d",
+                pool.kernel_size,
+            )),
+            _ => None,
+        };
+        let x = match pooled {
+            Some((x, name, kind, [ph, pw])) => {
+                let kind = format!("{kind} {ph}x{pw}");
+                rows.push(Layer::shaped(name, kind, 0, x.dims()[1..].to_vec()));
                 x
             }
-            (_, Some(pool)) => {
-                let x = pool.forward(x);
-                let [ph, pw] = pool.kernel_size;
-                rows.push(Layer::new(
-                    "avg_pool",
-                    format!("AvgPool2d {ph}x{pw}"),
-                    pool,
-                    &x,
-                ));
-                x
-            }
-            _ => x,
+            None => x,
         };
         if self.dropout.prob > 0.0 {
             rows.push(Layer::new(
