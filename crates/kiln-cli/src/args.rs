@@ -269,6 +269,10 @@ pub struct TrainArgs {
     /// Backend: flex, ndarray or wgpu (among those compiled in) [default: $BURN_DEVICE, else flex].
     #[arg(long)]
     pub device: Option<String>,
+    /// Train data-parallel on several devices of one backend, e.g. flex:0,flex:1 or
+    /// wgpu:0,wgpu:1: each step splits --batch-size over them and averages their gradients.
+    #[arg(long, value_name = "LIST", conflicts_with = "device")]
+    pub devices: Option<String>,
     /// Run directory [default: runs/<model>-<dataset>-<time>/].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -276,7 +280,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Continue the run in DIR from its last checkpoint, with its saved configuration (only
-    /// --epochs, --device and --quiet may come with it).
+    /// --epochs, --device, --devices and --quiet may come with it).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
     /// Keep the best epoch's weights in DIR/best.bpk (the monitored metric: --monitor).

@@ -118,7 +118,7 @@ const EVAL_BATCH: usize = 256;
 
 /// Flags that may come with `--resume`: they change how the run is shown or how long it goes
 /// on, not what it computes.
-const RESUME_FLAGS: [&str; 4] = ["resume", "epochs", "device", "quiet"];
+const RESUME_FLAGS: [&str; 5] = ["resume", "epochs", "device", "devices", "quiet"];
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(dir) = &args.resume {
@@ -181,7 +181,7 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     if !conflicting.is_empty() {
         bail!(
             "--resume continues {} with the configuration it was started with; these flags \
-             conflict with it: {} (only --epochs, --device and --quiet may come with --resume)",
+             conflict with it: {} (only --epochs, --device, --devices and --quiet may come with --resume)",
             dir.display(),
             conflicting.join(", ")
         );
@@ -206,8 +206,16 @@ fn run_training(
     args: &TrainArgs,
     resume: bool,
 ) -> Result<()> {
-    let (backend, device) = backend::device(args.device.as_deref())?;
+    let (backend, devices) = match &args.devices {
+        Some(list) => backend::devices(list)?,
+        None => backend::device(args.device.as_deref()).map(|(b, d)| (b, vec![d]))?,
+    };
+    let device = devices[0].clone();
     let mut trainer = config.trainer.clone();
+    if devices.len() > 1 {
+        trainer.devices = devices.clone();
+        trainer.check()?;
+    }
     trainer.verbosity = if args.quiet {
         Verbosity::Quiet
     } else {
@@ -215,12 +223,16 @@ fn run_training(
     };
     if !args.quiet {
         err_line(&format!(
-            "kiln: {} on {} ({} train / {} test samples, {}) with backend {backend}{}",
+            "kiln: {} on {} ({} train / {} test samples, {}) with backend {backend}{}{}",
             model_name(&config.model),
             config.data.dataset,
             prepared.train.len(),
             prepared.test.len(),
             prepared.task,
+            match devices.len() {
+                1 => String::new(),
+                n => format!(" on {n} devices"),
+            },
             if resume { ", resumed" } else { "" }
         ))?;
     }
@@ -242,10 +254,13 @@ fn run_training(
             if resume {
                 bail!("the perceptron trains in one pass without checkpoints: rerun it instead");
             }
+            if devices.len() > 1 {
+                bail!("the perceptron rule trains on one device: drop --devices");
+            }
             perceptron(cfg, prepared, fit.trainer.epochs, &device, run)?
         }
     );
-    let metrics = report.metrics_json(backend, model);
+    let metrics = report.metrics_json(backend, devices.len(), model);
     run.write_json("metrics.json", &metrics)?;
     print_metrics(&report.test, report.forecast.as_ref())?;
     out(&format!("run directory: {}\n", run.path.display()))
@@ -684,6 +699,7 @@ fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
             restore_best_weights: args.restore_best,
         }),
         seed: args.seed,
+        devices: Vec::new(),
         verbosity: if args.quiet {
             Verbosity::Quiet
         } else {
@@ -929,10 +945,16 @@ impl Report {
         }
     }
 
-    fn metrics_json(&self, backend: Backend, model: &ModelSpec) -> serde_json::Value {
+    fn metrics_json(
+        &self,
+        backend: Backend,
+        devices: usize,
+        model: &ModelSpec,
+    ) -> serde_json::Value {
         let mut m = json!({
             "task": self.test.task,
             "backend": backend.name(),
+            "devices": devices,
             "model": model_name(model),
             "n_params": self.n_params,
             "test_loss": self.test.loss,

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_datasets::{Data, Targets};
 
 use crate::Augmentation;
+use crate::replicas::StepShares;
 
 pub use kiln_common::BatchInput;
 
@@ -15,6 +16,10 @@ pub use kiln_common::BatchInput;
 pub struct Batch<I> {
     pub inputs: I,
     pub targets: BatchTargets,
+    /// The fraction of its optimiser step's samples this batch holds: 1 on one device; with
+    /// several, the training step scales the batch's loss by it, so that the gradients summed
+    /// over the devices are the mean over the step's samples.
+    pub share: f32,
 }
 
 /// The targets of a [`Batch`].
@@ -33,6 +38,7 @@ pub enum BatchTargets {
 pub struct DataBatcher<I> {
     data: Arc<Data>,
     augmentation: Option<Arc<Augmentation>>,
+    shares: Option<Arc<StepShares>>,
     _input: PhantomData<fn() -> I>,
 }
 
@@ -41,6 +47,7 @@ impl<I> DataBatcher<I> {
         Self {
             data,
             augmentation: None,
+            shares: None,
             _input: PhantomData,
         }
     }
@@ -51,12 +58,22 @@ impl<I> DataBatcher<I> {
         self.augmentation = Some(Arc::new(augmentation));
         self
     }
+
+    /// Marks each batch with its share of the step (data-parallel training).
+    pub(crate) fn with_shares(mut self, shares: Arc<StepShares>) -> Self {
+        self.shares = Some(shares);
+        self
+    }
 }
 
 impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> Batch<I> {
+        let share = self.shares.as_ref().map_or(1.0, |s| s.share(&indices));
         let Some(augmentation) = &self.augmentation else {
-            return make_batch(&self.data, &indices, device);
+            return Batch {
+                share,
+                ..make_batch(&self.data, &indices, device)
+            };
         };
         let mut values = gather(&self.data, &indices);
         let shape = match self.data.sample_shape[..] {
@@ -72,6 +89,7 @@ impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
         Batch {
             inputs: I::from_samples(values, indices.len(), &self.data.sample_shape, device),
             targets: targets(&self.data, &indices, device),
+            share,
         }
     }
 }
@@ -87,6 +105,7 @@ pub fn make_batch<I: BatchInput>(data: &Data, indices: &[usize], device: &Device
     Batch {
         inputs,
         targets: targets(data, indices, device),
+        share: 1.0,
     }
 }
 

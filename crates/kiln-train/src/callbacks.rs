@@ -25,6 +25,7 @@ use crate::batch::IndexOutOfRange;
 use crate::checkpoint::{CheckpointDir, ResumeState, Staging};
 use crate::early_stopping::Tracker;
 use crate::history::in_kiln_units;
+use crate::replicas::{Replicas, StepShares, replica_layout};
 use crate::{EarlyStopping, EpochRecord, History, LrSchedule, Monitor, TrainError, write_atomic};
 
 /// The seed of epoch `epoch`'s random streams (shuffling, dropout), from the run's seed:
@@ -81,6 +82,9 @@ impl ModuleMapper for SeededIds {
 pub(crate) struct EpochOrder {
     seed: u64,
     order: Arc<RwLock<Vec<usize>>>,
+    /// With several devices, each epoch's order is laid out for them ([`replica_layout`]) and
+    /// its last partial step marked ([`StepShares`]).
+    replicas: Option<(Replicas, Arc<StepShares>)>,
     /// The epoch being trained (from 1).
     pub epoch: Arc<AtomicUsize>,
 }
@@ -90,8 +94,24 @@ impl EpochOrder {
         Self {
             seed,
             order: Arc::new(RwLock::new((0..len).collect())),
+            replicas: None,
             epoch: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Lays every epoch's order out for data-parallel training on `replicas`.
+    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
+        if replicas.count() > 1 {
+            let len = self.order.read().expect("order lock").len();
+            let global = replicas.device_batch * replicas.count();
+            self.replicas = Some((replicas, Arc::new(StepShares::new(len, global))));
+        }
+        self
+    }
+
+    /// The batches' shares of their steps, with several devices.
+    pub fn shares(&self) -> Option<Arc<StepShares>> {
+        self.replicas.as_ref().map(|(_, shares)| shares.clone())
     }
 
     /// Draws `epoch`'s order.
@@ -100,6 +120,10 @@ impl EpochOrder {
         order.sort_unstable();
         let mut rng = rand::rngs::StdRng::seed_from_u64(epoch_seed(self.seed, epoch));
         order.shuffle(&mut rng);
+        if let Some((replicas, shares)) = &self.replicas {
+            shares.start_epoch(&order);
+            *order = replica_layout(&order, replicas);
+        }
         self.epoch.store(epoch, Ordering::Relaxed);
     }
 }

@@ -22,6 +22,7 @@ mod nan_guard;
 mod optimizer;
 mod plot;
 mod progress;
+mod replicas;
 mod report;
 mod run;
 mod schedule;

@@ -70,6 +70,7 @@ impl<M: Model> Supervised<M> {
             loss,
             output,
             targets: batch.targets,
+            share: batch.share,
         }
     }
 }
@@ -107,9 +108,12 @@ pub(crate) fn class_scores(output: Tensor<2>) -> Tensor<2> {
 
 /// What one step hands to burn-train's metrics.
 pub struct StepOutput {
+    /// The batch's mean loss (unscaled by its share).
     pub loss: Tensor<1>,
     pub output: Tensor<2>,
     pub targets: BatchTargets,
+    /// The batch's share of its step (see [`Batch::share`]).
+    pub share: f32,
 }
 
 impl ItemLazy for StepOutput {
@@ -123,6 +127,7 @@ impl ItemLazy for StepOutput {
                 BatchTargets::None => BatchTargets::None,
                 BatchTargets::Values(v) => BatchTargets::Values(v.without_autodiff()),
             },
+            share: self.share,
         })
     }
 }
@@ -157,7 +162,13 @@ impl<M: Model> TrainStep for Supervised<M> {
 
     fn step(&self, batch: Self::Input) -> TrainOutput<StepOutput> {
         let item = self.forward_loss(batch);
-        let grads = item.loss.backward();
+        // Data-parallel steps sum the devices' gradients: each batch's loss counts by its share
+        // of the step's samples, so that the sum is the step's mean (see `Batch::share`).
+        let grads = if item.share == 1.0 {
+            item.loss.backward()
+        } else {
+            (item.loss.clone() * item.share).backward()
+        };
         TrainOutput::new(self, grads, item)
     }
 }

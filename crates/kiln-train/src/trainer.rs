@@ -8,7 +8,9 @@ use burn::optim::OptimizerRecord;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use burn::train::logger::MetricLogger;
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{
+    ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
+};
 use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,7 @@ use crate::history::HistoryLogger;
 use crate::metrics::{EpochAccuracy, EpochLoss};
 use crate::nan_guard::TerminateOnNan;
 use crate::progress::ProgressRenderer;
+use crate::replicas::Replicas;
 use crate::schedule::EpochLrScheduler;
 use crate::{
     Augmentation, EarlyStopping, History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task,
@@ -54,6 +57,18 @@ pub struct TrainerConfig {
     pub augmentation: Option<Augmentation>,
     /// Seed of the split, the shuffling, the initialisation and dropout. Default: 42.
     pub seed: u64,
+    /// Devices to train on data-parallel (burn-train's multi-device strategy): each step
+    /// gives every device `batch_size / devices.len()` samples of the global batch, the
+    /// same model on each, and averages their gradients on the first, which also validates
+    /// and holds the optimiser. The first must be the device given to [`Trainer::new`];
+    /// `batch_size` must split evenly. Empty or one device: that device alone. Default: empty.
+    ///
+    /// A step over two devices equals a one-device step over the same global batch up to
+    /// floating-point rounding (the gradient sums are grouped differently), except for
+    /// batch normalisation (statistics per device's part of the batch) and dropout (on a CPU
+    /// backend the devices' workers draw from one generator in the order they reach it).
+    #[serde(skip)]
+    pub devices: Vec<Device>,
     /// What to print while training. Default: a bar on a terminal, lines otherwise.
     #[serde(skip, default = "Verbosity::auto")]
     pub verbosity: Verbosity,
@@ -73,6 +88,7 @@ impl TrainerConfig {
             early_stopping: None,
             augmentation: None,
             seed: 42,
+            devices: Vec::new(),
             verbosity: Verbosity::auto(),
         }
     }
@@ -108,6 +124,9 @@ impl TrainerConfig {
                     "val_accuracy needs a classification task",
                 ));
             }
+        }
+        if self.devices.len() > 1 {
+            Replicas::new(self.devices.clone(), self.batch_size)?;
         }
         self.optimizer.check()?;
         self.lr_schedule.check(self.lr)
@@ -146,6 +165,15 @@ impl Trainer {
     /// A trainer running on `device` (plain; the trainer adds autodiff for training steps).
     pub fn new(config: TrainerConfig, device: Device) -> Result<Self, TrainError> {
         config.check()?;
+        if config.devices.first().is_some_and(|first| *first != device) {
+            return Err(TrainError::option(
+                "devices",
+                format!(
+                    "the first device ({:?}) must be the trainer's own ({device:?})",
+                    config.devices[0]
+                ),
+            ));
+        }
         Ok(Self {
             config,
             device,
@@ -234,15 +262,25 @@ impl Trainer {
         }
 
         let train_device = self.device.clone().autodiff();
+        let replicas = Replicas::new(
+            match config.devices.len() {
+                0 => vec![self.device.clone()],
+                _ => config.devices.clone(),
+            },
+            config.batch_size,
+        )?;
+        let order = EpochOrder::new(train.len(), config.seed).with_replicas(replicas.clone());
         let mut batcher = DataBatcher::<M::Input>::new(train.clone());
+        if let Some(shares) = order.shares() {
+            batcher = batcher.with_shares(shares);
+        }
         let mut workers = 0;
         if let Some(augmentation) = &config.augmentation {
             batcher = batcher.with_augmentation(augmentation.clone());
             workers = 1;
         }
-        let order = EpochOrder::new(train.len(), config.seed);
         let loader_train = DataLoaderBuilder::new(batcher)
-            .batch_size(config.batch_size)
+            .batch_size(replicas.device_batch)
             .num_workers(workers)
             .set_device(train_device.clone())
             .build(order.clone());
@@ -251,7 +289,7 @@ impl Trainer {
             .set_device(self.device.clone())
             .build(Indices(valid.len()));
 
-        let steps_per_epoch = train.len().div_ceil(config.batch_size);
+        let steps_per_epoch = replicas.steps_per_epoch(train.len());
         let plateau = matches!(config.lr_schedule, LrSchedule::Plateau { .. }).then(|| {
             resumed
                 .as_ref()
@@ -280,6 +318,14 @@ impl Trainer {
             .metric_train_numeric(EpochLoss::new())
             .metric_valid_numeric(EpochLoss::new())
             .num_epochs(config.epochs);
+        if replicas.count() > 1 {
+            training = training.with_training_strategy(TrainingStrategy::Default(
+                ExecutionStrategy::multi(
+                    replicas.devices.clone(),
+                    MultiDeviceOptim::OptimMainDevice,
+                ),
+            ));
+        }
         let failures = Failures::new(training.interrupter());
         training = training.renderer(Box::new(ProgressRenderer::new(
             config.verbosity,
@@ -333,7 +379,11 @@ impl Trainer {
             checkpoints: self.checkpoints.clone(),
             save_best: self.save_best.clone(),
             order,
-            devices: vec![self.device.clone(), train_device],
+            devices: replicas
+                .devices
+                .iter()
+                .flat_map(|d| [d.clone(), d.clone().autodiff()])
+                .collect(),
             seed: config.seed,
             fingerprint,
             clock: Instant::now(),

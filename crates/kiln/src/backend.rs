@@ -26,6 +26,8 @@ pub enum BackendError {
         compiled = compiled_names()
     )]
     NotCompiled(&'static str),
+    #[error("--devices `{list}`: {problem}")]
+    Devices { list: String, problem: String },
 }
 
 impl Backend {
@@ -73,6 +75,21 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The device at `index`: the `index`-th discrete GPU for wgpu; on the CPU backends, the
+    /// one CPU device.
+    pub fn device_at(&self, index: usize) -> Result<Device, BackendError> {
+        match self {
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index))),
+            _ => {
+                let _ = index;
+                self.device()
+            }
+        }
+    }
+}
+
 fn compiled_names() -> String {
     let names: Vec<&str> = Backend::compiled().iter().map(Backend::name).collect();
     if names.is_empty() {
@@ -111,6 +128,42 @@ pub fn device(requested: Option<&str>) -> Result<(Backend, Device), BackendError
     Ok((backend, backend.device()?))
 }
 
+/// The devices of a data-parallel run, from a list such as `flex:0,flex:1` or `wgpu:0,wgpu:1`:
+/// one backend, each entry `BACKEND:INDEX` with distinct indices. For wgpu the index is the
+/// discrete GPU's; CPU backends have one device, and each index is another worker on it (the
+/// workers share the cores).
+pub fn devices(list: &str) -> Result<(Backend, Vec<Device>), BackendError> {
+    let problem = |problem: String| BackendError::Devices {
+        list: list.to_string(),
+        problem,
+    };
+    let mut backend = None;
+    let mut indices = Vec::new();
+    for entry in list.split(',').map(str::trim) {
+        let (name, index) = entry
+            .split_once(':')
+            .ok_or_else(|| problem(format!("`{entry}` is not BACKEND:INDEX")))?;
+        let this = name.parse::<Backend>()?;
+        let index: usize = index
+            .parse()
+            .map_err(|_| problem(format!("`{index}` in `{entry}` is not a device index")))?;
+        if backend.is_some_and(|b| b != this) {
+            return Err(problem("all devices must be of one backend".into()));
+        }
+        if indices.contains(&index) {
+            return Err(problem(format!("`{entry}` is listed twice")));
+        }
+        backend = Some(this);
+        indices.push(index);
+    }
+    let backend = backend.ok_or_else(|| problem("no devices".into()))?;
+    let devices = indices
+        .into_iter()
+        .map(|index| backend.device_at(index))
+        .collect::<Result<_, _>>()?;
+    Ok((backend, devices))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +172,22 @@ mod tests {
     fn flex_is_compiled_by_default_and_gives_a_device() {
         let (backend, _device) = device(Some("flex")).unwrap();
         assert_eq!(backend, Backend::Flex);
+    }
+
+    #[test]
+    fn device_lists_name_one_backend_with_distinct_indices() {
+        let (backend, list) = devices("flex:0, flex:1").unwrap();
+        assert_eq!((backend, list.len()), (Backend::Flex, 2));
+        for (list, expected) in [
+            ("flex:0,flex:0", "`flex:0` is listed twice"),
+            ("flex", "`flex` is not BACKEND:INDEX"),
+            ("flex:x", "`x` in `flex:x` is not a device index"),
+            ("flex:0,wgpu:1", "all devices must be of one backend"),
+            ("cuda:0", "unknown backend `cuda`"),
+        ] {
+            let e = devices(list).unwrap_err().to_string();
+            assert!(e.contains(expected), "{list}: {e}");
+        }
     }
 
     #[test]
