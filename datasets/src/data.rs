@@ -20,16 +20,23 @@ pub struct Data {
 pub enum Targets {
     /// One class index per sample, with the name of each class.
     Classes {
+        /// Class index of each sample.
         labels: Vec<usize>,
+        /// Name of each class.
         names: Vec<String>,
     },
     /// `names.len()` real values per sample, row-major (regression).
     Values {
+        /// `names.len()` values per sample, row-major.
         values: Vec<f32>,
+        /// Name of each target column.
         names: Vec<String>,
     },
     /// No targets: inputs to predict on (such as a Kaggle `test.csv`).
-    Unlabelled { n: usize },
+    Unlabelled {
+        /// The number of samples.
+        n: usize,
+    },
 }
 
 impl Targets {

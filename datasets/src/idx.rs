@@ -7,7 +7,9 @@ use crate::DataError;
 /// their dimensions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdxArray {
+    /// Size of each dimension.
     pub dims: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<u8>,
 }
 

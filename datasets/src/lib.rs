@@ -4,6 +4,8 @@
 //! Every loader returns a [`Data`]: samples as one flat `f32` buffer with the shape of one
 //! sample, and their [`Targets`] (class labels or regression values).
 
+#![warn(missing_docs)]
+
 mod cifar;
 mod csv_table;
 mod data;

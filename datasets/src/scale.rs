@@ -6,7 +6,9 @@ use crate::{Data, DataError};
 /// applied unchanged to validation, test and prediction inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
+    /// Mean of each feature over the data it was fitted on.
     pub mean: Vec<f32>,
+    /// Standard deviation of each feature (1 where a feature is constant).
     pub std: Vec<f32>,
 }
 
@@ -67,7 +69,9 @@ impl Standardizer {
 /// split (as torchvision's `Normalize` with statistics computed on the training set).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelNormalizer {
+    /// Mean of each channel.
     pub mean: Vec<f32>,
+    /// Standard deviation of each channel.
     pub std: Vec<f32>,
 }
 

@@ -12,7 +12,9 @@ static AIRLINE_CSV: &str = include_str!("../data/airline.csv");
 /// A univariate time series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// The series' name.
     pub name: String,
+    /// Its values, oldest first.
     pub values: Vec<f64>,
     /// Season length in steps (12 for monthly data with a yearly cycle), when known.
     pub period: Option<usize>,
@@ -124,9 +126,13 @@ impl Default for WindowConfig {
 /// standard deviation over the training windows).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesScaler {
+    /// Whether the series is taken in logs.
     pub log: bool,
+    /// Standard deviation of the training windows' differences.
     pub scale: f64,
+    /// Steps of each window's input.
     pub input_len: usize,
+    /// Steps each window forecasts.
     pub horizon: usize,
 }
 
@@ -164,7 +170,9 @@ impl SeriesScaler {
 pub struct Windows {
     /// Samples `[input_len, 1]`, targets `horizon` values.
     pub train: Data,
+    /// Test windows, after the training ones in time.
     pub test: Data,
+    /// The scaling, fitted on the training windows.
     pub scaler: SeriesScaler,
     /// Last input value of each test window.
     pub test_last: Vec<f64>,
@@ -172,17 +180,21 @@ pub struct Windows {
     pub test_actual: Vec<f64>,
     /// The seasonal baseline's forecasts (the value one season earlier), when a season is known.
     pub test_seasonal: Option<Vec<f64>>,
+    /// The season's length in steps (12 for monthly data), when known.
     pub season: Option<usize>,
 }
 
 /// Root mean squared error and mean absolute error of forecasts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ForecastError {
+    /// Root mean squared error.
     pub rmse: f64,
+    /// Mean absolute error.
     pub mae: f64,
 }
 
 impl ForecastError {
+    /// The errors of `forecast` against `actual`.
     pub fn of(forecast: &[f64], actual: &[f64]) -> Self {
         let n = actual.len().max(1) as f64;
         let se: f64 = forecast
@@ -205,11 +217,13 @@ impl ForecastError {
 /// A model's test forecast errors beside the naive baselines'.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ForecastReport {
+    /// The model's errors.
     pub model: ForecastError,
     /// Forecasting the last seen value.
     pub naive_last: ForecastError,
     /// Forecasting the value one season before.
     pub naive_seasonal: Option<ForecastError>,
+    /// The season's length in steps, when known.
     pub season: Option<usize>,
 }
 

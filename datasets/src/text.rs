@@ -70,6 +70,7 @@ impl Tokenizer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(from = "SavedEncoder")]
 pub struct TextEncoder {
+    /// How texts are split into tokens.
     pub tokenizer: Tokenizer,
     /// Ids per text: longer texts are truncated, shorter ones padded with [`PAD`] at the end.
     pub seq_len: usize,
@@ -199,6 +200,7 @@ impl TextEncoder {
 /// Labelled texts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextSet {
+    /// The texts.
     pub texts: Vec<String>,
     /// Class index of each text.
     pub labels: Vec<usize>,
@@ -207,10 +209,12 @@ pub struct TextSet {
 }
 
 impl TextSet {
+    /// The number of texts.
     pub fn len(&self) -> usize {
         self.texts.len()
     }
 
+    /// Whether there are no texts.
     pub fn is_empty(&self) -> bool {
         self.texts.is_empty()
     }

@@ -19,21 +19,45 @@ pub enum Transform {
     /// Mirror left-right with probability 1/2.
     Flip,
     /// Zero-pad by `padding` pixels on each side, then crop back to size at a random offset.
-    Crop { padding: usize },
+    Crop {
+        /// Pixels of zero padding on each side before the crop back to the image's size.
+        padding: usize,
+    },
     /// Rotate by a uniform angle in `[-degrees, degrees]` about the centre (bilinear, zero fill).
-    Rotate { degrees: f32 },
+    Rotate {
+        /// Largest rotation either way, in degrees.
+        degrees: f32,
+    },
     /// Shift by up to `fraction` of the height and width (bilinear, zero fill).
-    Translate { fraction: f32 },
+    Translate {
+        /// Largest shift either way, as a fraction of the side.
+        fraction: f32,
+    },
     /// Scale about the centre by a uniform factor in `[1 - fraction, 1 + fraction]`.
-    Zoom { fraction: f32 },
+    Zoom {
+        /// Largest scaling either way, as a fraction (0.1: 90% to 110%).
+        fraction: f32,
+    },
     /// Add a uniform offset in `[-delta, delta]` to every pixel.
-    Brightness { delta: f32 },
+    Brightness {
+        /// Largest value added to every pixel, either way.
+        delta: f32,
+    },
     /// Scale each pixel's distance from the image mean by a factor in `[1 - factor, 1 + factor]`.
-    Contrast { factor: f32 },
+    Contrast {
+        /// Largest contrast factor above or below 1.
+        factor: f32,
+    },
     /// Add gaussian noise of standard deviation `std`.
-    Noise { std: f32 },
+    Noise {
+        /// Standard deviation of the Gaussian noise added to each pixel.
+        std: f32,
+    },
     /// Zero a random `size` x `size` square (DeVries & Taylor's cutout).
-    Cutout { size: usize },
+    Cutout {
+        /// Side of the square set to zero.
+        size: usize,
+    },
 }
 
 impl Transform {
@@ -113,7 +137,9 @@ impl FromStr for Transform {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Augmentation {
+    /// The transforms, applied in this order to each training image.
     pub transforms: Vec<Transform>,
+    /// Seed of the random draws (with the batch's own indices, so that a batch is augmented the same way whichever thread builds it).
     pub seed: u64,
 }
 
@@ -126,34 +152,44 @@ impl Augmentation {
         }
     }
 
+    /// Appends `t` to the transforms.
     pub fn then(mut self, t: Transform) -> Self {
         self.transforms.push(t);
         self
     }
+    /// Appends [`Transform::Flip`].
     pub fn flip(self) -> Self {
         self.then(Transform::Flip)
     }
+    /// Appends [`Transform::Crop`].
     pub fn crop(self, padding: usize) -> Self {
         self.then(Transform::Crop { padding })
     }
+    /// Appends [`Transform::Rotate`].
     pub fn rotate(self, degrees: f32) -> Self {
         self.then(Transform::Rotate { degrees })
     }
+    /// Appends [`Transform::Translate`].
     pub fn translate(self, fraction: f32) -> Self {
         self.then(Transform::Translate { fraction })
     }
+    /// Appends [`Transform::Zoom`].
     pub fn zoom(self, fraction: f32) -> Self {
         self.then(Transform::Zoom { fraction })
     }
+    /// Appends [`Transform::Brightness`].
     pub fn brightness(self, delta: f32) -> Self {
         self.then(Transform::Brightness { delta })
     }
+    /// Appends [`Transform::Contrast`].
     pub fn contrast(self, factor: f32) -> Self {
         self.then(Transform::Contrast { factor })
     }
+    /// Appends [`Transform::Noise`].
     pub fn noise(self, std: f32) -> Self {
         self.then(Transform::Noise { std })
     }
+    /// Appends [`Transform::Cutout`].
     pub fn cutout(self, size: usize) -> Self {
         self.then(Transform::Cutout { size })
     }

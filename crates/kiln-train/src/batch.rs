@@ -14,7 +14,9 @@ pub use kiln_common::BatchInput;
 /// One batch: the model's inputs and what it should predict.
 #[derive(Debug, Clone)]
 pub struct Batch<I> {
+    /// The model's inputs.
     pub inputs: I,
+    /// What the model should predict.
     pub targets: BatchTargets,
     /// The fraction of its optimiser step's samples this batch holds: 1 on one device; with
     /// several, the training step scales the batch's loss by it, so that the gradients summed
@@ -43,6 +45,7 @@ pub struct DataBatcher<I> {
 }
 
 impl<I> DataBatcher<I> {
+    /// A batcher over `data`.
     pub fn new(data: Arc<Data>) -> Self {
         Self {
             data,

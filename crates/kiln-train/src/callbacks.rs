@@ -165,13 +165,18 @@ impl SharedLr {
 /// cooldown left and the rate in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plateau {
+    /// The learning rate in force.
     pub lr: f64,
+    /// The best monitored value so far.
     pub best: Option<f64>,
+    /// Epochs since it last improved.
     pub wait: usize,
+    /// Epochs of cooldown left after the last reduction.
     pub cooldown_left: usize,
 }
 
 impl Plateau {
+    /// The state at the start of a run whose rate is `lr`.
     pub fn new(lr: f64) -> Self {
         Self {
             lr,

@@ -236,13 +236,17 @@ pub(crate) struct Loaded {
 /// A run's `checkpoint/` directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointDir {
+    /// The directory (`RUN/checkpoint`).
     pub path: PathBuf,
 }
 
 impl CheckpointDir {
+    /// The file naming the latest complete epoch directory.
     pub const LATEST: &'static str = "latest";
+    /// The resume state's file in each epoch directory.
     pub const STATE: &'static str = "state.json";
 
+    /// The checkpoints under `path` (nothing is read or written yet).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }

@@ -16,6 +16,7 @@ pub enum Monitor {
 }
 
 impl Monitor {
+    /// Keras's name for it (`val_loss`, `val_accuracy`).
     pub fn name(&self) -> &'static str {
         match self {
             Monitor::ValLoss => "val_loss",
@@ -23,6 +24,7 @@ impl Monitor {
         }
     }
 
+    /// Whether larger values are better (accuracy) or smaller (loss).
     pub fn higher_is_better(&self) -> bool {
         matches!(self, Monitor::ValAccuracy)
     }
@@ -76,6 +78,7 @@ impl Default for EarlyStopping {
 }
 
 impl EarlyStopping {
+    /// Checks the rule's values once, up front.
     pub fn check(&self) -> Result<(), TrainError> {
         if !(self.min_delta >= 0.0 && self.min_delta.is_finite()) {
             return Err(TrainError::option(

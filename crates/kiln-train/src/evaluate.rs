@@ -10,6 +10,7 @@ use crate::report::ClassReport;
 /// Test metrics of a model on a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metrics {
+    /// The task the metrics are of.
     pub task: Task,
     /// Mean loss per sample: cross-entropy, or mean squared error for regression.
     pub loss: f64,

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct EpochRecord {
     /// From 1.
     pub epoch: usize,
+    /// Mean training loss per sample.
     pub train_loss: f64,
     /// Classification only.
     pub train_accuracy: Option<f64>,
+    /// Mean validation loss per sample.
     pub val_loss: f64,
     /// Classification only.
     pub val_accuracy: Option<f64>,
@@ -26,10 +28,12 @@ pub struct EpochRecord {
 /// What happened in each epoch of a run (Keras's `History`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
+    /// One record per epoch, in order.
     pub epochs: Vec<EpochRecord>,
 }
 
 impl History {
+    /// The header row of `history.csv`.
     pub const CSV_HEADER: &'static str =
         "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds";
 

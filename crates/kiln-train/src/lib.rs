@@ -6,6 +6,8 @@
 //! (including inverse-time decay), validation splits, a [`History`], a progress display, and
 //! run records (`config.json`, `history.csv`, `metrics.json`, weights).
 
+#![warn(missing_docs)]
+
 mod augment;
 mod batch;
 mod callbacks;

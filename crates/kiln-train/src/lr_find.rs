@@ -48,7 +48,9 @@ impl Default for LrFinder {
 /// What the sweep saw, and the rate it suggests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LrFindResult {
+    /// The learning rate of each step of the sweep.
     pub lrs: Vec<f64>,
+    /// The training loss at each step.
     pub losses: Vec<f64>,
     /// Bias-corrected exponential moving average of `losses`.
     pub smoothed: Vec<f64>,

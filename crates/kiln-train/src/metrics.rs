@@ -24,13 +24,17 @@ pub const READ_EVERY: usize = 64;
 
 /// One batch's mean loss, `[1]`, and its size.
 pub struct BatchLoss {
+    /// The batch's mean loss.
     pub loss: Tensor<1>,
+    /// Samples in the batch.
     pub batch_size: usize,
 }
 
 /// One batch's class scores `[batch, classes]` and true classes `[batch]`.
 pub struct BatchHits {
+    /// Class scores, `[batch, classes]`.
     pub scores: Tensor<2>,
+    /// True classes, `[batch]`.
     pub targets: Tensor<1, Int>,
 }
 
@@ -44,9 +48,12 @@ pub trait BatchSum: Send + Sync + 'static {
     const NAME: &'static str;
     /// Decimals shown.
     const PRECISION: usize;
+    /// Unit shown after the value (`%`), if any.
     const UNIT: Option<&'static str>;
+    /// Whether a larger value is better.
     const HIGHER_IS_BETTER: bool;
 
+    /// What to keep of a batch's item (cheap: tensors are read at the epoch's end).
     fn keep(item: &Self::Input) -> Self::Kept;
     /// The sum of the batches' values (the epoch value is sum / count) and their sample count.
     fn sum(kept: Vec<Self::Kept>) -> Result<(f64, usize), TensorReadError>;
@@ -127,6 +134,7 @@ pub struct EpochMetric<S: BatchSum> {
 }
 
 impl<S: BatchSum> EpochMetric<S> {
+    /// A metric with nothing counted yet.
     pub fn new() -> Self {
         Self {
             name: Arc::new(S::NAME.to_string()),

@@ -25,6 +25,7 @@ pub enum Task {
 }
 
 impl Task {
+    /// The task's name as the CLI and `config.json` spell it.
     pub fn name(&self) -> &'static str {
         match self {
             Task::Classification => "classification",
@@ -56,8 +57,10 @@ impl FromStr for Task {
 /// training step computes the task's loss and its gradients.
 #[derive(Module, Debug)]
 pub struct Supervised<M> {
+    /// The model being trained.
     pub model: M,
     #[module(skip)]
+    /// Which loss the step computes.
     pub task: Task,
 }
 

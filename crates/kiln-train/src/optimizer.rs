@@ -24,6 +24,7 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
+    /// Every optimiser, in the order the CLI lists them.
     pub const ALL: [OptimizerKind; 4] = [
         OptimizerKind::Sgd,
         OptimizerKind::Adam,
@@ -31,6 +32,7 @@ impl OptimizerKind {
         OptimizerKind::RmsProp,
     ];
 
+    /// The optimiser's name as the CLI spells it.
     pub fn name(&self) -> &'static str {
         match self {
             OptimizerKind::Sgd => "sgd",

@@ -25,8 +25,11 @@ fn register() {
 
 /// One run to draw: its name, its history and its best epoch (marked on the curves).
 pub struct PlotRun<'a> {
+    /// The run's name in the legend.
     pub name: &'a str,
+    /// Its history.
     pub history: &'a History,
+    /// The epoch to mark as the best, if any.
     pub best_epoch: Option<usize>,
 }
 
@@ -192,8 +195,11 @@ fn line_panel(
 
 /// A picture of curves against a quantity on a log scale (the learning-rate finder's).
 pub struct PlotCurve<'a> {
+    /// Title above the plot.
     pub title: &'a str,
+    /// Label of the x axis.
     pub x_label: &'a str,
+    /// Label of the y axis.
     pub y_label: &'a str,
     /// Named curves of (x, y) points, x > 0.
     pub curves: Vec<(&'a str, Vec<(f64, f64)>)>,

@@ -7,14 +7,21 @@ use serde::Serialize;
 /// `classification_report`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassReport {
+    /// Name of each class.
     pub names: Vec<String>,
     /// `confusion[true_class][predicted_class]`: how many samples of a class got each prediction.
     pub confusion: Vec<Vec<usize>>,
+    /// Precision of each class: of the samples predicted as it, the fraction that are.
     pub precision: Vec<f64>,
+    /// Recall of each class: of its samples, the fraction predicted as it.
     pub recall: Vec<f64>,
+    /// F1 score of each class: the harmonic mean of its precision and recall.
     pub f1: Vec<f64>,
+    /// Mean of the classes' precisions.
     pub macro_precision: f64,
+    /// Mean of the classes' recalls.
     pub macro_recall: f64,
+    /// Mean of the classes' F1 scores.
     pub macro_f1: f64,
 }
 

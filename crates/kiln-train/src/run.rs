@@ -23,10 +23,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 /// The directory a run writes: `config.json`, `history.csv`, `metrics.json`, `model.bpk`.
 #[derive(Debug, Clone)]
 pub struct RunDir {
+    /// The directory.
     pub path: PathBuf,
 }
 
 impl RunDir {
+    /// The weights' file name.
     pub const MODEL: &'static str = "model.bpk";
 
     /// Creates the directory (and its parents).
@@ -51,10 +53,12 @@ impl RunDir {
         Ok(Self { path })
     }
 
+    /// The path of the file `name` in the run directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
 
+    /// Writes `value` as pretty JSON to the file `name`, atomically.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), TrainError> {
         let json = serde_json::to_string_pretty(value).map_err(|e| TrainError::Record {
             path: self.file(name),
@@ -63,6 +67,7 @@ impl RunDir {
         write_atomic(&self.file(name), format!("{json}\n").as_bytes())
     }
 
+    /// Reads the JSON file `name`.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, TrainError> {
         let path = self.file(name);
         let text = std::fs::read_to_string(&path).map_err(|source| TrainError::Io {
@@ -75,6 +80,7 @@ impl RunDir {
         })
     }
 
+    /// Writes `text` to the file `name`, atomically.
     pub fn write_text(&self, name: &str, text: &str) -> Result<(), TrainError> {
         write_atomic(&self.file(name), text.as_bytes())
     }

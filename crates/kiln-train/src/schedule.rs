@@ -15,22 +15,41 @@ pub enum LrSchedule {
     /// `lr`.
     Constant,
     /// `lr * gamma^floor(epoch / step_size)`.
-    Step { step_size: usize, gamma: f64 },
+    Step {
+        /// Epochs between two reductions.
+        step_size: usize,
+        /// Multiplier of the rate at each reduction.
+        gamma: f64,
+    },
     /// `lr * gamma^epoch`.
-    Exponential { gamma: f64 },
+    Exponential {
+        /// Multiplier of the rate at each epoch.
+        gamma: f64,
+    },
     /// `min_lr + (lr - min_lr) * (1 + cos(pi * epoch / epochs)) / 2`, over the run's epochs.
-    Cosine { min_lr: f64 },
+    Cosine {
+        /// The rate at the end of the run.
+        min_lr: f64,
+    },
     /// `lr / (1 + decay * epoch)`: inverse-time decay.
-    InverseTime { decay: f64 },
+    InverseTime {
+        /// How fast the rate falls.
+        decay: f64,
+    },
     /// Keras's `ReduceLROnPlateau`: the rate is multiplied by `factor` once the monitored
     /// validation metric (early stopping's `monitor`, else `val_loss`) has not improved by more
     /// than `min_delta` for `patience` epochs, never below `min_lr`; after a reduction,
     /// `cooldown` epochs pass before epochs without improvement are counted again.
     Plateau {
+        /// Multiplier of the rate at each reduction (Keras's default: 0.1).
         factor: f64,
+        /// Epochs without improvement before a reduction (Keras's default: 10).
         patience: usize,
+        /// The lowest rate (Keras's default: 0).
         min_lr: f64,
+        /// Smallest change that counts as an improvement (Keras's default: 1e-4).
         min_delta: f64,
+        /// Epochs after a reduction before waiting starts again (Keras's default: 0).
         cooldown: usize,
     },
 }

@@ -139,10 +139,13 @@ pub struct FitResult<M> {
     /// The trained model, in evaluation mode: the best epoch's weights when early stopping
     /// restores them, else the last epoch's.
     pub model: M,
+    /// Metrics of every epoch run.
     pub history: History,
     /// The epoch (from 1) with the best monitored value (`val_loss` without early stopping).
     pub best_epoch: usize,
+    /// Epochs trained (fewer than `epochs` after early stopping).
     pub epochs_run: usize,
+    /// Whether early stopping ended the run.
     pub stopped_early: bool,
     /// Wall time of training, validation included.
     pub train_seconds: f64,
@@ -184,6 +187,7 @@ impl Trainer {
         })
     }
 
+    /// The trainer's configuration.
     pub fn config(&self) -> &TrainerConfig {
         &self.config
     }

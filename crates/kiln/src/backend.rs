@@ -10,8 +10,11 @@ use burn::tensor::Device;
 /// or DirectX; software Vulkan where there is no GPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// Burn's pure-Rust CPU backend (the default).
     Flex,
+    /// Burn's ndarray CPU backend (deprecated upstream).
     Ndarray,
+    /// The GPU through wgpu (Vulkan, Metal, DirectX).
     Wgpu,
 }
 
@@ -19,20 +22,30 @@ pub enum Backend {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     #[error("unknown backend `{0}` (valid: flex, ndarray, wgpu)")]
+    /// A name that is no backend.
     Unknown(String),
     #[error(
         "the `{0}` backend was not compiled in; rebuild with `--features {0}` \
          (compiled in: {compiled})",
         compiled = compiled_names()
     )]
+    /// A backend this binary was built without.
     NotCompiled(&'static str),
+    /// A `--devices` list that cannot work.
     #[error("--devices `{list}`: {problem}")]
-    Devices { list: String, problem: String },
+    Devices {
+        /// The list as given.
+        list: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl Backend {
+    /// Every backend, in order of preference.
     pub const ALL: [Backend; 3] = [Backend::Flex, Backend::Ndarray, Backend::Wgpu];
 
+    /// The backend's name, as `--device` takes it.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Flex => "flex",

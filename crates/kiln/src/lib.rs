@@ -12,6 +12,8 @@
 //! Models are plain Burn modules with no backend parameter: the same model type runs on every
 //! backend compiled in (`flex`, `ndarray`, `wgpu` cargo features); the [`Device`] chooses.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 
 pub use burn;

@@ -13,25 +13,41 @@ use crate::conv_block::{ConvBlock, ConvBlockConfig, Padding, Pool};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CnnConfigError {
     #[error("the network needs at least one conv block")]
+    /// The network has no convolutional block.
     NoBlocks,
     #[error("block {block} takes {got} input channels but receives {expected}")]
+    /// A block's input channels differ from the previous block's output.
     Channels {
+        /// The block (from 0).
         block: usize,
+        /// Channels arriving.
         expected: usize,
+        /// Channels the block takes.
         got: usize,
     },
     #[error(
         "block {block} shrinks the image to nothing: {input:?} in, {output:?} out \
          (use smaller kernels, `same` padding, fewer pools, or a larger image)"
     )]
+    /// A block shrinks the image to nothing.
     ImageVanishes {
+        /// The block (from 0).
         block: usize,
+        /// Image size into it.
         input: [usize; 2],
+        /// Image size out of it.
         output: [usize; 2],
     },
+    /// A block's own configuration cannot work.
     #[error("block {block}: {reason}")]
-    Block { block: usize, reason: String },
+    Block {
+        /// The block (from 0).
+        block: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     #[error("head: {0}")]
+    /// The dense head's configuration cannot work.
     Head(#[from] kiln_fnn::MlpConfigError),
 }
 
@@ -204,8 +220,10 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// Every preset.
     pub const ALL: [Preset; 3] = [Preset::Mnist, Preset::Cifar, Preset::CifarBn];
 
+    /// The preset's name as the CLI spells it.
     pub fn name(&self) -> &'static str {
         match self {
             Preset::Mnist => "mnist",
@@ -234,7 +252,9 @@ impl FromStr for Preset {
 /// A convolutional image classifier; see [`CnnConfig`].
 #[derive(Module, Debug)]
 pub struct Cnn {
+    /// The convolutional blocks, in order.
     pub blocks: Vec<ConvBlock>,
+    /// The dense head on the flattened features.
     pub head: Mlp,
 }
 

@@ -18,7 +18,9 @@ pub enum Padding {
 /// Spatial pooling after the activation.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Pool {
+    /// The maximum of each window.
     Max,
+    /// The mean of each window.
     Avg,
 }
 
@@ -74,6 +76,7 @@ impl ConvBlockConfig {
         })
     }
 
+    /// A block with freshly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> ConvBlock {
         let k = self.kernel_size;
         let padding = match self.padding {
@@ -101,12 +104,18 @@ impl ConvBlockConfig {
 /// A convolutional block; see [`ConvBlockConfig`].
 #[derive(Module, Debug)]
 pub struct ConvBlock {
+    /// The convolution.
     pub conv: Conv2d,
+    /// Batch normalisation, if configured.
     pub norm: Option<BatchNorm>,
     #[module(skip)]
+    /// The activation after the convolution (and normalisation).
     pub activation: Activation,
+    /// Max pooling, if configured.
     pub max_pool: Option<MaxPool2d>,
+    /// Average pooling, if configured.
     pub avg_pool: Option<AvgPool2d>,
+    /// Dropout at the end of the block.
     pub dropout: Dropout,
 }
 

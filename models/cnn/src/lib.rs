@@ -2,6 +2,8 @@
 //! dropout) and a [`Cnn`] image classifier built from blocks and a dense head, with presets
 //! matching the classic MNIST and CIFAR-10 tutorial nets.
 
+#![warn(missing_docs)]
+
 mod cnn;
 mod conv_block;
 

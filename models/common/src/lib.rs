@@ -2,6 +2,8 @@
 //! [`Dropout`] they regularise with, and the [`Model`] trait through which kiln's trainer fits
 //! any of them.
 
+#![warn(missing_docs)]
+
 mod activation;
 mod dropout;
 mod model;

@@ -16,6 +16,7 @@ pub struct Layer {
     pub kind: String,
     /// Its output for one sample: the batch dimension left out, as Keras shows `None`.
     pub output: Vec<usize>,
+    /// Its parameter count.
     pub params: usize,
 }
 
@@ -64,6 +65,7 @@ pub struct Summary {
     pub model: String,
     /// One sample's shape.
     pub input: Vec<usize>,
+    /// One row per layer.
     pub layers: Vec<Layer>,
     /// Every parameter of the model (counted from the model itself, not the rows).
     pub total: usize,

@@ -1,6 +1,8 @@
 //! Feed-forward networks: the [`Perceptron`] of Rosenblatt and the multi-layer perceptron
 //! ([`Mlp`]) trained by backpropagation.
 
+#![warn(missing_docs)]
+
 mod mlp;
 mod perceptron;
 

@@ -8,12 +8,19 @@ use kiln_common::{Activation, Dropout, DropoutConfig, Layer, Model};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MlpConfigError {
     #[error("d_input must be at least 1, got {0}")]
+    /// `d_input` is 0.
     NoInput(usize),
     #[error("d_output must be at least 1, got {0}")]
+    /// `d_output` is 0.
     NoOutput(usize),
+    /// A hidden layer has no units.
     #[error("hidden layer {layer} has 0 units; every hidden layer needs at least 1")]
-    EmptyHidden { layer: usize },
+    EmptyHidden {
+        /// The layer (from 0).
+        layer: usize,
+    },
     #[error("dropout must lie in [0, 1), got {0}")]
+    /// A dropout probability outside [0, 1).
     Dropout(f64),
 }
 
@@ -112,10 +119,14 @@ impl MlpConfig {
 /// One hidden layer of an [`Mlp`]: linear map, optional batch norm, activation, dropout.
 #[derive(Module, Debug)]
 pub struct DenseBlock {
+    /// The layer's linear map.
     pub linear: Linear,
+    /// Batch normalisation, if configured.
     pub norm: Option<BatchNorm>,
     #[module(skip)]
+    /// The activation.
     pub activation: Activation,
+    /// Dropout after the activation.
     pub dropout: Dropout,
 }
 
@@ -156,7 +167,9 @@ impl DenseBlock {
 /// A multi-layer perceptron; see [`MlpConfig`].
 #[derive(Module, Debug)]
 pub struct Mlp {
+    /// The hidden layers, in order.
     pub hidden: Vec<DenseBlock>,
+    /// The output layer (no activation: logits or values).
     pub output: Linear,
 }
 

@@ -12,6 +12,8 @@
 //! `bias_ih_l0`, `bias_hh_l0`, and `*_reverse` for the backward direction), so PyTorch weights
 //! load directly.
 
+#![warn(missing_docs)]
+
 mod cpu_kernel;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
 #[allow(deprecated)]

@@ -158,6 +158,7 @@ macro_rules! pytorch_layer {
         }
 
         impl $config {
+            /// A layer with PyTorch's initialisation on `device`: every weight uniform in `±1/sqrt(d_hidden)`.
             pub fn init(&self, device: &burn::tensor::Device) -> $layer {
                 let init = || crate::recurrence::init_params($gates, self.d_input, self.d_hidden, device);
                 let (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) = init();
@@ -183,15 +184,24 @@ macro_rules! pytorch_layer {
         $(#[$doc])*
         #[derive(burn::module::Module, Debug)]
         pub struct $layer {
+            /// Input-to-hidden weights of the gates, stacked, `[gates * d_hidden, d_input]`.
             pub weight_ih_l0: burn::module::Param<burn::tensor::Tensor<2>>,
+            /// Hidden-to-hidden weights of the gates, stacked, `[gates * d_hidden, d_hidden]`.
             pub weight_hh_l0: burn::module::Param<burn::tensor::Tensor<2>>,
+            /// Input-to-hidden biases, `[gates * d_hidden]`.
             pub bias_ih_l0: burn::module::Param<burn::tensor::Tensor<1>>,
+            /// Hidden-to-hidden biases, `[gates * d_hidden]`.
             pub bias_hh_l0: burn::module::Param<burn::tensor::Tensor<1>>,
+            /// The backward direction's `weight_ih_l0`, when bidirectional.
             pub weight_ih_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<2>>>,
+            /// The backward direction's `weight_hh_l0`, when bidirectional.
             pub weight_hh_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<2>>>,
+            /// The backward direction's `bias_ih_l0`, when bidirectional.
             pub bias_ih_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<1>>>,
+            /// The backward direction's `bias_hh_l0`, when bidirectional.
             pub bias_hh_l0_reverse: Option<burn::module::Param<burn::tensor::Tensor<1>>>,
             #[module(skip)]
+            /// Size of the hidden state.
             pub d_hidden: usize,
         }
 

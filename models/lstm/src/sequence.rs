@@ -9,7 +9,9 @@ use crate::{Gru, GruConfig, Lstm, LstmConfig};
 /// The recurrent cell of a [`SequenceModel`].
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Cell {
+    /// Long short-term memory ([`Lstm`]).
     Lstm,
+    /// Gated recurrent unit ([`Gru`]).
     Gru,
 }
 
@@ -28,8 +30,10 @@ pub enum Pooling {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SequenceConfigError {
     #[error("{0} must be at least 1")]
+    /// A size (named) is 0.
     Zero(&'static str),
     #[error("dropout must lie in [0, 1), got {0}")]
+    /// A dropout probability outside [0, 1).
     Dropout(f64),
 }
 
@@ -64,6 +68,7 @@ pub struct SequenceModelConfig {
 }
 
 impl SequenceModelConfig {
+    /// Checks every hyper-parameter once, up front.
     pub fn check(&self) -> Result<(), SequenceConfigError> {
         for (name, v) in [
             ("d_input", self.d_input),
@@ -124,13 +129,19 @@ impl SequenceModelConfig {
 /// A stacked recurrent model with a head; see [`SequenceModelConfig`].
 #[derive(Module, Debug)]
 pub struct SequenceModel {
+    /// The LSTM layers (empty when the cell is a GRU).
     pub lstms: Vec<Lstm>,
+    /// The GRU layers (empty when the cell is an LSTM).
     pub grus: Vec<Gru>,
+    /// Dropout between layers and before the head.
     pub dropout: Dropout,
+    /// The output layer.
     pub head: Linear,
     #[module(skip)]
+    /// Which steps the head sees.
     pub pooling: Pooling,
     #[module(skip)]
+    /// Size of each layer's hidden state.
     pub d_hidden: usize,
 }
 

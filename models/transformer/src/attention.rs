@@ -12,6 +12,7 @@ const MASKED: f32 = -1.0e9;
 /// `d_k = d_model / n_heads`, concatenated and projected.
 #[derive(Config, Debug)]
 pub struct MultiHeadAttentionConfig {
+    /// Width of the tokens' vectors.
     pub d_model: usize,
     /// Must divide `d_model`.
     pub n_heads: usize,
@@ -21,6 +22,7 @@ pub struct MultiHeadAttentionConfig {
 }
 
 impl MultiHeadAttentionConfig {
+    /// A layer with freshly initialised weights on `device` (PyTorch's initialisation).
     pub fn init(&self, device: &Device) -> MultiHeadAttention {
         assert!(
             self.n_heads > 0 && self.d_model.is_multiple_of(self.n_heads),
@@ -51,10 +53,15 @@ impl MultiHeadAttentionConfig {
 /// three; `out_proj` is a Linear (Burn's `[in, out]` weight: transpose PyTorch's to load it).
 #[derive(Module, Debug)]
 pub struct MultiHeadAttention {
+    /// The query, key and value projections stacked, `[3 * d_model, d_model]` (PyTorch's `in_proj_weight`).
     pub in_proj_weight: Param<Tensor<2>>,
+    /// Their biases, `[3 * d_model]`.
     pub in_proj_bias: Param<Tensor<1>>,
+    /// The output projection.
     pub out_proj: Linear,
+    /// Dropout on the attention weights.
     pub dropout: Dropout,
+    /// Number of heads.
     pub n_heads: usize,
 }
 

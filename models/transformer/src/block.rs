@@ -18,6 +18,7 @@ use crate::{MultiHeadAttention, MultiHeadAttentionConfig};
 /// with dropout on the attention weights and on each branch before it is added.
 #[derive(Config, Debug)]
 pub struct EncoderBlockConfig {
+    /// Width of the tokens' vectors.
     pub d_model: usize,
     /// Attention heads; must divide `d_model`.
     pub n_heads: usize,
@@ -39,6 +40,7 @@ pub struct EncoderBlockConfig {
 }
 
 impl EncoderBlockConfig {
+    /// A block with freshly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> EncoderBlock {
         let norm = || {
             LayerNormConfig::new(self.d_model)
@@ -63,15 +65,23 @@ impl EncoderBlockConfig {
 /// See [`EncoderBlockConfig`]. Field names follow PyTorch's, so its weights map one to one.
 #[derive(Module, Debug)]
 pub struct EncoderBlock {
+    /// Multi-head self-attention.
     pub self_attn: MultiHeadAttention,
+    /// The feed-forward network's first layer, `d_model -> d_ff`.
     pub linear1: Linear,
+    /// Its second layer, `d_ff -> d_model`.
     pub linear2: Linear,
+    /// Layer norm around the attention.
     pub norm1: LayerNorm,
+    /// Layer norm around the feed-forward network.
     pub norm2: LayerNorm,
+    /// Dropout on each sub-layer's output.
     pub dropout: Dropout,
     #[module(skip)]
+    /// The feed-forward network's activation.
     pub activation: Activation,
     #[module(skip)]
+    /// Layer norm before each sub-layer (pre-norm) rather than after.
     pub norm_first: bool,
 }
 

@@ -27,14 +27,24 @@ pub enum Pooling {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TransformerConfigError {
     #[error("{0} must be at least 1")]
+    /// A size (named) is 0.
     Zero(&'static str),
+    /// The heads do not split the width evenly.
     #[error("n_heads ({n_heads}) must divide d_model ({d_model})")]
-    Heads { d_model: usize, n_heads: usize },
+    Heads {
+        /// The width.
+        d_model: usize,
+        /// The number of heads.
+        n_heads: usize,
+    },
     #[error("d_model must be even for sinusoidal positions, got {0}")]
+    /// Sinusoidal positions need an even `d_model`.
     OddWidth(usize),
     #[error("max_len must be at most 10000, got {0}")]
+    /// `max_len` beyond the positional table's 10,000.
     TooLong(usize),
     #[error("dropout must lie in [0, 1), got {0}")]
+    /// A dropout probability outside [0, 1).
     Dropout(f64),
 }
 
@@ -81,6 +91,7 @@ pub struct SequenceClassifierConfig {
 }
 
 impl SequenceClassifierConfig {
+    /// Checks every hyper-parameter once, up front.
     pub fn check(&self) -> Result<(), TransformerConfigError> {
         for (name, v) in [
             ("d_model", self.d_model),
@@ -165,6 +176,7 @@ impl SequenceClassifierConfig {
 
 /// What turns a batch of inputs into `[batch, seq, d_model]` vectors and a padding mask.
 pub trait Embed: Module + burn::module::ModuleDisplay + 'static {
+    /// What a batch of inputs is.
     type Input: BatchInput;
 
     /// # Shapes
@@ -175,6 +187,7 @@ pub trait Embed: Module + burn::module::ModuleDisplay + 'static {
 /// Token ids through an embedding table, scaled by `sqrt(d_model)` as in the original paper.
 #[derive(Module, Debug)]
 pub struct Tokens {
+    /// The token embedding.
     pub embedding: Embedding,
 }
 
@@ -195,6 +208,7 @@ impl Embed for Tokens {
 /// Real-valued steps through a linear projection (time series, image rows).
 #[derive(Module, Debug)]
 pub struct Features {
+    /// The projection of each step to `d_model`.
     pub projection: Linear,
 }
 
@@ -209,14 +223,19 @@ impl Embed for Features {
 /// See [`SequenceClassifierConfig`]; `E` is [`Tokens`] for text, [`Features`] for series.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier<E: Embed> {
+    /// The embedding of the inputs.
     pub input: E,
     /// The `[CLS]` vector `[1, 1, d_model]`, with CLS pooling.
     pub cls: Option<Param<Tensor<3>>>,
+    /// Positional encodings added to the embeddings.
     pub positions: PositionalEncoding,
+    /// The encoder blocks.
     pub encoder: Encoder,
     /// Layer norm after the last block, with pre-norm blocks (PyTorch's `norm`).
     pub final_norm: Option<LayerNorm>,
+    /// Dropout before the head.
     pub dropout: Dropout,
+    /// The output layer on the pooled vector.
     pub head: Linear,
 }
 

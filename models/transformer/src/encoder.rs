@@ -7,6 +7,7 @@ use crate::{EncoderBlock, EncoderBlockConfig};
 /// A stack of identical [`EncoderBlock`]s (PyTorch's `TransformerEncoder`).
 #[derive(Config, Debug)]
 pub struct EncoderConfig {
+    /// The configuration every block shares.
     pub block: EncoderBlockConfig,
     /// Number of blocks. Default: 2.
     #[config(default = 2)]
@@ -14,6 +15,7 @@ pub struct EncoderConfig {
 }
 
 impl EncoderConfig {
+    /// An encoder with freshly initialised weights on `device`.
     pub fn init(&self, device: &Device) -> Encoder {
         Encoder {
             blocks: (0..self.n_blocks)
@@ -26,6 +28,7 @@ impl EncoderConfig {
 /// See [`EncoderConfig`].
 #[derive(Module, Debug)]
 pub struct Encoder {
+    /// The blocks, in order.
     pub blocks: Vec<EncoderBlock>,
 }
 

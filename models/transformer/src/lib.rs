@@ -5,6 +5,8 @@
 //! Parameters follow PyTorch's `TransformerEncoderLayer` names (`self_attn.in_proj_weight`,
 //! `linear1`, `norm1`, ...), and the block matches it to 1e-4 (see `tests/pytorch.rs`).
 
+#![warn(missing_docs)]
+
 mod attention;
 mod block;
 mod classifier;

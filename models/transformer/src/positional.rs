@@ -14,6 +14,7 @@ pub enum Positions {
 }
 
 #[derive(Config, Debug)]
+/// Configuration of a [`PositionalEncoding`].
 pub struct PositionalEncodingConfig {
     /// Longest sequence the table covers (at most 10,000).
     pub max_len: usize,

@@ -1,0 +1,209 @@
+//! kiln on the GPU backend: every model family trains on wgpu as it does on flex, the CPU
+//! backend whose results the other tests check. Where there is no GPU, wgpu runs on Mesa's
+//! lavapipe software Vulkan (`apt-get install mesa-vulkan-drivers`).
+//!
+//! `cargo test --release -p kiln --features wgpu --test wgpu`
+
+#![cfg(feature = "wgpu")]
+
+use kiln::burn::module::Module;
+use kiln::burn::tensor::{Device, DeviceKind, Tensor, TensorData};
+use kiln::cnn::{CnnConfig, ConvBlockConfig, Padding, Pool};
+use kiln::common::Model;
+use kiln::datasets::{Data, digits};
+use kiln::fnn::{MlpConfig, PerceptronConfig};
+use kiln::lstm::{Cell, SequenceModelConfig};
+use kiln::train::{Task, Trainer, TrainerConfig, Verbosity, evaluate, predict};
+use kiln::transformer::SequenceClassifierConfig;
+
+fn gpu() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
+/// The first `n` digits for training and the next 200 for testing, pixels in [0, 1], each
+/// sample shaped `shape`.
+fn digit_parts(n: usize, shape: &[usize]) -> (Data, Data) {
+    let mut all = digits();
+    all.x.iter_mut().for_each(|v| *v /= 16.0);
+    let all = Data::new(all.x, shape.to_vec(), all.y).unwrap();
+    let train: Vec<usize> = (0..n).collect();
+    let test: Vec<usize> = (n..n + 200).collect();
+    (all.subset(&train), all.subset(&test))
+}
+
+/// The digits as sequences of 8 token ids (a row's pixel sum, 0..=16).
+fn digit_tokens(n: usize) -> (Data, Data) {
+    let (train, test) = digit_parts(n, &[64]);
+    let tokens = |d: Data| {
+        let ids: Vec<f32> =
+            d.x.chunks(8)
+                .map(|row| (row.iter().sum::<f32>() * 2.0).round())
+                .collect();
+        Data::new(ids, vec![8], d.y).unwrap()
+    };
+    (tokens(train), tokens(test))
+}
+
+fn config(epochs: usize) -> TrainerConfig {
+    TrainerConfig {
+        epochs,
+        batch_size: 32,
+        validation_split: 0.25,
+        verbosity: Verbosity::Quiet,
+        ..TrainerConfig::new(Task::Classification)
+    }
+}
+
+fn largest_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.concat()
+        .iter()
+        .zip(b.concat())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Makes the model on flex from seed 1, copies it to the GPU, and checks that both backends
+/// give the same outputs, then the same trained model after `epochs` (no dropout: the
+/// backends draw different random numbers). Returns the test loss before and after training
+/// on the GPU.
+fn train_on_both<M: Model>(
+    name: &str,
+    make: impl Fn(&Device) -> M,
+    (train, test): (Data, Data),
+    epochs: usize,
+    tolerance: f32,
+) -> (f64, f64) {
+    let (flex, gpu) = (Device::flex(), gpu());
+    flex.seed(1);
+    let on_flex = make(&flex);
+    let on_gpu = on_flex.clone().fork(&gpu);
+    let (before_flex, before_gpu) = (
+        predict(&on_flex, &test, 64, &flex),
+        predict(&on_gpu, &test, 64, &gpu),
+    );
+    let diff = largest_difference(&before_flex, &before_gpu);
+    assert!(
+        diff < 1e-4,
+        "{name}: outputs differ by {diff} before training"
+    );
+    let loss_before = evaluate(&on_gpu, &test, Task::Classification, 64, &gpu).loss;
+
+    let fit = |model: M, device: &Device| {
+        Trainer::new(config(epochs), device.clone())
+            .unwrap()
+            .fit(model, &train)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .model
+    };
+    let (trained_flex, trained_gpu) = (fit(on_flex, &flex), fit(on_gpu, &gpu));
+    let after = predict(&trained_gpu, &test, 64, &gpu);
+    assert!(after.concat().iter().all(|v| v.is_finite()), "{name}");
+    let diff = largest_difference(&predict(&trained_flex, &test, 64, &flex), &after);
+    eprintln!("{name}: flex and wgpu differ by {diff:e} after training");
+    assert!(
+        diff < tolerance,
+        "{name}: trained outputs differ by {diff} (tolerance {tolerance})"
+    );
+    let loss_after = evaluate(&trained_gpu, &test, Task::Classification, 64, &gpu).loss;
+    (loss_before, loss_after)
+}
+
+/// The MLP and the CNN, an epoch each on ~900 digits: the loss falls, and the GPU's first
+/// outputs and trained model equal flex's. After 22 Adam steps the two backends' different
+/// summation orders (GPU reductions are tree-shaped, flex's sequential) leave differences of
+/// about 1e-5 in the logits (measured); 1e-3 allows for other GPUs while catching any real
+/// difference in a kernel (a wrong gradient moves them by 1e-1 and more).
+#[test]
+fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
+    let (before, after) = train_on_both(
+        "mlp",
+        |d| MlpConfig::new(64, vec![64], 10).init(d),
+        digit_parts(900, &[64]),
+        1,
+        1e-3,
+    );
+    assert!(after < before * 0.7, "mlp: test loss {before} -> {after}");
+    let cnn = CnnConfig::new(
+        1,
+        [8, 8],
+        vec![
+            ConvBlockConfig::new([1, 8])
+                .with_padding(Padding::Same)
+                .with_pool(Some(Pool::Max)),
+        ],
+        vec![32],
+        10,
+    );
+    let (before, after) = train_on_both(
+        "cnn",
+        |d| cnn.init(d),
+        digit_parts(900, &[1, 8, 8]),
+        1,
+        1e-3,
+    );
+    assert!(after < before * 0.9, "cnn: test loss {before} -> {after}");
+}
+
+/// Every other family, including the LSTM's composed path (the fused LSTM is a CPU operation:
+/// on wgpu the same layer runs as Burn operations), GRU, bidirectional layers and the
+/// transformer over tokens and over real-valued steps: two steps each, same results as flex.
+#[test]
+fn every_model_family_trains_on_wgpu_as_on_flex() {
+    let seq = |cell, bidirectional| {
+        SequenceModelConfig::new(8, 16, 10)
+            .with_cell(cell)
+            .with_bidirectional(bidirectional)
+    };
+    for (name, cell, bidirectional) in [
+        ("lstm", Cell::Lstm, false),
+        ("bilstm", Cell::Lstm, true),
+        ("gru", Cell::Gru, false),
+    ] {
+        let config = seq(cell, bidirectional);
+        train_on_both(name, |d| config.init(d), digit_parts(80, &[8, 8]), 1, 1e-3);
+    }
+    let transformer = SequenceClassifierConfig::new(16, 10)
+        .with_d_ff(32)
+        .with_n_blocks(1)
+        .with_dropout(0.0);
+    train_on_both(
+        "transformer over tokens",
+        |d| transformer.init_tokens(17, d),
+        digit_tokens(80),
+        1,
+        1e-3,
+    );
+    train_on_both(
+        "transformer over steps",
+        |d| transformer.init_features(8, d),
+        digit_parts(80, &[8, 8]),
+        1,
+        1e-3,
+    );
+}
+
+#[test]
+fn the_perceptron_classifies_on_wgpu_as_on_flex() {
+    // The perceptron rule updates on the host; its predictions run on the weights' device.
+    let (flex, gpu) = (Device::flex(), gpu());
+    let (train, _) = digit_parts(200, &[64]);
+    let x = |d: &Device| Tensor::<2>::from_data(TensorData::new(train.x.clone(), [200, 64]), d);
+    flex.seed(1);
+    let perceptron = PerceptronConfig::new(64).init(&flex);
+    let on_flex: Vec<f32> = perceptron
+        .forward(x(&flex))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let on_gpu: Vec<f32> = perceptron
+        .fork(&gpu)
+        .forward(x(&gpu))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(on_flex, on_gpu);
+    assert!(
+        on_flex.contains(&0.0) && on_flex.contains(&1.0),
+        "{on_flex:?}"
+    );
+}
