@@ -123,7 +123,7 @@ pub type EpochLoss = EpochMetric<LossSum>;
 pub type EpochAccuracy = EpochMetric<HitSum>;
 
 /// A burn-train numeric metric over an epoch that keeps each batch's tensors and reads them
-/// [`READ_EVERY`] batches at a time.
+/// `READ_EVERY` (64) batches at a time.
 pub struct EpochMetric<S: BatchSum> {
     name: MetricName,
     pending: Vec<S::Kept>,

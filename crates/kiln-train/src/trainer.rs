@@ -31,6 +31,39 @@ use crate::{
 };
 
 /// Everything a training run needs besides the model and the data; saved as `config.json`.
+///
+/// # Example
+///
+/// Keras's `model.fit(x, y, epochs=5, batch_size=32, validation_split=0.2)` on the embedded
+/// digits:
+///
+/// ```
+/// use burn::tensor::Device;
+/// use kiln_datasets::{Standardizer, digits, split};
+/// use kiln_fnn::MlpConfig;
+/// use kiln_train::{Task, Trainer, TrainerConfig, Verbosity, evaluate};
+///
+/// let parts = split(&digits(), 0.2, 0)?;
+/// let (mut train, mut test) = (parts.first, parts.second);
+/// let scaler = Standardizer::fit(&train);
+/// scaler.transform(&mut train)?;
+/// scaler.transform(&mut test)?;
+///
+/// let device = Device::flex();
+/// let model = MlpConfig::new(64, vec![64], 10).init(&device);
+/// let config = TrainerConfig {
+///     epochs: 5,
+///     batch_size: 32,
+///     validation_split: 0.2,
+///     verbosity: Verbosity::Quiet,
+///     ..TrainerConfig::new(Task::Classification)
+/// };
+/// let fit = Trainer::new(config, device.clone())?.fit(model, &train)?;
+/// assert_eq!(fit.history.epochs.len(), 5);
+/// let metrics = evaluate(&fit.model, &test, Task::Classification, 256, &device);
+/// assert!(metrics.accuracy.unwrap() > 0.9);
+/// # Ok::<(), kiln_train::TrainError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerConfig {
     /// Classification or regression.

@@ -48,6 +48,7 @@ fn config(epochs: usize) -> TrainerConfig {
     TrainerConfig {
         epochs,
         batch_size: 32,
+        lr: 1e-2,
         validation_split: 0.25,
         verbosity: Verbosity::Quiet,
         ..TrainerConfig::new(Task::Classification)
@@ -108,11 +109,11 @@ fn train_on_both<M: Model>(
     (loss_before, loss_after)
 }
 
-/// The MLP and the CNN, an epoch each on ~900 digits: the loss falls, and the GPU's first
-/// outputs and trained model equal flex's. After 22 Adam steps the two backends' different
-/// summation orders (GPU reductions are tree-shaped, flex's sequential) leave differences of
-/// about 1e-5 in the logits (measured); 1e-3 allows for other GPUs while catching any real
-/// difference in a kernel (a wrong gradient moves them by 1e-1 and more).
+/// The MLP and the CNN, an epoch each on 900 digits (22 Adam steps): the test loss falls (by
+/// 60% and 40% here), and the GPU's first outputs and trained model equal flex's. The two backends sum in
+/// different orders (GPU reductions are tree-shaped, flex's sequential), which left differences
+/// of 1e-6 (MLP) and 4e-6 (CNN) in the logits on lavapipe (measured); 1e-3 allows for other GPUs' arithmetic
+/// while catching a real difference in a kernel (a wrong gradient moves them by 1e-1 and more).
 #[test]
 fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
     let (before, after) = train_on_both(
@@ -122,7 +123,7 @@ fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
         1,
         1e-3,
     );
-    assert!(after < before * 0.7, "mlp: test loss {before} -> {after}");
+    assert!(after < before * 0.5, "mlp: test loss {before} -> {after}");
     let cnn = CnnConfig::new(
         1,
         [8, 8],
@@ -141,7 +142,7 @@ fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
         1,
         1e-3,
     );
-    assert!(after < before * 0.9, "cnn: test loss {before} -> {after}");
+    assert!(after < before * 0.7, "cnn: test loss {before} -> {after}");
 }
 
 /// Every other family, including the LSTM's composed path (the fused LSTM is a CPU operation:
@@ -188,8 +189,23 @@ fn the_perceptron_classifies_on_wgpu_as_on_flex() {
     let (flex, gpu) = (Device::flex(), gpu());
     let (train, _) = digit_parts(200, &[64]);
     let x = |d: &Device| Tensor::<2>::from_data(TensorData::new(train.x.clone(), [200, 64]), d);
-    flex.seed(1);
-    let perceptron = PerceptronConfig::new(64).init(&flex);
+    let zeros: Vec<i64> = train
+        .y
+        .labels()
+        .unwrap()
+        .iter()
+        .map(|&l| (l == 0) as i64)
+        .collect();
+    let mut perceptron = PerceptronConfig::new(64).init(&flex);
+    let fit = perceptron.fit(
+        x(&flex),
+        Tensor::from_data(TensorData::new(zeros, [200]), &flex),
+        20,
+    );
+    assert!(
+        fit.converged,
+        "zeros are separable from the other digits: {fit:?}"
+    );
     let on_flex: Vec<f32> = perceptron
         .forward(x(&flex))
         .into_data()

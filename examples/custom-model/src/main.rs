@@ -5,6 +5,10 @@
 //! `cargo run --release` (in this directory; `--no-default-features --features wgpu` for
 //! the GPU).
 
+/// The README's example of a model of one's own, kept compiling and checked against the README.
+#[cfg(test)]
+mod readme;
+
 // The one line a crate needs for Burn's derives: `#[derive(Module)]` and `#[derive(Config)]`
 // write paths starting with `burn::`, and this makes them kiln's own Burn (the exact version
 // and backends kiln was built with) without a `burn` dependency of your own.

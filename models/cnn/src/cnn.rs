@@ -58,6 +58,29 @@ pub enum CnnConfigError {
 /// ```
 ///
 /// The flatten size is computed from `image_size` and the blocks, never written by hand.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_cnn::{CnnConfig, ConvBlockConfig, Pool};
+///
+/// let device = Device::flex();
+/// let config = CnnConfig::new(
+///     1,
+///     [28, 28],
+///     vec![
+///         ConvBlockConfig::new([1, 16]).with_pool(Some(Pool::Max)),
+///         ConvBlockConfig::new([16, 32]).with_pool(Some(Pool::Max)),
+///     ],
+///     vec![64],
+///     10,
+/// );
+/// config.check()?;
+/// let cnn = config.init(&device);
+/// assert_eq!(cnn.forward(Tensor::zeros([2, 1, 28, 28], &device)).dims(), [2, 10]);
+/// # Ok::<(), kiln_cnn::CnnConfigError>(())
+/// ```
 #[derive(Config, Debug)]
 pub struct CnnConfig {
     /// Channels of the input image (1 grey, 3 colour).

@@ -29,6 +29,21 @@ pub enum Pool {
 /// ```text
 /// conv(kernel, stride, padding) -> (batch norm) -> activation -> (pool) -> (dropout)
 /// ```
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_cnn::{ConvBlockConfig, Padding, Pool};
+///
+/// let device = Device::flex();
+/// let block = ConvBlockConfig::new([1, 8])
+///     .with_padding(Padding::Same)
+///     .with_pool(Some(Pool::Max))
+///     .init(&device);
+/// let features = block.forward(Tensor::zeros([2, 1, 28, 28], &device));
+/// assert_eq!(features.dims(), [2, 8, 14, 14]);
+/// ```
 #[derive(Config, Debug)]
 pub struct ConvBlockConfig {
     /// Input and output channels.

@@ -3,6 +3,24 @@ use burn::module::{Content, DisplaySettings, Flag, Module, ModuleDisplay, Param}
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 
 /// Configuration of a [`Dropout`] layer.
+///
+/// # Example
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_common::DropoutConfig;
+///
+/// let device = Device::flex();
+/// let dropout = DropoutConfig::new(0.5).init();
+/// let x = Tensor::<2>::ones([4, 1000], &device);
+/// // Training: about half the elements are zeroed, the rest doubled.
+/// let kept: f32 = dropout.forward(x.clone()).mean().into_scalar();
+/// assert!((kept - 1.0).abs() < 0.1);
+/// // Evaluation: the identity.
+/// let same: Vec<f32> = dropout.valid().forward(x).into_data().try_to_vec().unwrap();
+/// assert!(same.iter().all(|&v| v == 1.0));
+/// ```
 #[derive(Config, Debug)]
 pub struct DropoutConfig {
     /// Probability of zeroing each element during training; in `[0, 1)`.

@@ -32,6 +32,21 @@ pub enum MlpConfigError {
 ///
 /// The output layer has no activation: it gives logits for classification (the loss applies
 /// the softmax or sigmoid) and raw values for regression.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_fnn::MlpConfig;
+///
+/// let device = Device::flex();
+/// let config = MlpConfig::new(64, vec![128, 64], 10).with_dropout(0.2);
+/// config.check()?; // hyper-parameters checked once, into a typed error
+/// let mlp = config.init(&device);
+/// let logits = mlp.forward(Tensor::zeros([32, 64], &device));
+/// assert_eq!(logits.dims(), [32, 10]);
+/// # Ok::<(), kiln_fnn::MlpConfigError>(())
+/// ```
 #[derive(Config, Debug)]
 pub struct MlpConfig {
     /// Number of input features.

@@ -3,6 +3,23 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// Configuration of a [`Perceptron`].
+///
+/// # Example
+///
+/// Rosenblatt's rule learns logical AND, which is linearly separable:
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// use kiln_fnn::PerceptronConfig;
+///
+/// let device = Device::flex();
+/// let mut perceptron = PerceptronConfig::new(2).init(&device);
+/// let x = Tensor::<2>::from_floats([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], &device);
+/// let fit = perceptron.fit(x.clone(), Tensor::<1, Int>::from_ints([0, 0, 0, 1], &device), 20);
+/// assert!(fit.converged);
+/// let predicted: Vec<f32> = perceptron.forward(x).into_data().try_to_vec().unwrap();
+/// assert_eq!(predicted, [0.0, 0.0, 0.0, 1.0]);
+/// ```
 #[derive(Config, Debug)]
 pub struct PerceptronConfig {
     /// Number of inputs.

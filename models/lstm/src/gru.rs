@@ -5,6 +5,19 @@ use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps,
 
 pytorch_layer!(
     /// Configuration of a [`Gru`] layer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// use kiln_lstm::GruConfig;
+    ///
+    /// let device = Device::flex();
+    /// let gru = GruConfig::new(8, 16).init(&device);
+    /// let (out, h) = gru.forward(Tensor::zeros([4, 5, 8], &device), None);
+    /// assert_eq!(out.dims(), [4, 5, 16]);
+    /// assert_eq!(h.dims(), [1, 4, 16]);
+    /// ```
     GruConfig,
     /// A gated recurrent unit layer, PyTorch's `nn.GRU(batch_first=True)` for one layer:
     ///

@@ -6,6 +6,20 @@ use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps,
 
 pytorch_layer!(
     /// Configuration of an [`Lstm`] layer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// use kiln_lstm::LstmConfig;
+    ///
+    /// let device = Device::flex();
+    /// let lstm = LstmConfig::new(8, 16).with_bidirectional(true).init(&device);
+    /// let (out, (h, c)) = lstm.forward(Tensor::zeros([4, 5, 8], &device), None);
+    /// assert_eq!(out.dims(), [4, 5, 32]); // both directions' outputs, side by side
+    /// assert_eq!(h.dims(), [2, 4, 16]);
+    /// assert_eq!(c.dims(), [2, 4, 16]);
+    /// ```
     LstmConfig,
     /// A long short-term memory layer, PyTorch's `nn.LSTM(batch_first=True)` for one layer:
     ///

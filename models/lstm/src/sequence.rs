@@ -42,6 +42,23 @@ pub enum SequenceConfigError {
 /// ```text
 /// x [batch, seq, d_input] -> (LSTM|GRU -> dropout) x layers -> pool over steps -> Linear -> output
 /// ```
+///
+/// # Example
+///
+/// A two-layer LSTM reading 20 steps of one feature and forecasting one value:
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_lstm::SequenceModelConfig;
+///
+/// let device = Device::flex();
+/// let config = SequenceModelConfig::new(1, 32, 1).with_layers(2).with_dropout(0.1);
+/// config.check()?;
+/// let model = config.init(&device);
+/// let y = model.forward_with_lengths(Tensor::zeros([4, 20, 1], &device), None);
+/// assert_eq!(y.dims(), [4, 1]);
+/// # Ok::<(), kiln_lstm::SequenceConfigError>(())
+/// ```
 #[derive(Config, Debug)]
 pub struct SequenceModelConfig {
     /// Features per step.

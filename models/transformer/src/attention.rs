@@ -10,6 +10,18 @@ const MASKED: f32 = -1.0e9;
 
 /// Multi-head self-attention, `softmax(Q K^T / sqrt(d_k)) V` in `n_heads` subspaces of width
 /// `d_k = d_model / n_heads`, concatenated and projected.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_transformer::MultiHeadAttentionConfig;
+///
+/// let device = Device::flex();
+/// let attention = MultiHeadAttentionConfig::new(16, 4).init(&device);
+/// let y = attention.forward(Tensor::zeros([2, 5, 16], &device), None);
+/// assert_eq!(y.dims(), [2, 5, 16]);
+/// ```
 #[derive(Config, Debug)]
 pub struct MultiHeadAttentionConfig {
     /// Width of the tokens' vectors.

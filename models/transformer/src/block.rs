@@ -16,6 +16,18 @@ use crate::{MultiHeadAttention, MultiHeadAttentionConfig};
 /// ```
 ///
 /// with dropout on the attention weights and on each branch before it is added.
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_transformer::EncoderBlockConfig;
+///
+/// let device = Device::flex();
+/// let block = EncoderBlockConfig::new(16, 4, 64).with_norm_first(true).init(&device);
+/// let y = block.forward(Tensor::zeros([2, 5, 16], &device), None);
+/// assert_eq!(y.dims(), [2, 5, 16]);
+/// ```
 #[derive(Config, Debug)]
 pub struct EncoderBlockConfig {
     /// Width of the tokens' vectors.

@@ -55,6 +55,24 @@ pub enum TransformerConfigError {
 /// or features [batch, seq, d_input] -> Linear       ┘-> ([CLS] +) positions -> dropout
 ///   -> encoder blocks (padding masked) -> mean or [CLS] -> dropout -> Linear -> output
 /// ```
+///
+/// # Example
+///
+/// A spam filter's shape: 64 token ids per text, two classes.
+///
+/// ```
+/// use burn::tensor::{Device, Int, Tensor};
+/// use kiln_common::Model;
+/// use kiln_transformer::SequenceClassifierConfig;
+///
+/// let device = Device::flex();
+/// let config = SequenceClassifierConfig::new(32, 2).with_n_heads(4).with_d_ff(64);
+/// config.check()?;
+/// let model = config.init_tokens(1000, &device);
+/// let logits = model.forward(Tensor::<2, Int>::zeros([8, 64], &device));
+/// assert_eq!(logits.dims(), [8, 2]);
+/// # Ok::<(), kiln_transformer::TransformerConfigError>(())
+/// ```
 #[derive(Config, Debug)]
 pub struct SequenceClassifierConfig {
     /// Width of every position's vector.

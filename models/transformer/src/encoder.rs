@@ -5,6 +5,19 @@ use burn::tensor::{Bool, Device, Tensor};
 use crate::{EncoderBlock, EncoderBlockConfig};
 
 /// A stack of identical [`EncoderBlock`]s (PyTorch's `TransformerEncoder`).
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_transformer::{EncoderBlockConfig, EncoderConfig};
+///
+/// let device = Device::flex();
+/// let encoder = EncoderConfig::new(EncoderBlockConfig::new(16, 4, 64))
+///     .with_n_blocks(3)
+///     .init(&device);
+/// assert_eq!(encoder.forward(Tensor::zeros([2, 5, 16], &device), None).dims(), [2, 5, 16]);
+/// ```
 #[derive(Config, Debug)]
 pub struct EncoderConfig {
     /// The configuration every block shares.

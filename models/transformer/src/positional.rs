@@ -13,8 +13,22 @@ pub enum Positions {
     Learned,
 }
 
-#[derive(Config, Debug)]
 /// Configuration of a [`PositionalEncoding`].
+///
+/// # Example
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use kiln_transformer::PositionalEncodingConfig;
+///
+/// let device = Device::flex();
+/// let positions = PositionalEncodingConfig::new(512, 16).init(&device);
+/// // Added to the embeddings: position 0's sinusoids are sin(0) = 0 and cos(0) = 1.
+/// let x = positions.forward(Tensor::zeros([1, 3, 16], &device));
+/// let first: Vec<f32> = x.slice([0..1, 0..1, 0..2]).into_data().try_to_vec().unwrap();
+/// assert_eq!(first, [0.0, 1.0]);
+/// ```
+#[derive(Config, Debug)]
 pub struct PositionalEncodingConfig {
     /// Longest sequence the table covers (at most 10,000).
     pub max_len: usize,
