@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,44 @@ pub struct Augmentation {
     pub transforms: Vec<Transform>,
     /// Seed of the random draws (with the batch's own indices, so that a batch is augmented the same way whichever thread builds it).
     pub seed: u64,
+    /// Transforms of your own, applied after `transforms` ([`Augmentation::with`]). They are
+    /// code, not settings: `config.json` does not hold them, and a run resumed from its
+    /// directory by the command line runs without them.
+    #[serde(skip)]
+    pub custom: CustomTransforms,
+}
+
+/// A transform of your own, for [`Augmentation::with`]: any `Fn(&mut [f32], [usize; 3], &mut
+/// StdRng) + Send + Sync` closure is one.
+pub trait ImageTransform: Send + Sync {
+    /// Transforms one image of shape `[c, h, w]` (values row-major) in place. Draw every
+    /// random number from `rng`: it is seeded from the run's seed and the batch, so that runs
+    /// stay reproducible and resumable.
+    fn apply(&self, image: &mut [f32], shape: [usize; 3], rng: &mut StdRng);
+}
+
+impl<F: Fn(&mut [f32], [usize; 3], &mut StdRng) + Send + Sync> ImageTransform for F {
+    fn apply(&self, image: &mut [f32], shape: [usize; 3], rng: &mut StdRng) {
+        self(image, shape, rng)
+    }
+}
+
+/// The named [`ImageTransform`]s of an [`Augmentation`], compared and shown by name.
+#[derive(Clone, Default)]
+pub struct CustomTransforms(pub Vec<(String, Arc<dyn ImageTransform>)>);
+
+impl fmt::Debug for CustomTransforms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl PartialEq for CustomTransforms {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| a.0 == b.0)
+    }
 }
 
 impl Augmentation {
@@ -149,7 +188,14 @@ impl Augmentation {
         Self {
             transforms: Vec::new(),
             seed,
+            custom: CustomTransforms::default(),
         }
+    }
+
+    /// Appends a transform of your own, `name`d for messages, after the built-in ones.
+    pub fn with(mut self, name: &str, transform: impl ImageTransform + 'static) -> Self {
+        self.custom.0.push((name.to_string(), Arc::new(transform)));
+        self
     }
 
     /// Appends `t` to the transforms.
@@ -201,7 +247,10 @@ impl Augmentation {
             .filter(|s| !s.trim().is_empty())
             .map(str::parse)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { transforms, seed })
+        Ok(Self {
+            transforms,
+            ..Self::new(seed)
+        })
     }
 
     /// Augments `batch` samples of shape `[c, h, w]` stored one after the other in `values`.
@@ -289,12 +338,17 @@ impl Augmentation {
                 }
             }
         }
+        for (_, transform) in &self.custom.0 {
+            transform.apply(image, shape, rng);
+        }
     }
 }
 
 impl fmt::Display for Augmentation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<String> = self.transforms.iter().map(Transform::to_string).collect();
+        let names: Vec<String> = (self.transforms.iter().map(Transform::to_string))
+            .chain(self.custom.0.iter().map(|(name, _)| name.clone()))
+            .collect();
         f.write_str(&names.join(","))
     }
 }

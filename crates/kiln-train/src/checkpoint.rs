@@ -30,8 +30,8 @@ use burn::train::checkpoint::{
 use burn::train::metric::store::EventStoreClient;
 use serde::{Deserialize, Serialize};
 
-use crate::callbacks::Plateau;
 use crate::early_stopping::Tracker;
+use crate::epoch_end::Plateau;
 use crate::{History, Model, Supervised, TrainError, write_atomic};
 
 /// The records burn-train checkpoints, by the names of their files.

@@ -51,11 +51,7 @@ impl Failures {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
             Ok(value) => Some(value),
             Err(payload) => {
-                let reason = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panicked".into());
+                let reason = panic_text(payload.as_ref());
                 self.report(Failure::Component(format!("{what}: {reason}")));
                 None
             }
@@ -65,6 +61,15 @@ impl Failures {
     pub fn first(&self) -> Option<Failure> {
         self.first.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// A panic's message, where it has one.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panicked".into())
 }
 
 /// A user's burn-train metric logger, run so that a panic in it ends the run with an error

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use burn::train::logger::MetricLogger;
@@ -23,6 +23,10 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Wall time of the epoch, training and validation.
     pub seconds: f64,
+    /// Users' metrics ([`Trainer::with_metric`](crate::Trainer::with_metric)), by name for
+    /// the training split and `val_` + name for validation, as Keras names its logs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// What happened in each epoch of a run (Keras's `History`).
@@ -37,14 +41,20 @@ impl History {
     pub const CSV_HEADER: &'static str =
         "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds";
 
-    /// The history as CSV, with [`History::CSV_HEADER`]; empty cells for accuracies of a
-    /// regression run.
+    /// The history as CSV, with [`History::CSV_HEADER`] and then a column per user metric;
+    /// empty cells for accuracies of a regression run.
     pub fn to_csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-        let mut out = format!("{}\n", Self::CSV_HEADER);
+        let extra: BTreeSet<&String> = self.epochs.iter().flat_map(|r| r.metrics.keys()).collect();
+        let mut out = Self::CSV_HEADER.to_string();
+        for name in &extra {
+            out.push(',');
+            out.push_str(name);
+        }
+        out.push('\n');
         for r in &self.epochs {
             out.push_str(&format!(
-                "{},{:.6},{},{:.6},{},{:.8},{:.3}\n",
+                "{},{:.6},{},{:.6},{},{:.8},{:.3}",
                 r.epoch,
                 r.train_loss,
                 opt(r.train_accuracy),
@@ -53,6 +63,11 @@ impl History {
                 r.lr,
                 r.seconds
             ));
+            for name in &extra {
+                out.push(',');
+                out.push_str(&opt(r.metrics.get(*name).copied()));
+            }
+            out.push('\n');
         }
         out
     }
@@ -101,6 +116,12 @@ impl History {
             let epoch = cells[0]
                 .parse()
                 .map_err(|_| format!("row {row}, column epoch: {:?} is not an epoch", cells[0]))?;
+            let mut metrics = BTreeMap::new();
+            for (c, name) in columns.iter().enumerate().skip(7) {
+                if let Some(v) = optional(c)? {
+                    metrics.insert(name.to_string(), v);
+                }
+            }
             epochs.push(EpochRecord {
                 epoch,
                 train_loss: number(1)?,
@@ -109,6 +130,7 @@ impl History {
                 val_accuracy: optional(4)?,
                 lr: number(5)?,
                 seconds: if cells.len() > 6 { number(6)? } else { 0.0 },
+                metrics,
             });
         }
         Ok(History { epochs })
@@ -230,6 +252,10 @@ mod tests {
                     val_accuracy: Some(0.875),
                     lr: 0.001,
                     seconds: 1.5,
+                    metrics: BTreeMap::from([
+                        ("top_2".to_string(), 0.875),
+                        ("val_top_2".to_string(), 0.9375),
+                    ]),
                 },
                 EpochRecord {
                     epoch: 2,
@@ -239,6 +265,7 @@ mod tests {
                     val_accuracy: None,
                     lr: 0.0005,
                     seconds: 2.0,
+                    metrics: BTreeMap::from([("top_2".to_string(), 0.75)]),
                 },
             ],
         };
@@ -261,6 +288,7 @@ mod tests {
                 val_accuracy: None,
                 lr: 0.001,
                 seconds: 1.5,
+                metrics: BTreeMap::new(),
             }],
         };
         assert_eq!(

@@ -10,9 +10,10 @@
 
 mod augment;
 mod batch;
-mod callbacks;
+mod callback;
 mod checkpoint;
 mod early_stopping;
+mod epoch_end;
 mod error;
 mod evaluate;
 mod failures;
@@ -29,13 +30,15 @@ mod report;
 mod run;
 mod schedule;
 mod trainer;
+mod user_metric;
 mod weights;
 
-pub use augment::{Augmentation, Transform, flip_horizontal};
+pub use augment::{Augmentation, CustomTransforms, ImageTransform, Transform, flip_horizontal};
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
-pub use callbacks::Plateau;
+pub use callback::Callback;
 pub use checkpoint::CheckpointDir;
 pub use early_stopping::{EarlyStopping, Monitor};
+pub use epoch_end::Plateau;
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};
 pub use history::{EpochRecord, History};
@@ -43,10 +46,13 @@ pub use lr_find::{LrFindResult, LrFinder};
 pub use metrics::{
     BatchHits, BatchLoss, BatchSum, EpochAccuracy, EpochLoss, EpochMetric, HitSum, LossSum,
 };
-pub use model::{Model, Supervised, Task};
+pub use model::{Model, StepOutput, Supervised, Task};
 pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
 pub use plot::{PlotCurve, PlotRun, plot_confusion, plot_curve, plot_histories};
 pub use progress::Verbosity;
+/// The random-number crate of [`ImageTransform`]'s generator, re-exported so that a transform of
+/// your own uses the same version (`use kiln_train::rand::RngExt;`).
+pub use rand;
 pub use report::ClassReport;
 pub use run::{RunDir, write_atomic};
 pub use schedule::LrSchedule;

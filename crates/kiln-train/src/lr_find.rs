@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::callbacks::epoch_seed;
+use crate::epoch_end::epoch_seed;
 use crate::plot::{PlotCurve, plot_curve};
 use crate::{DataBatcher, Supervised, TrainError, TrainerConfig};
 

@@ -4,8 +4,11 @@ use std::str::FromStr;
 use burn::module::Module;
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::ExecutionError;
+use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor};
-use burn::train::metric::{Adaptor, ItemLazy};
+use burn::train::metric::{
+    AccuracyInput, Adaptor, ConfusionStatsInput, ItemLazy, TopKAccuracyInput,
+};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 pub use kiln_common::Model;
@@ -109,11 +112,18 @@ pub(crate) fn class_scores(output: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// What one step hands to burn-train's metrics.
+/// What one step hands to burn-train's metrics: its own ([`BatchLoss`], [`BatchHits`]) and
+/// burn-train's classification metrics (`AccuracyMetric`, `TopKAccuracyMetric`,
+/// `PrecisionMetric`, `RecallMetric`, `FBetaScoreMetric`) adapt from it, so that any of them,
+/// or a metric of your own on one of those inputs, plugs into
+/// [`Trainer::with_metric`](crate::Trainer::with_metric).
+#[derive(Debug, Clone)]
 pub struct StepOutput {
     /// The batch's mean loss (unscaled by its share).
     pub loss: Tensor<1>,
+    /// The model's outputs, `[batch, d_output]`.
     pub output: Tensor<2>,
+    /// The batch's targets.
     pub targets: BatchTargets,
     /// The batch's share of its step (see [`Batch::share`]).
     pub share: f32,
@@ -144,18 +154,52 @@ impl Adaptor<BatchLoss> for StepOutput {
     }
 }
 
-impl Adaptor<BatchHits> for StepOutput {
-    fn adapt(&self) -> BatchHits {
-        let targets: Tensor<1, Int> = match &self.targets {
+impl StepOutput {
+    /// The true classes, `[batch]` (classification metrics only: regression targets are
+    /// rounded down to whole numbers, which no kiln metric asks for).
+    fn classes(&self) -> Tensor<1, Int> {
+        match &self.targets {
             BatchTargets::Classes(c) => c.clone(),
-            // Only registered for classification; regression never asks for accuracy.
             BatchTargets::Values(v) => v.clone().sum_dim(1).squeeze_dim(1).int(),
             BatchTargets::None => unreachable!("unlabelled data is never trained on"),
-        };
+        }
+    }
+}
+
+impl Adaptor<BatchHits> for StepOutput {
+    fn adapt(&self) -> BatchHits {
         BatchHits {
             scores: class_scores(self.output.clone()),
-            targets,
+            targets: self.classes(),
         }
+    }
+}
+
+impl Adaptor<StepOutput> for StepOutput {
+    fn adapt(&self) -> StepOutput {
+        self.clone()
+    }
+}
+
+impl Adaptor<AccuracyInput> for StepOutput {
+    fn adapt(&self) -> AccuracyInput {
+        AccuracyInput::new(class_scores(self.output.clone()), self.classes())
+    }
+}
+
+impl Adaptor<TopKAccuracyInput> for StepOutput {
+    fn adapt(&self) -> TopKAccuracyInput {
+        TopKAccuracyInput::new(class_scores(self.output.clone()), self.classes())
+    }
+}
+
+impl Adaptor<ConfusionStatsInput> for StepOutput {
+    /// Class probabilities (softmax of the scores) and one-hot targets.
+    fn adapt(&self) -> ConfusionStatsInput {
+        let scores = class_scores(self.output.clone());
+        let classes = scores.dims()[1];
+        let one_hot = self.classes().one_hot::<2>(classes).bool();
+        ConfusionStatsInput::new(softmax(scores, 1), one_hot)
     }
 }
 

@@ -90,21 +90,33 @@ impl ProgressRenderer {
         }
     }
 
+    /// Keras's epoch line: loss, accuracy and users' metrics, then the same for validation.
     fn summary(&self) -> String {
         let mut parts = Vec::new();
-        for (valid, metric, label) in [
-            (false, "Loss", "loss"),
-            (false, "Accuracy", "accuracy"),
-            (true, "Loss", "val_loss"),
-            (true, "Accuracy", "val_accuracy"),
-        ] {
-            if let Some(v) = self
-                .entries
-                .get(&(valid, metric.to_string()))
-                .and_then(|e| epoch_value(e))
-                .map(|v| in_kiln_units(metric, v))
-            {
-                parts.push(format!("{label}: {v:.4}"));
+        for valid in [false, true] {
+            let prefix = if valid { "val_" } else { "" };
+            let mut others: Vec<&String> = (self.entries.keys())
+                .filter(|(v, name)| *v == valid && name != "Loss" && name != "Accuracy")
+                .map(|(_, name)| name)
+                .collect();
+            others.sort();
+            let names = ["Loss", "Accuracy"]
+                .into_iter()
+                .chain(others.into_iter().map(String::as_str));
+            for metric in names {
+                if let Some(v) = self
+                    .entries
+                    .get(&(valid, metric.to_string()))
+                    .and_then(|e| epoch_value(e))
+                    .map(|v| in_kiln_units(metric, v))
+                {
+                    let label = match metric {
+                        "Loss" => "loss",
+                        "Accuracy" => "accuracy",
+                        other => other,
+                    };
+                    parts.push(format!("{prefix}{label}: {v:.4}"));
+                }
             }
         }
         parts.join(" - ")

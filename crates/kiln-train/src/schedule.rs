@@ -5,7 +5,7 @@ use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::callbacks::SharedLr;
+use crate::epoch_end::SharedLr;
 
 /// How the learning rate changes from epoch to epoch. `epoch` counts from 0, and the rate
 /// holds for every step of that epoch.

@@ -8,6 +8,7 @@ use burn::optim::OptimizerRecord;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use burn::train::logger::MetricLogger;
+use burn::train::metric::{Adaptor, Metric, Numeric};
 use burn::train::{
     ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
 };
@@ -16,15 +17,18 @@ use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{DataBatcher, Indices};
-use crate::callbacks::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
+use crate::callback::Callback;
 use crate::checkpoint::{CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Staged, Staging};
+use crate::epoch_end::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
 use crate::failures::{Failure, Failures, GuardedLogger};
 use crate::history::HistoryLogger;
 use crate::metrics::{EpochAccuracy, EpochLoss};
+use crate::model::StepOutput;
 use crate::nan_guard::TerminateOnNan;
 use crate::progress::ProgressRenderer;
 use crate::replicas::Replicas;
 use crate::schedule::EpochLrScheduler;
+use crate::user_metric::UserMetric;
 use crate::{
     Augmentation, EarlyStopping, History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task,
     TrainError, Verbosity,
@@ -195,6 +199,10 @@ pub struct Trainer {
     resume: bool,
     /// Users' metric loggers, handed to burn-train by the next `fit`.
     loggers: Mutex<Vec<(String, Box<dyn MetricLogger>)>>,
+    /// Users' metrics, computed by the next `fit`.
+    metrics: Mutex<Vec<UserMetric>>,
+    /// Users' callbacks, run by the next `fit`.
+    callbacks: Mutex<Vec<Box<dyn Callback>>>,
 }
 
 impl Trainer {
@@ -217,6 +225,8 @@ impl Trainer {
             save_best: None,
             resume: false,
             loggers: Mutex::default(),
+            metrics: Mutex::default(),
+            callbacks: Mutex::default(),
         })
     }
 
@@ -248,6 +258,41 @@ impl Trainer {
             .lock()
             .expect("loggers lock")
             .push((name.to_string(), Box::new(logger)));
+        self
+    }
+
+    /// Computes `metric` on the training and validation batches of the next `fit`, beside the
+    /// loss and accuracy; its epoch values go into the history (`NAME` and `val_NAME`, in
+    /// [`EpochRecord::metrics`](crate::EpochRecord::metrics) and `history.csv`) and the progress
+    /// display. Any burn-train numeric metric whose input the training step adapts to (see
+    /// [`StepOutput`](crate::StepOutput)) fits: burn-train's `TopKAccuracyMetric`,
+    /// `PrecisionMetric`, `RecallMetric`, `FBetaScoreMetric`, kiln's [`EpochMetric`] over a
+    /// [`BatchSum`] of your own, or your own `Metric` on [`BatchHits`] or
+    /// [`BatchLoss`].
+    ///
+    /// [`EpochMetric`]: crate::EpochMetric
+    /// [`BatchSum`]: crate::BatchSum
+    /// [`BatchHits`]: crate::BatchHits
+    /// [`BatchLoss`]: crate::BatchLoss
+    pub fn with_metric<Me>(self, metric: Me) -> Self
+    where
+        Me: Metric + Numeric + 'static,
+        StepOutput: Adaptor<Me::Input>,
+    {
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .push(UserMetric::new(metric));
+        self
+    }
+
+    /// Runs `callback` at the end of every epoch of the next `fit`, with the history so far
+    /// (Keras's `Callback.on_epoch_end`); see [`Callback`].
+    pub fn with_callback(self, callback: impl Callback + 'static) -> Self {
+        self.callbacks
+            .lock()
+            .expect("callbacks lock")
+            .push(Box::new(callback));
         self
     }
 
@@ -383,6 +428,13 @@ impl Trainer {
                 .metric_train_numeric(EpochAccuracy::new())
                 .metric_valid_numeric(EpochAccuracy::new());
         }
+        let mut metric_names = Vec::new();
+        for metric in self.metrics.lock().expect("metrics lock").drain(..) {
+            metric_names.push(metric.name());
+            training = training
+                .metric_train_numeric(metric.clone())
+                .metric_valid_numeric(metric);
+        }
         let part = |part| Staged {
             part,
             staging: staging.clone(),
@@ -425,6 +477,8 @@ impl Trainer {
             fingerprint,
             clock: Instant::now(),
             stopped: false,
+            metric_names,
+            callbacks: std::mem::take(&mut *self.callbacks.lock().expect("callbacks lock")),
             error: None,
         };
         if let Some(loaded) = resumed {

@@ -22,8 +22,10 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::IndexOutOfRange;
+use crate::callback::Callback;
 use crate::checkpoint::{CheckpointDir, ResumeState, Staging};
 use crate::early_stopping::Tracker;
+use crate::failures::panic_text;
 use crate::history::in_kiln_units;
 use crate::replicas::{Replicas, StepShares, replica_layout};
 use crate::{EarlyStopping, EpochRecord, History, LrSchedule, Monitor, TrainError, write_atomic};
@@ -248,6 +250,10 @@ pub(crate) struct RunState {
     pub fingerprint: u32,
     pub clock: Instant,
     pub stopped: bool,
+    /// Names of the users' metrics, recorded in each epoch's history row.
+    pub metric_names: Vec<String>,
+    /// The users' callbacks, run after each epoch's bookkeeping.
+    pub callbacks: Vec<Box<dyn Callback>>,
     /// A failure of the hook: it stops the run, and the trainer returns it.
     pub error: Option<TrainError>,
 }
@@ -303,6 +309,17 @@ impl RunState {
             val_accuracy: value("Accuracy", Split::Valid),
             lr: self.lr_of(epoch),
             seconds: self.clock.elapsed().as_secs_f64(),
+            metrics: self
+                .metric_names
+                .iter()
+                .flat_map(|name| {
+                    [
+                        (name.clone(), value(name, Split::Train)),
+                        (format!("val_{name}"), value(name, Split::Valid)),
+                    ]
+                })
+                .filter_map(|(key, value)| Some((key, value?)))
+                .collect(),
         };
         let monitored = |m: Monitor| match m {
             Monitor::ValLoss => Some(record.val_loss),
@@ -315,20 +332,34 @@ impl RunState {
             ))
         })?;
         let improved = self.tracker.observe(&self.best_rule, epoch, best_value);
-        let stop = self
+        let mut stop = self
             .early_stopping
             .as_ref()
             .is_some_and(|rule| self.tracker.wait >= rule.patience);
-        if stop {
-            self.tracker.stopped_at = Some(epoch);
-        }
-        self.stopped = stop;
         if let Some(plateau) = &mut self.plateau {
             let monitor = self.best_rule.monitor;
             let next = plateau.observe(&self.schedule, monitor, best_value);
             self.lr.set(next);
         }
         self.history.epochs.push(record);
+        for (i, callback) in self.callbacks.iter_mut().enumerate() {
+            let history = &self.history;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                callback.on_epoch_end(history)
+            }))
+            .map_err(|panic| {
+                TrainError::Component(format!(
+                    "callback {} panicked after epoch {epoch}: {}",
+                    i + 1,
+                    panic_text(panic.as_ref())
+                ))
+            })?;
+            stop |= outcome.is_break();
+        }
+        if stop {
+            self.tracker.stopped_at = Some(epoch);
+        }
+        self.stopped = stop;
 
         let parts = self.staging.take(epoch)?;
         if improved {
