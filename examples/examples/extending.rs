@@ -5,69 +5,41 @@
 //! `cargo run --release -p kiln-examples --example extending`
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 use kiln::burn::tensor::TensorReadError;
 use kiln::burn::tensor::activation::softmax;
-use kiln::burn::train::metric::state::{FormatOptions, NumericMetricState};
-use kiln::burn::train::metric::{
-    Metric, MetricMetadata, MetricName, Numeric, NumericEntry, SerializedEntry, TopKAccuracyMetric,
-};
+use kiln::burn::train::metric::TopKAccuracyMetric;
 use kiln::cnn::{CnnConfig, ConvBlockConfig, Padding, Pool};
 use kiln::datasets::{Data, digits, split};
 use kiln::prelude::*;
 use kiln::train::rand::RngExt;
 use kiln::train::rand::rngs::StdRng;
-use kiln::train::{Augmentation, BatchHits, History};
+use kiln::train::{Augmentation, BatchHits, BatchSum, EpochMetric, History};
 
-/// How sure the model is: the mean of each sample's highest class probability. A metric takes
-/// one of the inputs kiln's training step provides ([`BatchHits`]: class scores and targets).
-#[derive(Clone, Default)]
-struct Confidence {
-    state: NumericMetricState,
-}
+/// How sure the model is: the mean of each sample's highest class probability. kiln's
+/// [`EpochMetric`] does a metric's bookkeeping; a [`BatchSum`] says what to keep of each batch
+/// (tensors, not yet read: the step is not held up) and how kept batches add up, read 64
+/// batches at a time. Its input is one of those kiln's training step provides ([`BatchHits`]:
+/// class scores and targets).
+struct Confidence;
 
-impl Metric for Confidence {
+impl BatchSum for Confidence {
     type Input = BatchHits;
+    /// Each sample's highest probability.
+    type Kept = Tensor<1>;
+    const NAME: &'static str = "confidence";
+    const PRECISION: usize = 3;
+    const UNIT: Option<&'static str> = None;
+    const HIGHER_IS_BETTER: bool = true;
 
-    fn name(&self) -> MetricName {
-        Arc::new("confidence".to_string())
-    }
-
-    fn update(
-        &mut self,
-        hits: &BatchHits,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        let batch = hits.targets.dims()[0];
-        let top = softmax(hits.scores.clone(), 1).max_dim(1).mean();
-        self.state
-            .update(top.try_into_scalar::<f32>()? as f64, batch);
-        Ok(self
-            .state
-            .compute_update(FormatOptions::new(self.name()).precision(3)))
+    fn keep(hits: &BatchHits) -> Tensor<1> {
+        softmax(hits.scores.clone(), 1).max_dim(1).squeeze_dim(1)
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(self
-            .state
-            .compute_final(FormatOptions::new(self.name()).precision(3)))
-    }
-
-    fn clear(&mut self) {
-        self.state.reset()
-    }
-}
-
-impl Numeric for Confidence {
-    fn value(&self) -> Option<NumericEntry> {
-        Some(self.state.current_value())
-    }
-    fn running_value(&self) -> Option<NumericEntry> {
-        Some(self.state.running_value())
-    }
-    fn final_value(&self) -> NumericEntry {
-        self.state.final_value()
+    fn sum(kept: Vec<Tensor<1>>) -> Result<(f64, usize), TensorReadError> {
+        let all = Tensor::cat(kept, 0);
+        let count = all.dims()[0];
+        Ok((all.sum().try_into_scalar::<f32>()? as f64, count))
     }
 }
 
@@ -115,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let fit = Trainer::new(config, device.clone())?
-        .with_metric(Confidence::default())
+        .with_metric(EpochMetric::<Confidence>::new())
         .with_metric(TopKAccuracyMetric::new(2))
         .with_callback(target)
         .fit(model, &parts.first)?;

@@ -2,19 +2,13 @@
 //! device with the same global batch. A test binary of its own: the CPU backend's random
 //! generator is shared by every thread of the process.
 
+mod common;
+
 use burn::tensor::Device;
-use kiln_datasets::{Data, Standardizer, digits, split};
+use common::digits_split;
+use kiln_datasets::Data;
 use kiln_fnn::{Mlp, MlpConfig};
 use kiln_train::{FitResult, Task, Trainer, TrainerConfig, Verbosity, predict};
-
-fn digits_split() -> (Data, Data) {
-    let parts = split(&digits(), 0.2, 0).unwrap();
-    let (mut train, mut test) = (parts.first, parts.second);
-    let scaler = Standardizer::fit(&train);
-    scaler.transform(&mut train).unwrap();
-    scaler.transform(&mut test).unwrap();
-    (train, test)
-}
 
 /// Trains the same freshly initialised MLP (no dropout) on `devices` copies of the flex device.
 fn fit_on(devices: usize, train: &Data) -> FitResult<Mlp> {

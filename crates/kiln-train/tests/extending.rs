@@ -1,31 +1,23 @@
 //! What users plug into the trainer without touching kiln: a metric of their own, a callback
 //! at the end of every epoch, and a transform of their own in the augmentation.
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use burn::tensor::{Device, TensorReadError};
-use burn::train::metric::state::{FormatOptions, NumericMetricState};
-use burn::train::metric::{
-    Metric, MetricMetadata, MetricName, Numeric, NumericEntry, SerializedEntry, TopKAccuracyMetric,
-};
-use kiln_datasets::{Data, Standardizer, digits, split};
+use burn::tensor::{Device, Int, Tensor, TensorReadError};
+use burn::train::metric::{Metric, TopKAccuracyMetric};
+use common::digits_split;
+use kiln_datasets::Data;
 use kiln_fnn::{Mlp, MlpConfig};
 use kiln_train::{
-    Augmentation, BatchHits, History, Task, TrainError, Trainer, TrainerConfig, Verbosity,
+    Augmentation, BatchHits, BatchSum, EpochMetric, History, Task, TrainError, Trainer,
+    TrainerConfig, Verbosity,
 };
 use rand::RngExt;
 use rand::rngs::StdRng;
-
-fn digits_split() -> (Data, Data) {
-    let parts = split(&digits(), 0.2, 0).unwrap();
-    let (mut train, mut test) = (parts.first, parts.second);
-    let scaler = Standardizer::fit(&train);
-    scaler.transform(&mut train).unwrap();
-    scaler.transform(&mut test).unwrap();
-    (train, test)
-}
 
 fn mlp() -> Mlp {
     let device = Device::flex();
@@ -44,52 +36,24 @@ fn trainer(epochs: usize) -> Trainer {
 
 /// A metric of one's own: the mean class index of the batches' true classes, which the data
 /// alone determines.
-#[derive(Clone, Default)]
-struct MeanClass {
-    state: NumericMetricState,
-}
+struct MeanClass;
 
-impl Metric for MeanClass {
+impl BatchSum for MeanClass {
     type Input = BatchHits;
+    type Kept = Tensor<1, Int>;
+    const NAME: &'static str = "mean_class";
+    const PRECISION: usize = 3;
+    const UNIT: Option<&'static str> = None;
+    const HIGHER_IS_BETTER: bool = true;
 
-    fn name(&self) -> MetricName {
-        Arc::new("mean_class".to_string())
-    }
-
-    fn update(
-        &mut self,
-        hits: &BatchHits,
-        _: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        let n = hits.targets.dims()[0];
-        let mean = hits
-            .targets
-            .clone()
-            .float()
-            .mean()
-            .try_into_scalar::<f32>()?;
-        self.state.update(mean as f64, n);
-        Ok(self.state.compute_update(FormatOptions::new(self.name())))
+    fn keep(hits: &BatchHits) -> Tensor<1, Int> {
+        hits.targets.clone()
     }
 
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(self.state.compute_final(FormatOptions::new(self.name())))
-    }
-
-    fn clear(&mut self) {
-        self.state.reset()
-    }
-}
-
-impl Numeric for MeanClass {
-    fn value(&self) -> Option<NumericEntry> {
-        Some(self.state.current_value())
-    }
-    fn running_value(&self) -> Option<NumericEntry> {
-        Some(self.state.running_value())
-    }
-    fn final_value(&self) -> NumericEntry {
-        self.state.final_value()
+    fn sum(kept: Vec<Tensor<1, Int>>) -> Result<(f64, usize), TensorReadError> {
+        let all = Tensor::cat(kept, 0);
+        let count = all.dims()[0];
+        Ok((all.sum().try_into_scalar::<i64>()? as f64, count))
     }
 }
 
@@ -102,7 +66,7 @@ fn mean_label(data: &Data) -> f64 {
 fn a_users_metric_and_burns_own_are_recorded_for_both_splits() {
     let (train, valid) = digits_split();
     let fit = trainer(3)
-        .with_metric(MeanClass::default())
+        .with_metric(EpochMetric::<MeanClass>::new())
         .with_metric(TopKAccuracyMetric::new(2))
         .fit_with_validation(mlp(), train.clone(), valid.clone())
         .unwrap();

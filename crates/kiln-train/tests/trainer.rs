@@ -1,7 +1,10 @@
 //! The trainer end to end on real (embedded) and synthetic data, on the flex backend.
 
+mod common;
+
 use burn::tensor::Device;
-use kiln_datasets::{Data, Standardizer, digits, split, synthetic};
+use common::digits_split;
+use kiln_datasets::{Standardizer, split, synthetic};
 use kiln_fnn::{Mlp, MlpConfig};
 use kiln_train::{
     EarlyStopping, LrSchedule, Monitor, OptimizerConfig, OptimizerKind, Task, TrainError, Trainer,
@@ -18,16 +21,6 @@ fn config(task: Task, epochs: usize) -> TrainerConfig {
         verbosity: Verbosity::Quiet,
         ..TrainerConfig::new(task)
     }
-}
-
-/// Digits split into standardised train and test parts.
-fn digits_split() -> (Data, Data) {
-    let parts = split(&digits(), 0.2, 0).unwrap();
-    let (mut train, mut test) = (parts.first, parts.second);
-    let scaler = Standardizer::fit(&train);
-    scaler.transform(&mut train).unwrap();
-    scaler.transform(&mut test).unwrap();
-    (train, test)
 }
 
 fn mlp(hidden: Vec<usize>, d_output: usize, d_input: usize) -> Mlp {
