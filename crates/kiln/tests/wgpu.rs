@@ -223,3 +223,28 @@ fn the_perceptron_classifies_on_wgpu_as_on_flex() {
         "{on_flex:?}"
     );
 }
+
+#[test]
+fn dropout_draws_its_mask_on_the_gpu() {
+    // On flex and ndarray the mask is a hashed host-side pass; on wgpu Burn's random tensor.
+    let device = gpu().autodiff();
+    let dropout = kiln::common::DropoutConfig::new(0.25).init();
+    let x = Tensor::<2>::ones([64, 1000], &device).require_grad();
+    let y = dropout.forward(x.clone());
+    let values: Vec<f32> = y.clone().into_data().try_to_vec().unwrap();
+    let zeros = values.iter().filter(|&&v| v == 0.0).count() as f64 / values.len() as f64;
+    assert!(
+        (zeros - 0.25).abs() < 0.02,
+        "{zeros} of the elements dropped"
+    );
+    assert!(
+        values
+            .iter()
+            .all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6),
+        "kept elements are scaled by 1 / (1 - p)"
+    );
+    // The gradient is the mask itself: the same elements, the same scale.
+    let grads = y.sum().backward();
+    let grad: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+    assert_eq!(grad, values);
+}
