@@ -1,18 +1,104 @@
 #!/usr/bin/env bash
-# kiln's training throughput beside PyTorch's for the same shapes, in one command:
-#   crates/kiln-bench/scripts/against-pytorch.sh [mlp|cnn|lstm|transformer ...]
-# Needs PyTorch (`pip install torch`) for $PYTHON (default python3) and ../shared/peers/torch_reference.py
-# beside the project. Prints kiln-bench's JSON lines, then PyTorch's, per model.
+# kiln beside PyTorch on this machine's CPU, in one command:
+#
+#   crates/kiln-bench/scripts/against-pytorch.sh [mlp cnn lstm transformer tta]
+#
+# Throughput (mlp, cnn, lstm, transformer): PAIRS (default 5) alternating runs of kiln's trainer
+# (kiln-bench MODEL --only kiln: one epoch after a warm-up on 8 batches, validation excluded) and
+# of ../shared/peers/torch_reference.py MODEL (one epoch after the same warm-up), the same number
+# of training samples, shapes, batch 64 and Adam. Per model it prints every pair, then one JSON
+# line: the medians of kiln's and PyTorch's samples/s, "vs_torch" (the median of the paired
+# ratios kiln/PyTorch), the ratios themselves, and the GFLOP/s of both beside the machine's peak.
+#
+# Time to accuracy (tta): kiln-bench tta-mlp and tta-cnn against
+# ../shared/peers/torch_mnist_time_to_accuracy.py on real MNIST (datasets/fetch.sh mnist), the
+# MLP to 97.5% and the CNN to 99.0% test accuracy; prints the training seconds of each and their
+# ratio (kiln/PyTorch: below 1 is faster).
+#
+# PYTHON: a Python with torch (default python3); this script installs nothing. To make one:
+#   python3 -m venv ~/torchenv && ~/torchenv/bin/pip install torch numpy
+#   PYTHON=~/torchenv/bin/python crates/kiln-bench/scripts/against-pytorch.sh
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PYTHON="${PYTHON:-python3}"
-REFERENCE="${REFERENCE:-../shared/peers/torch_reference.py}"
-[ -f "$REFERENCE" ] || { echo "missing $REFERENCE (the shared PyTorch reference script)" >&2; exit 2; }
-"$PYTHON" -c "import torch" 2>/dev/null || { echo "$PYTHON has no torch: pip install torch" >&2; exit 2; }
+PAIRS="${PAIRS:-5}"
+PEERS="${PEERS:-../shared/peers}"
+MNIST="${KILN_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}/mnist"
+[ -f "$PEERS/torch_reference.py" ] || { echo "missing $PEERS/torch_reference.py (the shared PyTorch scripts)" >&2; exit 2; }
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+    echo "$PYTHON has no torch. Make a Python that has it, outside the repository, and pass it:" >&2
+    echo "  python3 -m venv ~/torchenv && ~/torchenv/bin/pip install torch numpy" >&2
+    echo "  PYTHON=~/torchenv/bin/python $0 $*" >&2
+    exit 2
+fi
 cargo build --release -p kiln-bench --quiet
+bench="${CARGO_TARGET_DIR:-target}/release/kiln-bench"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
+# Summarises the pairs in $log (one kiln line, then one torch line, per pair).
+summarise() {
+    "$PYTHON" - "$log" <<'EOF'
+import json, statistics, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+kiln = [l for l in lines if l.get("framework") == "kiln"]
+torch = [l for l in lines if l.get("framework", "").startswith("torch")]
+ratios = [k["samples_per_sec"] / t["samples_per_sec"] for k, t in zip(kiln, torch)]
+k = statistics.median(l["samples_per_sec"] for l in kiln)
+t = statistics.median(l["samples_per_sec"] for l in torch)
+flop = kiln[0]["flop_per_sample"]
+print(json.dumps({
+    "model": kiln[0]["model"], "pairs": len(ratios), "batch": 64,
+    "kiln_samples_per_sec": round(k), "torch_samples_per_sec": round(t),
+    "vs_torch": round(statistics.median(ratios), 3),
+    "ratios": [round(r, 3) for r in ratios],
+    "kiln_gflops": round(k * flop / 1e9, 1), "torch_gflops": round(t * flop / 1e9, 1),
+    "peak_gflops": round(kiln[0]["peak_gflops"], 1),
+    "torch": torch[0]["framework"],
+}))
+EOF
+}
+
+throughput() {
+    local model="$1" samples
+    case "$model" in
+        mlp) samples=20000 ;; cnn|lstm) samples=4000 ;; transformer) samples=2000 ;;
+    esac
+    : > "$log"
+    for _ in $(seq "$PAIRS"); do
+        # kiln holds out 20% for validation (not timed): 5/4 of the samples trains on as many.
+        "$bench" "$model" --backend flex --only kiln --runs 1 --samples $((samples * 5 / 4)) | tee -a "$log"
+        "$PYTHON" "$PEERS/torch_reference.py" "$model" --samples "$samples" | tee -a "$log"
+    done
+    summarise
+}
+
+time_to_accuracy() {
+    [ -f "$MNIST/train-images-idx3-ubyte" ] || { echo "no MNIST in $MNIST: datasets/fetch.sh mnist" >&2; exit 2; }
+    for model in mlp cnn; do
+        local kiln torch
+        kiln="$("$bench" "tta-$model" --backend flex | tee /dev/stderr | tail -n 1)"
+        torch="$("$PYTHON" "$PEERS/torch_mnist_time_to_accuracy.py" "$MNIST" "$model" | tee /dev/stderr | tail -n 1)"
+        "$PYTHON" - "$kiln" "$torch" <<'EOF'
+import json, sys
+k, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(json.dumps({
+    "model": k["model"], "target": k["target"],
+    "kiln_seconds": k["train_seconds"], "kiln_epochs": k["epochs"], "kiln_reached": k["reached"],
+    "torch_seconds": t["train_seconds"], "torch_epochs": t["epoch"],
+    "torch_reached": t["test_accuracy"] >= k["target"],
+    "kiln_over_torch": round(k["train_seconds"] / t["train_seconds"], 3),
+}))
+EOF
+    done
+}
+
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(lstm transformer)
+[ ${#models[@]} -gt 0 ] || models=(mlp cnn lstm transformer tta)
 for model in "${models[@]}"; do
-  ./target/release/kiln-bench "$model" --backend flex --runs 3
-  "$PYTHON" "$REFERENCE" "$model"
+    case "$model" in
+        mlp|cnn|lstm|transformer) throughput "$model" ;;
+        tta) time_to_accuracy ;;
+        *) echo "unknown model $model (mlp, cnn, lstm, transformer, tta)" >&2; exit 2 ;;
+    esac
 done

@@ -4,6 +4,15 @@
 //! each. One JSON line per model and backend: median samples/s of each, and the median of the
 //! paired ratios kiln/plain (with their range). `cnn` also measures kiln with augmentation
 //! (`flip,crop=2,rotate=10`) against kiln without.
+//!
+//! `--only kiln` times kiln's trainer alone (after a warm-up on 8 batches) and prints its
+//! training throughput, validation excluded, for side-by-side runs against PyTorch
+//! (`scripts/against-pytorch.sh`). `tta-mlp` and `tta-cnn` train on real MNIST until the test
+//! accuracy reaches PyTorch's targets and print the training seconds it took. Every line
+//! carries the model's FLOP per training sample (forward and backward, counted from the layer
+//! shapes), the achieved GFLOP/s and the machine's fp32 peak.
+
+mod flops;
 
 mod plain;
 
@@ -40,6 +49,10 @@ enum Bench {
     /// kiln's `Lstm` layer against burn-nn's (input 28, hidden 128, sequence 28, batch 64),
     /// forward and backward.
     LstmLayer,
+    /// The MLP (dropout 0.2) on real MNIST until 97.5% test accuracy: training seconds.
+    TtaMlp,
+    /// The `mnist` CNN preset on real MNIST until 99.0% test accuracy: training seconds.
+    TtaCnn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,9 +80,13 @@ struct Args {
     /// MNIST-shaped data; random token ids for transformer).
     #[arg(long)]
     samples: Option<usize>,
-    /// Run only one side (for profiling one loop at a time with perf); prints no JSON.
+    /// Run only one side: `kiln` prints kiln's training throughput (validation excluded) after
+    /// a warm-up on 8 batches; `plain` prints nothing (for profiling one loop with perf).
     #[arg(long)]
     only: Option<Side>,
+    /// Most epochs for `tta-mlp` and `tta-cnn`.
+    #[arg(long, default_value_t = 12)]
+    max_epochs: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -141,6 +158,7 @@ fn measure<M: Model>(
     args: &Args,
     name: &str,
     (data, source): (Data, &str),
+    flop_per_sample: f64,
     model: impl Fn(&Device) -> M,
 ) -> Result<()> {
     let backends: Vec<Backend> = if args.backend.is_empty() {
@@ -179,13 +197,52 @@ fn measure<M: Model>(
             plain::train(fresh(), &train, &valid, &config, &device);
             Ok(())
         };
-        if let Some(side) = args.only {
+        if args.only == Some(Side::Plain) {
             for _ in 0..args.runs {
-                match side {
-                    Side::Kiln => kiln_fit(&config)?,
-                    Side::Plain => plain_fit()?,
-                }
+                plain_fit()?;
             }
+            continue;
+        }
+        if args.only == Some(Side::Kiln) {
+            // Warm up as PyTorch's reference script does: one pass over 8 batches.
+            let warm = train.subset(&(0..train.len().min(8 * 64)).collect::<Vec<_>>());
+            Trainer::new(config.clone(), device.clone())?.fit_with_validation(
+                fresh(),
+                warm,
+                valid.clone(),
+            )?;
+            let mut rates = Vec::new();
+            for _ in 0..args.runs {
+                let fit = Trainer::new(config.clone(), device.clone())?.fit_with_validation(
+                    fresh(),
+                    train.clone(),
+                    valid.clone(),
+                )?;
+                let seconds: f64 = fit
+                    .history
+                    .epochs
+                    .iter()
+                    .map(|e| e.train_seconds.unwrap_or(e.seconds))
+                    .sum();
+                rates.push(samples / seconds);
+            }
+            let rate = median(rates.clone());
+            println!(
+                "{}",
+                json!({
+                    "framework": "kiln",
+                    "model": name,
+                    "backend": backend.name(),
+                    "data": source,
+                    "train_samples": train.len(),
+                    "batch_size": 64,
+                    "runs": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+                    "samples_per_sec": rate.round(),
+                    "flop_per_sample": flop_per_sample,
+                    "gflops": round3(rate * flop_per_sample / 1e9),
+                    "peak_gflops": round3(flops::peak_gflops()),
+                })
+            );
             continue;
         }
         let [kiln, plain, ratio, lo, hi] =
@@ -203,6 +260,9 @@ fn measure<M: Model>(
             "ratio": round3(ratio),
             "ratio_min": round3(lo),
             "ratio_max": round3(hi),
+            "flop_per_sample": flop_per_sample,
+            "kiln_gflops": round3(kiln * flop_per_sample / 1e9),
+            "peak_gflops": round3(flops::peak_gflops()),
         });
         if args.bench == Bench::Cnn {
             let augmented = TrainerConfig {
@@ -290,33 +350,114 @@ fn lstm_layer(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// PyTorch's reference MLP: 784-128-64-10, ReLU, dropout 0.2.
+fn mlp(device: &Device) -> Mlp {
+    MlpConfig::new(784, vec![128, 64], 10)
+        .with_dropout(0.2)
+        .init(device)
+}
+
+/// PyTorch's reference CNN: the `mnist` preset.
+fn cnn(device: &Device) -> Cnn {
+    CnnConfig::preset(Preset::Mnist, 10).init(device)
+}
+
+/// Trains on real MNIST's training images, validating on its test images after every epoch,
+/// until the test accuracy reaches `target` (PyTorch's recipe in
+/// `../shared/peers/torch_mnist_time_to_accuracy.py`: Adam 1e-3, batch 64, shuffled). Prints a
+/// line per epoch with the training seconds so far (validation excluded), then a summary.
+fn time_to_accuracy<M: Model>(
+    args: &Args,
+    name: &str,
+    target: f64,
+    model: impl Fn(&Device) -> M,
+) -> Result<()> {
+    use kiln::train::History;
+    use std::ops::ControlFlow;
+
+    let train = mnist(None, MnistSplit::Train)?;
+    let test = mnist(None, MnistSplit::Test)?;
+    let backend: Backend = match args.backend.first() {
+        Some(name) => name.parse()?,
+        None => Backend::compiled()[0],
+    };
+    let device = backend.device()?;
+    device.seed(0);
+    let config = TrainerConfig {
+        epochs: args.max_epochs,
+        batch_size: 64,
+        lr: 1e-3,
+        verbosity: Verbosity::Quiet,
+        ..TrainerConfig::new(Task::Classification)
+    };
+    let reached = move |history: &History| match history.epochs.last() {
+        Some(epoch) if epoch.val_accuracy >= Some(target) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    let fit = Trainer::new(config, device.clone())?
+        .with_callback(reached)
+        .fit_with_validation(model(&device), train, test)?;
+    let mut trained = 0.0;
+    for epoch in &fit.history.epochs {
+        trained += epoch.train_seconds.unwrap_or(epoch.seconds);
+        println!(
+            "{}",
+            json!({
+                "framework": "kiln",
+                "model": name,
+                "epoch": epoch.epoch,
+                "train_seconds": (trained * 10.0_f64).round() / 10.0,
+                "test_accuracy": epoch.val_accuracy.map(|a| (a * 1e4).round() / 1e4),
+            })
+        );
+    }
+    let last = fit.history.epochs.last().and_then(|e| e.val_accuracy);
+    println!(
+        "{}",
+        json!({
+            "framework": "kiln",
+            "model": name,
+            "backend": backend.name(),
+            "target": target,
+            "reached": last >= Some(target),
+            "epochs": fit.history.epochs.len(),
+            "train_seconds": (trained * 10.0_f64).round() / 10.0,
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let samples = |default| args.samples.unwrap_or(default);
     match args.bench {
         Bench::LstmLayer => lstm_layer(&args),
-        Bench::Mlp => measure(&args, "mlp", mnist_shaped(samples(60_000)), |d| {
-            MlpConfig::new(784, vec![128, 64], 10).init(d)
-        }),
-        Bench::Cnn => measure(&args, "cnn", mnist_shaped(samples(10_000)), |d| {
-            CnnConfig::preset(Preset::Mnist, 10).init(d)
-        }),
+        Bench::TtaMlp => time_to_accuracy(&args, "mlp", 0.975, mlp),
+        Bench::TtaCnn => time_to_accuracy(&args, "cnn", 0.99, cnn),
+        Bench::Mlp => measure(&args, "mlp", mnist_shaped(samples(60_000)), flops::MLP, mlp),
+        Bench::Cnn => measure(&args, "cnn", mnist_shaped(samples(10_000)), flops::CNN, cnn),
         Bench::Lstm => {
             let (mut data, source) = mnist_shaped(samples(10_000));
             data.sample_shape = vec![28, 28];
-            measure(&args, "lstm", (data, source), |d| {
+            measure(&args, "lstm", (data, source), flops::LSTM, |d| {
                 SequenceModelConfig::new(28, 128, 10).init(d)
             })
         }
-        Bench::Transformer => measure(&args, "transformer", random_tokens(samples(5_000)), |d| {
-            SequenceClassifierConfig::new(32, 2)
-                .with_n_heads(2)
-                .with_d_ff(32)
-                .with_n_blocks(1)
-                .with_max_len(200)
-                .with_positions(Positions::Learned)
-                .with_pooling(TransformerPooling::Mean)
-                .init_tokens(20_000, d)
-        }),
+        Bench::Transformer => measure(
+            &args,
+            "transformer",
+            random_tokens(samples(5_000)),
+            flops::TRANSFORMER,
+            |d| {
+                SequenceClassifierConfig::new(32, 2)
+                    .with_n_heads(2)
+                    .with_d_ff(32)
+                    .with_n_blocks(1)
+                    .with_max_len(200)
+                    .with_positions(Positions::Learned)
+                    .with_pooling(TransformerPooling::Mean)
+                    .init_tokens(20_000, d)
+            },
+        ),
     }
 }

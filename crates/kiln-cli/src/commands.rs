@@ -1130,6 +1130,7 @@ fn perceptron(
                 val_accuracy: None,
                 lr: cfg.learning_rate,
                 seconds: train_seconds / fit.epochs.max(1) as f64,
+                train_seconds: Some(train_seconds / fit.epochs.max(1) as f64),
                 metrics: Default::default(),
             })
             .collect(),

@@ -1,5 +1,6 @@
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
@@ -156,6 +157,26 @@ impl Dataset<usize> for Indices {
 
     fn len(&self) -> usize {
         self.0
+    }
+}
+
+/// The validation split's sample indices. Reading the first one marks when the epoch's
+/// training ended and its validation began, for [`EpochRecord::train_seconds`](crate::EpochRecord).
+pub(crate) struct ValidIndices {
+    pub len: usize,
+    pub started: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Dataset<usize> for ValidIndices {
+    fn get(&self, index: usize) -> Result<usize, DatasetError> {
+        if index == 0 {
+            *self.started.lock().expect("validation clock lock") = Some(Instant::now());
+        }
+        Indices(self.len).get(index)
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 

@@ -249,6 +249,8 @@ pub(crate) struct RunState {
     pub seed: u64,
     pub fingerprint: u32,
     pub clock: Instant,
+    /// When the epoch's validation began (set by the validation loader's first index).
+    pub valid_started: Arc<Mutex<Option<Instant>>>,
     pub stopped: bool,
     /// Names of the users' metrics, recorded in each epoch's history row.
     pub metric_names: Vec<String>,
@@ -309,6 +311,12 @@ impl RunState {
             val_accuracy: value("Accuracy", Split::Valid),
             lr: self.lr_of(epoch),
             seconds: self.clock.elapsed().as_secs_f64(),
+            train_seconds: self
+                .valid_started
+                .lock()
+                .expect("validation clock lock")
+                .take()
+                .map(|at| at.saturating_duration_since(self.clock).as_secs_f64()),
             metrics: self
                 .metric_names
                 .iter()

@@ -23,6 +23,11 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Wall time of the epoch, training and validation.
     pub seconds: f64,
+    /// Wall time of the epoch's training alone, up to its first validation batch (what
+    /// time-to-accuracy counts). `None` in a history read back from `history.csv`, which does
+    /// not keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_seconds: Option<f64>,
     /// Users' metrics ([`Trainer::with_metric`](crate::Trainer::with_metric)), by name for
     /// the training split and `val_` + name for validation, as Keras names its logs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -130,6 +135,7 @@ impl History {
                 val_accuracy: optional(4)?,
                 lr: number(5)?,
                 seconds: if cells.len() > 6 { number(6)? } else { 0.0 },
+                train_seconds: None,
                 metrics,
             });
         }
@@ -252,6 +258,7 @@ mod tests {
                     val_accuracy: Some(0.875),
                     lr: 0.001,
                     seconds: 1.5,
+                    train_seconds: None,
                     metrics: BTreeMap::from([
                         ("top_2".to_string(), 0.875),
                         ("val_top_2".to_string(), 0.9375),
@@ -265,6 +272,7 @@ mod tests {
                     val_accuracy: None,
                     lr: 0.0005,
                     seconds: 2.0,
+                    train_seconds: None,
                     metrics: BTreeMap::from([("top_2".to_string(), 0.75)]),
                 },
             ],
@@ -288,6 +296,7 @@ mod tests {
                 val_accuracy: None,
                 lr: 0.001,
                 seconds: 1.5,
+                train_seconds: None,
                 metrics: BTreeMap::new(),
             }],
         };

@@ -16,7 +16,7 @@ use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{DataBatcher, Indices};
+use crate::batch::{DataBatcher, ValidIndices};
 use crate::callback::Callback;
 use crate::checkpoint::{CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Staged, Staging};
 use crate::epoch_end::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
@@ -366,10 +366,14 @@ impl Trainer {
             .num_workers(workers)
             .set_device(train_device.clone())
             .build(order.clone());
+        let valid_started = Arc::new(Mutex::new(None));
         let loader_valid = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
             .batch_size(config.batch_size)
             .set_device(self.device.clone())
-            .build(Indices(valid.len()));
+            .build(ValidIndices {
+                len: valid.len(),
+                started: valid_started.clone(),
+            });
 
         let steps_per_epoch = replicas.steps_per_epoch(train.len());
         let plateau = matches!(config.lr_schedule, LrSchedule::Plateau { .. }).then(|| {
@@ -476,6 +480,7 @@ impl Trainer {
             seed: config.seed,
             fingerprint,
             clock: Instant::now(),
+            valid_started,
             stopped: false,
             metric_names,
             callbacks: std::mem::take(&mut *self.callbacks.lock().expect("callbacks lock")),

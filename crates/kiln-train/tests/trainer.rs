@@ -45,6 +45,15 @@ fn an_mlp_learns_the_digits() {
     );
     let metrics = evaluate(&fit.model, &test, Task::Classification, 64, &device());
     assert!(metrics.accuracy.unwrap() >= 0.95, "{metrics:?}");
+    // Each epoch's training time is timed apart from its validation: more than nothing, less
+    // than the whole epoch.
+    for epoch in &fit.history.epochs {
+        let train_seconds = epoch.train_seconds.expect("timed");
+        assert!(
+            train_seconds > 0.0 && train_seconds < epoch.seconds,
+            "{epoch:?}"
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 mod activation;
 mod dropout;
 mod model;
-mod simd;
+pub mod simd;
 mod summary;
 
 pub use activation::{Activation, UnknownActivation};

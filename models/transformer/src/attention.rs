@@ -1,12 +1,10 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 use kiln_common::{Dropout, DropoutConfig};
 
-/// Added to the attention score of a padded key, so that its softmax weight is zero.
-const MASKED: f32 = -1.0e9;
+use crate::softmax::attention_weights;
 
 /// Multi-head self-attention, `softmax(Q K^T / sqrt(d_k)) V` in `n_heads` subspaces of width
 /// `d_k = d_model / n_heads`, concatenated and projected.
@@ -100,11 +98,9 @@ impl MultiHeadAttention {
             parts.next().expect("k"),
             parts.next().expect("v"),
         );
-        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d_k as f32).sqrt()); // [batch, heads, seq, seq]
-        if let Some(padding) = padding {
-            scores = scores.mask_fill(padding.reshape([batch, 1, 1, seq]), MASKED);
-        }
-        let weights = self.dropout.forward(softmax(scores, 3));
+        let scores = q.matmul(k.swap_dims(2, 3)); // [batch, heads, seq, seq]
+        let weights = attention_weights(scores, padding, 1.0 / (d_k as f32).sqrt());
+        let weights = self.dropout.forward(weights);
         let context = weights
             .matmul(v)
             .swap_dims(1, 2)

@@ -12,6 +12,14 @@ mod block;
 mod classifier;
 mod encoder;
 mod positional;
+// burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
+#[allow(deprecated)]
+// Without a CPU backend the generated dispatch routes nowhere and leaves `scale` unread.
+#[cfg_attr(
+    not(any(feature = "flex", feature = "ndarray")),
+    allow(unused_variables)
+)]
+pub mod softmax;
 
 pub use attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 pub use block::{EncoderBlock, EncoderBlockConfig};
