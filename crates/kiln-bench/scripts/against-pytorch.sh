@@ -77,8 +77,8 @@ time_to_accuracy() {
     [ -f "$MNIST/train-images-idx3-ubyte" ] || { echo "no MNIST in $MNIST: datasets/fetch.sh mnist" >&2; exit 2; }
     for model in mlp cnn; do
         local kiln torch
-        kiln="$("$bench" "tta-$model" --backend flex | tee /dev/stderr | tail -n 1)"
-        torch="$("$PYTHON" "$PEERS/torch_mnist_time_to_accuracy.py" "$MNIST" "$model" | tee /dev/stderr | tail -n 1)"
+        kiln="$("$bench" "tta-$model" --backend flex | tee -a /dev/stderr | tail -n 1)"
+        torch="$("$PYTHON" "$PEERS/torch_mnist_time_to_accuracy.py" "$MNIST" "$model" | tee -a /dev/stderr | tail -n 1)"
         "$PYTHON" - "$kiln" "$torch" <<'EOF'
 import json, sys
 k, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])

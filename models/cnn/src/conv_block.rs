@@ -6,6 +6,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use kiln_common::{Activation, Dropout, DropoutConfig, Layer};
 
+use crate::fused;
+
 /// How a convolution treats the image border.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Padding {
@@ -140,12 +142,17 @@ impl ConvBlock {
     /// - output: `[batch, channels_out, height', width']`, as
     ///   [`ConvBlockConfig::output_size`] gives
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
+        let relu = self.activation == Activation::Relu;
+        let x = match (&self.norm, fused::applies_to(&self.conv, &x)) {
+            // The convolution, its bias and a ReLU in one operation on the CPU backends.
+            (None, Some(padding)) if relu => fused::conv2d_bias_relu(&self.conv, x, padding, true),
+            (None, Some(padding)) => {
+                let x = fused::conv2d_bias_relu(&self.conv, x, padding, false);
+                self.activation.forward(x)
+            }
+            (Some(norm), _) => self.activation.forward(norm.forward(self.conv.forward(x))),
+            (None, None) => self.activation.forward(self.conv.forward(x)),
         };
-        let x = self.activation.forward(x);
         let x = match (&self.max_pool, &self.avg_pool) {
             (Some(pool), _) => pool.forward(x),
             (_, Some(pool)) => pool.forward(x),

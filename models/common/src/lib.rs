@@ -6,8 +6,8 @@
 
 mod activation;
 mod dropout;
+pub mod kernel;
 mod model;
-pub mod simd;
 mod summary;
 
 pub use activation::{Activation, UnknownActivation};

@@ -2,62 +2,9 @@
 //! uses), gate activations in one vectorised pass per step, the batch split across threads.
 //! Buffers are batch-major and row-major: `[batch, seq, features]`.
 
-use kiln_common::simd::exp;
+use kiln_common::kernel::{exp, matmul};
 use kiln_common::vectorised;
 use rayon::prelude::*;
-
-/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), for `m x k` times `k x n`
-/// matrices given as (slice, row stride, column stride).
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: (&mut [f32], usize),
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
-    accumulate: bool,
-) {
-    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
-    };
-    // Every element each operand's strides reach lies inside its slice.
-    assert!(m * n == 0 || last(m, n, dst.1, 1) < dst.0.len());
-    assert!(m * k == 0 || last(m, k, lhs.1, lhs.2) < lhs.0.len());
-    assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
-    if m * n == 0 {
-        return;
-    }
-    // Inside a rayon worker the batch is already split across threads: one thread per product.
-    // The products over the whole batch (the weights' gradients) use every core.
-    let parallelism = match rayon::current_thread_index() {
-        Some(_) => gemm::Parallelism::None,
-        None => gemm::Parallelism::Rayon(0),
-    };
-    // SAFETY: the assertions above keep every access in bounds; `dst` is borrowed mutably, so
-    // it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0.as_mut_ptr(),
-            1,
-            dst.1 as isize,
-            accumulate,
-            lhs.0.as_ptr(),
-            lhs.2 as isize,
-            lhs.1 as isize,
-            rhs.0.as_ptr(),
-            rhs.2 as isize,
-            rhs.1 as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
 
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
@@ -392,15 +339,5 @@ mod tests {
         }
         assert!(sigmoid(-200.0) < 1e-30 && sigmoid(200.0) == 1.0);
         assert_eq!(tanh(200.0), 1.0);
-    }
-
-    #[test]
-    fn matmul_follows_the_strides() {
-        // [2x3] · [3x2], the right one read transposed from a [2x3] buffer.
-        let lhs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let rhs_t = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
-        let mut dst = vec![10.0; 4];
-        matmul((2, 2, 3), (&mut dst, 2), (&lhs, 3, 1), (&rhs_t, 1, 3), true);
-        assert_eq!(dst, [14.0, 12.0, 20.0, 15.0]);
     }
 }

@@ -23,7 +23,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, BackendTypes, Dispatch, TensorMetadata};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, DType, Device, Tensor, TensorData, read_sync};
-use kiln_common::{simd, vectorised};
+use kiln_common::{kernel, vectorised};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -158,7 +158,7 @@ vectorised!(softmax_row(scores: &[f32], masked: &[bool], scale: f32, out: &mut [
     for o in out.iter_mut() {
         // Below e^-87 a weight is zero, as `expf` underflows (a masked key's, for one).
         let d = *o - max;
-        *o = if d < -87.0 { 0.0 } else { simd::exp(d) };
+        *o = if d < -87.0 { 0.0 } else { kernel::exp(d) };
         sum += *o;
     }
     let inv = 1.0 / sum;

@@ -1,0 +1,343 @@
+//! A convolution with its bias and ReLU as one operation, with a hand-written backward pass, for
+//! the CPU backends.
+//!
+//! Composed, burn-flex converts every convolution's input to NHWC and its output back, runs the
+//! input's gradient as a transposed convolution and the weight's as another convolution, and
+//! records the bias and the ReLU as nodes of their own: on the benchmark CNN the layout copies
+//! alone were 8% of the step. This operation (`cpu_kernel.rs`) unrolls each image's patches
+//! and makes one `gemm` product per image and direction, in NCHW throughout, with the bias and
+//! the ReLU applied in place, and records one node.
+//!
+//! It is compiled for the backends whose cargo feature is on (`flex`, `ndarray`, forwarded by
+//! the `kiln` facade); [`applies_to`] says whether a convolution can use it. Other backends
+//! (wgpu) and other convolutions (dilated, grouped, "same"-padded, without a bias) use Burn's
+//! `Conv2d`, the reference the tests compare against.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::backend_extension;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, BackendTypes, Dispatch, TensorMetadata};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Device, Tensor, TensorData, read_sync};
+use std::sync::Arc;
+
+use crate::cpu_kernel::{self, ConvDims};
+
+/// The fused convolution, routed by Burn to the backend of its inputs.
+#[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
+pub trait ConvBackend: Backend {
+    /// `conv2d(x, weight) + bias`, then ReLU when `relu`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, c_in, h, w]`
+    /// - weight: `[c_out, c_in, kh, kw]`, bias: `[c_out]`
+    /// - stride: `[rows, columns]`; padding: `[top, left, bottom, right]`
+    /// - output: `[batch, c_out, h_out, w_out]`
+    fn conv2d_bias_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 4],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        // The plain CPU backends: the forward pass alone (autodiff overrides this).
+        forward::<Self>(x, weight, bias, stride, padding, relu).0
+    }
+}
+
+#[cfg(feature = "flex")]
+impl ConvBackend for burn::backend::Flex {}
+
+#[cfg(feature = "ndarray")]
+impl ConvBackend for burn::backend::NdArray {}
+
+/// The padding `[top, left, bottom, right]` of `conv` where the fused path takes it: not
+/// dilated, not grouped, with a bias and explicit (or no) padding, on f32 values on a CPU
+/// backend compiled in with kiln-cnn's matching feature.
+pub fn applies_to(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 4]> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0; 4],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [top, left, bottom, right],
+        PaddingConfig2d::Same => return None,
+    };
+    let plain = conv.dilation == [1, 1] && conv.groups == 1 && conv.bias.is_some();
+    (plain && x.dtype() == DType::F32 && on_cpu_backend(&x.device())).then_some(padding)
+}
+
+fn on_cpu_backend(device: &Device) -> bool {
+    #[allow(unreachable_patterns)]
+    match device.clone().without_autodiff().as_dispatch() {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        burn::backend::DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
+/// `conv`'s output, then ReLU when `relu`, by the fused operation; call only with the padding
+/// [`applies_to`] returned.
+///
+/// # Shapes
+/// - x: `[batch, c_in, h, w]`
+/// - output: `[batch, c_out, h_out, w_out]`
+pub fn conv2d_bias_relu(conv: &Conv2d, x: Tensor<4>, padding: [usize; 4], relu: bool) -> Tensor<4> {
+    let bias = conv
+        .bias
+        .as_ref()
+        .expect("applies_to checks the bias")
+        .val();
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv2d_bias_relu(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.into_dispatch(),
+        conv.stride,
+        padding,
+        relu,
+    ))
+}
+
+/// What the backward pass needs from the forward one, on the host.
+#[derive(Debug, Clone)]
+struct Saved {
+    dims: ConvDims,
+    x: Arc<Vec<f32>>,
+    weight: Arc<Vec<f32>>,
+    out: Arc<Vec<f32>>,
+    relu: bool,
+}
+
+/// A tensor's values on the host (a copy, on the CPU backends this kernel serves).
+fn host<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
+    read_sync(B::float_into_data(t))
+        .expect("conv2d_bias_relu reads its inputs")
+        .into_vec::<f32>()
+        .expect("conv2d_bias_relu runs on f32 values")
+}
+
+fn tensor<B: Backend>(
+    values: Vec<f32>,
+    shape: &[usize],
+    device: &<B as BackendTypes>::Device,
+) -> FloatTensor<B> {
+    B::float_from_data(TensorData::new(values, shape.to_vec()), device)
+}
+
+fn dims(x: &[usize], weight: &[usize], stride: [usize; 2], padding: [usize; 4]) -> ConvDims {
+    let [batch, c_in, h, w] = x[..] else {
+        panic!("conv2d_bias_relu takes x as [batch, c_in, h, w]")
+    };
+    let [c_out, _, kh, kw] = weight[..] else {
+        panic!("conv2d_bias_relu takes the weight as [c_out, c_in, kh, kw]")
+    };
+    ConvDims {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride,
+        pad: [padding[0], padding[1]],
+        h_out: (h + padding[0] + padding[2] - kh) / stride[0] + 1,
+        w_out: (w + padding[1] + padding[3] - kw) / stride[1] + 1,
+    }
+}
+
+/// The forward pass: the output, and what backward needs.
+fn forward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    stride: [usize; 2],
+    padding: [usize; 4],
+    relu: bool,
+) -> (FloatTensor<B>, Saved) {
+    let d = dims(
+        &x.shape().to_vec(),
+        &weight.shape().to_vec(),
+        stride,
+        padding,
+    );
+    let device = x.device();
+    let (x, weight, bias) = (host::<B>(x), host::<B>(weight), host::<B>(bias));
+    let out = cpu_kernel::forward(d, &x, &weight, &bias, relu);
+    let output = tensor::<B>(out.clone(), &[d.batch, d.c_out, d.h_out, d.w_out], &device);
+    let saved = Saved {
+        dims: d,
+        x: Arc::new(x),
+        weight: Arc::new(weight),
+        out: Arc::new(out),
+        relu,
+    };
+    (output, saved)
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: Backend> Backward<B, 3> for ConvBackward {
+    type State = Saved;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let device = grad.device();
+        let saved = ops.state;
+        let d = saved.dims;
+        let need_x = ops.parents[0].is_some();
+        let [d_x, d_w, d_b] = cpu_kernel::backward(
+            d,
+            (&saved.x, &saved.weight, &saved.out),
+            &host::<B>(grad),
+            saved.relu,
+            need_x,
+        );
+        let shapes = [
+            vec![d.batch, d.c_in, d.h, d.w],
+            vec![d.c_out, d.c_in, d.kh, d.kw],
+            vec![d.c_out],
+        ];
+        for ((parent, values), shape) in ops.parents.into_iter().zip([d_x, d_w, d_b]).zip(shapes) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, tensor::<B>(values, &shape, &device));
+            }
+        }
+    }
+}
+
+impl<B: Backend + ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B, C> {
+    fn conv2d_bias_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 4],
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (output, saved) = forward::<B>(x, weight, bias, stride, padding, relu);
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::conv2d_bias_relu(x, weight, bias, stride, padding, relu))
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::activation::relu;
+    use burn::tensor::{Distribution, Tolerance};
+
+    /// The fused path against Burn's `Conv2d` (then ReLU): output and the gradients of the
+    /// input, the weight and the bias, for strides, paddings, odd sizes and 1 or 3 channels.
+    #[test]
+    fn fused_equals_burns_conv2d_in_values_and_every_gradient() {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        for (c_in, [h, w], k, stride, padding, with_relu) in [
+            (
+                1,
+                [28, 28],
+                3,
+                [1, 1],
+                PaddingConfig2d::Explicit(1, 1, 1, 1),
+                true,
+            ),
+            (
+                3,
+                [9, 7],
+                3,
+                [2, 2],
+                PaddingConfig2d::Explicit(1, 0, 1, 2),
+                true,
+            ),
+            (
+                3,
+                [8, 8],
+                2,
+                [1, 2],
+                PaddingConfig2d::Explicit(0, 0, 1, 1),
+                false,
+            ),
+            (2, [5, 6], 3, [1, 1], PaddingConfig2d::Valid, true),
+        ] {
+            let conv = Conv2dConfig::new([c_in, 5], [k, k])
+                .with_stride(stride)
+                .with_padding(padding.clone())
+                .init(&device);
+            let x = Tensor::<4>::random([3, c_in, h, w], Distribution::Default, &device);
+            let pad = applies_to(&conv, &x).expect("the fused path applies");
+            let run = |fused: bool| {
+                let x = x.clone().detach().require_grad();
+                let out = if fused {
+                    conv2d_bias_relu(&conv, x.clone(), pad, with_relu)
+                } else if with_relu {
+                    relu(conv.forward(x.clone()))
+                } else {
+                    conv.forward(x.clone())
+                };
+                // A gradient that differs per element, so that a misplaced one shows.
+                let upstream = out.ones_like().cumsum(3);
+                let grads = (out.clone() * upstream).sum().backward();
+                let bias = conv.bias.as_ref().unwrap().val();
+                [
+                    out.into_data(),
+                    x.grad(&grads).unwrap().into_data(),
+                    conv.weight.val().grad(&grads).unwrap().into_data(),
+                    bias.grad(&grads).unwrap().into_data(),
+                ]
+            };
+            let (fused, composed) = (run(true), run(false));
+            for (name, (f, c)) in ["output", "d x", "d weight", "d bias"]
+                .iter()
+                .zip(fused.iter().zip(&composed))
+            {
+                assert_eq!(f.shape(), c.shape(), "{name}");
+                f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-3).set_relative(1e-4));
+            }
+        }
+    }
+
+    #[test]
+    fn other_convolutions_and_backends_take_burns_path() {
+        let device = Device::flex();
+        let x = Tensor::<4>::zeros([1, 1, 4, 4], &device);
+        let same = Conv2dConfig::new([1, 2], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
+        assert_eq!(applies_to(&same, &x), None);
+        let dilated = Conv2dConfig::new([1, 2], [3, 3])
+            .with_dilation([2, 2])
+            .init(&device);
+        assert_eq!(applies_to(&dilated, &x), None);
+        let no_bias = Conv2dConfig::new([1, 2], [3, 3])
+            .with_bias(false)
+            .init(&device);
+        assert_eq!(applies_to(&no_bias, &x), None);
+        let plain = Conv2dConfig::new([1, 2], [3, 3]).init(&device);
+        assert_eq!(applies_to(&plain, &x), Some([0; 4]));
+    }
+}

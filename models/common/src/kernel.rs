@@ -1,0 +1,116 @@
+//! Building blocks of kiln's fused CPU kernels: [`vectorised!`](crate::vectorised) compiles a
+//! loop for the wide vector units the CPU has, [`exp`] is an `e^x` without branches, so that
+//! loops over it vectorise (the standard library's calls `expf`, one value at a time), and
+//! [`matmul`] is a strided matrix product by `gemm`, the kernel library burn-flex runs on.
+
+/// Defines `fn name(args) body`, compiled twice: for the baseline x86-64 CPU and for AVX2 and
+/// FMA (8 f32 or u32 lanes instead of 4, fused multiply-add), picking the second at run time
+/// where the CPU has them. For the element-wise loops of kiln's CPU kernels, which the compiler
+/// vectorises but which the baseline build would run at half width.
+#[macro_export]
+macro_rules! vectorised {
+    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn wide($($arg: $ty),*) { body($($arg),*) }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features `wide` is compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// `e^x` to about 1e-7 relative error, without branches so that loops over it vectorise
+/// (Cephes' `expf`: `x = n ln 2 + r`, a degree-6 polynomial in `r`, times `2^n`).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer.
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    let two_n = f32::from_bits(((shifted.to_bits() as i32 - 0x4B40_0000 + 127) << 23) as u32);
+    e * two_n
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), for `m x k` times `k x n`
+/// matrices given as (slice, row stride, column stride).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: (&mut [f32], usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    accumulate: bool,
+) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    // Every element each operand's strides reach lies inside its slice.
+    assert!(m * n == 0 || last(m, n, dst.1, 1) < dst.0.len());
+    assert!(m * k == 0 || last(m, k, lhs.1, lhs.2) < lhs.0.len());
+    assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
+    if m * n == 0 {
+        return;
+    }
+    // Inside a rayon worker the batch is already split across threads: one thread per product.
+    // The products over the whole batch (the weights' gradients) use every core.
+    let parallelism = match rayon::current_thread_index() {
+        Some(_) => gemm::Parallelism::None,
+        None => gemm::Parallelism::Rayon(0),
+    };
+    // SAFETY: the assertions above keep every access in bounds; `dst` is borrowed mutably, so
+    // it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0.as_mut_ptr(),
+            1,
+            dst.1 as isize,
+            accumulate,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_follows_the_strides() {
+        // [2x3] · [3x2], the right one read transposed from a [2x3] buffer.
+        let lhs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let rhs_t = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+        let mut dst = vec![10.0; 4];
+        matmul((2, 2, 3), (&mut dst, 2), (&lhs, 3, 1), (&rhs_t, 1, 3), true);
+        assert_eq!(dst, [14.0, 12.0, 20.0, 15.0]);
+    }
+}
