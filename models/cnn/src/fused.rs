@@ -20,11 +20,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, BackendTypes, Dispatch, TensorMetadata};
+use burn::backend::{Backend, Dispatch, TensorMetadata};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Device, Tensor, TensorData, read_sync};
+use burn::tensor::{DType, Tensor};
 use std::sync::Arc;
+
+use kiln_common::kernel::{host_tensor, host_values, on_host};
 
 use crate::cpu_kernel::{self, ConvDims};
 
@@ -67,18 +69,7 @@ pub fn applies_to(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 4]> {
         PaddingConfig2d::Same => return None,
     };
     let plain = conv.dilation == [1, 1] && conv.groups == 1 && conv.bias.is_some();
-    (plain && x.dtype() == DType::F32 && on_cpu_backend(&x.device())).then_some(padding)
-}
-
-fn on_cpu_backend(device: &Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.clone().without_autodiff().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
-    }
+    (plain && x.dtype() == DType::F32 && on_host(&x.device())).then_some(padding)
 }
 
 /// `conv`'s output, then ReLU when `relu`, by the fused operation; call only with the padding
@@ -111,22 +102,6 @@ struct Saved {
     weight: Arc<Vec<f32>>,
     out: Arc<Vec<f32>>,
     relu: bool,
-}
-
-/// A tensor's values on the host (a copy, on the CPU backends this kernel serves).
-fn host<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
-    read_sync(B::float_into_data(t))
-        .expect("conv2d_bias_relu reads its inputs")
-        .into_vec::<f32>()
-        .expect("conv2d_bias_relu runs on f32 values")
-}
-
-fn tensor<B: Backend>(
-    values: Vec<f32>,
-    shape: &[usize],
-    device: &<B as BackendTypes>::Device,
-) -> FloatTensor<B> {
-    B::float_from_data(TensorData::new(values, shape.to_vec()), device)
 }
 
 fn dims(x: &[usize], weight: &[usize], stride: [usize; 2], padding: [usize; 4]) -> ConvDims {
@@ -167,9 +142,13 @@ fn forward<B: Backend>(
         padding,
     );
     let device = x.device();
-    let (x, weight, bias) = (host::<B>(x), host::<B>(weight), host::<B>(bias));
+    let (x, weight, bias) = (
+        host_values::<B>(x),
+        host_values::<B>(weight),
+        host_values::<B>(bias),
+    );
     let out = cpu_kernel::forward(d, &x, &weight, &bias, relu);
-    let output = tensor::<B>(out.clone(), &[d.batch, d.c_out, d.h_out, d.w_out], &device);
+    let output = host_tensor::<B>(out.clone(), &[d.batch, d.c_out, d.h_out, d.w_out], &device);
     let saved = Saved {
         dims: d,
         x: Arc::new(x),
@@ -200,7 +179,7 @@ impl<B: Backend> Backward<B, 3> for ConvBackward {
         let [d_x, d_w, d_b] = cpu_kernel::backward(
             d,
             (&saved.x, &saved.weight, &saved.out),
-            &host::<B>(grad),
+            &host_values::<B>(grad),
             saved.relu,
             need_x,
         );
@@ -211,7 +190,7 @@ impl<B: Backend> Backward<B, 3> for ConvBackward {
         ];
         for ((parent, values), shape) in ops.parents.into_iter().zip([d_x, d_w, d_b]).zip(shapes) {
             if let Some(node) = parent {
-                grads.register::<B>(node.id, tensor::<B>(values, &shape, &device));
+                grads.register::<B>(node.id, host_tensor::<B>(values, &shape, &device));
             }
         }
     }
@@ -248,6 +227,7 @@ impl<B: Backend + ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Device;
     use burn::tensor::activation::relu;
     use burn::tensor::{Distribution, Tolerance};
 

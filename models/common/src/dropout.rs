@@ -1,3 +1,4 @@
+use crate::kernel::on_host;
 use burn::config::Config;
 use burn::module::{Content, DisplaySettings, Flag, Module, ModuleDisplay, Param};
 use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
@@ -98,19 +99,6 @@ impl ModuleDisplay for Dropout {
 
     fn custom_content(&self, content: Content) -> Option<Content> {
         content.add("prob", &self.prob).optional()
-    }
-}
-
-/// Whether tensors on `device` live in host memory (flex, ndarray), where building the mask on
-/// the host costs no transfer.
-fn on_host(device: &Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.clone().without_autodiff().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
     }
 }
 

@@ -3,6 +3,10 @@
 //! loops over it vectorise (the standard library's calls `expf`, one value at a time), and
 //! [`matmul`] is a strided matrix product by `gemm`, the kernel library burn-flex runs on.
 
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, BackendTypes};
+use burn::tensor::{Device, TensorData, read_sync};
+
 /// Defines `fn name(args) body`, compiled twice: for the baseline x86-64 CPU and for AVX2 and
 /// FMA (8 f32 or u32 lanes instead of 4, fused multiply-add), picking the second at run time
 /// where the CPU has them. For the element-wise loops of kiln's CPU kernels, which the compiler
@@ -98,6 +102,38 @@ pub fn matmul(
             parallelism,
         );
     }
+}
+
+/// Whether tensors on `device` live in host memory, on a CPU backend compiled in (flex, ndarray,
+/// by kiln-common's features of the same names): where kiln's fused CPU kernels run, and where
+/// [`Dropout`](crate::Dropout) builds its mask without a transfer.
+pub fn on_host(device: &Device) -> bool {
+    #[allow(unreachable_patterns)]
+    match device.clone().without_autodiff().as_dispatch() {
+        #[cfg(feature = "flex")]
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "ndarray")]
+        burn::backend::DispatchDevice::NdArray(_) => true,
+        _ => false,
+    }
+}
+
+/// A tensor's f32 values on the host: a fused kernel's input (a copy, on the CPU backends the
+/// kernels serve).
+pub fn host_values<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
+    read_sync(B::float_into_data(t))
+        .expect("a fused CPU kernel reads its inputs")
+        .try_into_vec::<f32>()
+        .expect("a fused CPU kernel runs on f32 values")
+}
+
+/// `values` as a tensor of `shape` on `device`: a fused kernel's output.
+pub fn host_tensor<B: Backend>(
+    values: Vec<f32>,
+    shape: &[usize],
+    device: &<B as BackendTypes>::Device,
+) -> FloatTensor<B> {
+    B::float_from_data(TensorData::new(values, shape.to_vec()), device)
 }
 
 #[cfg(test)]

@@ -23,9 +23,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, BackendTypes, Dispatch, TensorMetadata};
-use burn::tensor::{DType, Device, Tensor, TensorData, read_sync};
+use burn::backend::{Backend, Dispatch, TensorMetadata};
+use burn::tensor::{DType, Tensor};
 use std::sync::Arc;
+
+use kiln_common::kernel::{host_tensor, host_values, on_host};
 
 use crate::cpu_kernel::{self, Dims};
 
@@ -59,18 +61,7 @@ impl LstmBackend for burn::backend::NdArray {}
 /// Whether `x` can take the fused path: f32 values on a backend compiled in with kiln-lstm's
 /// matching feature.
 pub fn applies_to(x: &Tensor<3>) -> bool {
-    x.dtype() == DType::F32 && on_cpu_backend(&x.device())
-}
-
-fn on_cpu_backend(device: &Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.clone().without_autodiff().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
-    }
+    x.dtype() == DType::F32 && on_host(&x.device())
 }
 
 /// The fused sequence on tensors; call only where [`applies_to`] is true.
@@ -104,22 +95,6 @@ struct Saved {
     forward: Arc<cpu_kernel::Forward>,
 }
 
-/// A tensor's values on the host (a copy, on the CPU backends this kernel serves).
-fn host<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
-    read_sync(B::float_into_data(t))
-        .expect("lstm_sequence reads its inputs")
-        .into_vec::<f32>()
-        .expect("lstm_sequence runs on f32 values")
-}
-
-fn tensor<B: Backend>(
-    values: Vec<f32>,
-    shape: &[usize],
-    device: &<B as BackendTypes>::Device,
-) -> FloatTensor<B> {
-    B::float_from_data(TensorData::new(values, shape.to_vec()), device)
-}
-
 /// The forward pass: the packed `[batch, seq, 2H]` output, and what backward needs.
 fn forward<B: Backend>(
     x: FloatTensor<B>,
@@ -139,10 +114,14 @@ fn forward<B: Backend>(
         hd,
     };
     let device = x.device();
-    let bias = host::<B>(B::float_add(bias_ih, bias_hh));
-    let (x, weight_ih, weight_hh) = (host::<B>(x), host::<B>(weight_ih), host::<B>(weight_hh));
+    let bias = host_values::<B>(B::float_add(bias_ih, bias_hh));
+    let (x, weight_ih, weight_hh) = (
+        host_values::<B>(x),
+        host_values::<B>(weight_ih),
+        host_values::<B>(weight_hh),
+    );
     let forward = cpu_kernel::forward(dims, &x, &weight_ih, &weight_hh, &bias);
-    let output = tensor::<B>(forward.h_c.clone(), &[batch, seq, 2 * hd], &device);
+    let output = host_tensor::<B>(forward.h_c.clone(), &[batch, seq, 2 * hd], &device);
     let saved = Saved {
         dims,
         x: Arc::new(x),
@@ -167,7 +146,7 @@ fn backward<B: Backend>(
         d_input,
         hd,
     } = saved.dims;
-    let grad = host::<B>(grad);
+    let grad = host_values::<B>(grad);
     let [d_x, d_w_ih, d_w_hh, d_bias] = cpu_kernel::backward(
         saved.dims,
         &saved.forward,
@@ -175,11 +154,11 @@ fn backward<B: Backend>(
         &grad,
         need_x,
     );
-    let d_bias = tensor::<B>(d_bias, &[4 * hd], &device);
+    let d_bias = host_tensor::<B>(d_bias, &[4 * hd], &device);
     [
-        need_x.then(|| tensor::<B>(d_x, &[batch, seq, d_input], &device)),
-        Some(tensor::<B>(d_w_ih, &[4 * hd, d_input], &device)),
-        Some(tensor::<B>(d_w_hh, &[4 * hd, hd], &device)),
+        need_x.then(|| host_tensor::<B>(d_x, &[batch, seq, d_input], &device)),
+        Some(host_tensor::<B>(d_w_ih, &[4 * hd, d_input], &device)),
+        Some(host_tensor::<B>(d_w_hh, &[4 * hd, hd], &device)),
         Some(d_bias.clone()),
         Some(d_bias),
     ]

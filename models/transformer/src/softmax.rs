@@ -20,10 +20,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::backend_extension;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, BackendTypes, Dispatch, TensorMetadata};
+use burn::backend::{Backend, Dispatch, TensorMetadata};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, DType, Device, Tensor, TensorData, read_sync};
-use kiln_common::{kernel, vectorised};
+use burn::tensor::{Bool, DType, Tensor};
+use kiln_common::kernel::{self, host_tensor, host_values, on_host};
+use kiln_common::vectorised;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -104,18 +105,7 @@ pub fn fused(scores: Tensor<4>, padding: Option<Tensor<2, Bool>>, scale: f32) ->
 /// Whether `scores` can take the fused path: f32 values on a backend compiled in with
 /// kiln-transformer's matching feature.
 pub fn fused_applies_to(scores: &Tensor<4>) -> bool {
-    scores.dtype() == DType::F32 && on_cpu_backend(&scores.device())
-}
-
-fn on_cpu_backend(device: &Device) -> bool {
-    #[allow(unreachable_patterns)]
-    match device.clone().without_autodiff().as_dispatch() {
-        #[cfg(feature = "flex")]
-        burn::backend::DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "ndarray")]
-        burn::backend::DispatchDevice::NdArray(_) => true,
-        _ => false,
-    }
+    scores.dtype() == DType::F32 && on_host(&scores.device())
 }
 
 /// What the backward pass needs: the weights and which keys are masked, on the host.
@@ -125,22 +115,6 @@ struct Saved {
     masked: Arc<Vec<bool>>,
     shape: [usize; 4],
     scale: f32,
-}
-
-/// A tensor's values on the host (a copy, on the CPU backends this kernel serves).
-fn host<B: Backend>(t: FloatTensor<B>) -> Vec<f32> {
-    read_sync(B::float_into_data(t))
-        .expect("attention_softmax reads its inputs")
-        .into_vec::<f32>()
-        .expect("attention_softmax runs on f32 values")
-}
-
-fn tensor<B: Backend>(
-    values: Vec<f32>,
-    shape: &[usize],
-    device: &<B as BackendTypes>::Device,
-) -> FloatTensor<B> {
-    B::float_from_data(TensorData::new(values, shape.to_vec()), device)
 }
 
 /// Rows of `seq_k` per parallel task: enough work per task to pay for its scheduling.
@@ -185,8 +159,11 @@ fn forward<B: Backend>(
         panic!("attention_softmax takes scores as [batch, heads, seq_q, seq_k]")
     };
     let device = scores.device();
-    let scores = host::<B>(scores);
-    let masked: Vec<bool> = host::<B>(masked).into_iter().map(|m| m != 0.0).collect();
+    let scores = host_values::<B>(scores);
+    let masked: Vec<bool> = host_values::<B>(masked)
+        .into_iter()
+        .map(|m| m != 0.0)
+        .collect();
     let mut weights = vec![0.0; scores.len()];
     let sample = heads * seq_q * seq_k;
     let rows = rows_per_task(seq_k) * seq_k;
@@ -202,7 +179,7 @@ fn forward<B: Backend>(
             }
         });
     let shape = [batch, heads, seq_q, seq_k];
-    let output = tensor::<B>(weights.clone(), &shape, &device);
+    let output = host_tensor::<B>(weights.clone(), &shape, &device);
     let saved = Saved {
         weights: Arc::new(weights),
         masked: Arc::new(masked),
@@ -216,7 +193,7 @@ fn forward<B: Backend>(
 fn backward<B: Backend>(saved: Saved, grad: FloatTensor<B>) -> FloatTensor<B> {
     let device = grad.device();
     let [_, heads, seq_q, seq_k] = saved.shape;
-    let mut grad = host::<B>(grad);
+    let mut grad = host_values::<B>(grad);
     let sample = heads * seq_q * seq_k;
     let rows = rows_per_task(seq_k) * seq_k;
     grad.par_chunks_mut(rows)
@@ -233,7 +210,7 @@ fn backward<B: Backend>(saved: Saved, grad: FloatTensor<B>) -> FloatTensor<B> {
                 softmax_backward_row(weights, grad, masked, saved.scale);
             }
         });
-    tensor::<B>(grad, &saved.shape, &device)
+    host_tensor::<B>(grad, &saved.shape, &device)
 }
 
 #[derive(Debug)]
@@ -280,6 +257,7 @@ impl<B: Backend + AttentionBackend, C: CheckpointStrategy> AttentionBackend for 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use burn::tensor::{Device, TensorData};
     use burn::tensor::{Distribution, Tolerance};
 
     fn inputs(device: &Device) -> (Tensor<4>, Tensor<2, Bool>, Tensor<4>) {
