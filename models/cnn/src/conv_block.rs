@@ -143,17 +143,24 @@ impl ConvBlock {
     ///   [`ConvBlockConfig::output_size`] gives
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let relu = self.activation == Activation::Relu;
+        let mut pooled = false;
         let x = match (&self.norm, fused::applies_to(&self.conv, &x)) {
-            // The convolution, its bias and a ReLU in one operation on the CPU backends.
-            (None, Some(padding)) if relu => fused::conv2d_bias_relu(&self.conv, x, padding, true),
+            // The convolution, its bias, a ReLU and the max-pool after it in one operation on
+            // the CPU backends.
+            (None, Some(padding)) if relu => {
+                let pool = self.max_pool.as_ref().filter(|p| fused::pool_applies(p));
+                pooled = pool.is_some();
+                fused::conv2d_bias_relu(&self.conv, x, padding, true, pool)
+            }
             (None, Some(padding)) => {
-                let x = fused::conv2d_bias_relu(&self.conv, x, padding, false);
+                let x = fused::conv2d_bias_relu(&self.conv, x, padding, false, None);
                 self.activation.forward(x)
             }
             (Some(norm), _) => self.activation.forward(norm.forward(self.conv.forward(x))),
             (None, None) => self.activation.forward(self.conv.forward(x)),
         };
         let x = match (&self.max_pool, &self.avg_pool) {
+            _ if pooled => x,
             (Some(pool), _) => pool.forward(x),
             (_, Some(pool)) => pool.forward(x),
             _ => x,

@@ -4,9 +4,13 @@
 //! output directly in NCHW, so no layout conversion is needed on either side. The batch is split
 //! across threads, each running its images' products on one core.
 //!
-//! Backward, per image: the output gradient masked by ReLU, the weight gradient as the product of
-//! that gradient with the unrolled patches (recomputed, not kept), and the input gradient as the
-//! weights' transpose times the gradient, folded back onto the image (col2im).
+//! A max-pool with a `pool x pool` window and the same stride may follow the ReLU: each window's
+//! maximum and its position are kept, and the full-size convolution output is never stored.
+//!
+//! Backward, per image: the output gradient routed to each window's maximum and masked by ReLU,
+//! the weight gradient as the product of that gradient with the unrolled patches (recomputed,
+//! not kept), and the input gradient as the weights' transpose times the gradient, folded back
+//! onto the image (col2im).
 
 use kiln_common::kernel::matmul;
 use rayon::prelude::*;
@@ -27,6 +31,8 @@ pub struct ConvDims {
     pub pad: [usize; 2],
     pub h_out: usize,
     pub w_out: usize,
+    /// The max-pool's window side and stride after the convolution; 1 for none.
+    pub pool: usize,
 }
 
 impl ConvDims {
@@ -37,6 +43,17 @@ impl ConvDims {
 
     fn hw_out(&self) -> usize {
         self.h_out * self.w_out
+    }
+
+    /// The output's `[height, width]`, after the pool.
+    pub fn pooled(&self) -> [usize; 2] {
+        [self.h_out / self.pool, self.w_out / self.pool]
+    }
+
+    /// Values per image of the output, after the pool.
+    fn pooled_len(&self) -> usize {
+        let [h, w] = self.pooled();
+        self.c_out * h * w
     }
 
     /// For the kernel row `i` (column `j`), output row (column) `o` reads input row (column)
@@ -135,47 +152,94 @@ fn per_task(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
-/// `relu(conv(x, weight) + bias)` (without the ReLU when `relu` is false), NCHW.
-pub fn forward(d: ConvDims, x: &[f32], weight: &[f32], bias: &[f32], relu: bool) -> Vec<f32> {
+/// Writes `max_pool(conv)` of one image to `out` and the position in `conv` of each window's
+/// maximum (the first, on ties) to `argmax`.
+fn max_pool(d: &ConvDims, conv: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+    let p = d.pool;
+    let [hp, wp] = d.pooled();
+    for c in 0..d.c_out {
+        for py in 0..hp {
+            for px in 0..wp {
+                let (mut best, mut at) = (f32::NEG_INFINITY, 0);
+                for i in 0..p {
+                    let row = (c * d.h_out + py * p + i) * d.w_out + px * p;
+                    for (j, &v) in conv[row..row + p].iter().enumerate() {
+                        if v > best || (j == 0 && i == 0) {
+                            (best, at) = (v, row + j);
+                        }
+                    }
+                }
+                let o = (c * hp + py) * wp + px;
+                (out[o], argmax[o]) = (best, at as u32);
+            }
+        }
+    }
+}
+
+/// `relu(conv(x, weight) + bias)` (without the ReLU when `relu` is false), max-pooled when
+/// `d.pool > 1`, NCHW; and the position of each pooled value in its image's convolution output
+/// (empty without a pool).
+pub fn forward(
+    d: ConvDims,
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    relu: bool,
+) -> (Vec<f32>, Vec<u32>) {
     let (k, hw) = (d.k(), d.hw_out());
-    let (x_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw);
+    let (x_len, conv_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw, d.pooled_len());
+    let pooled = d.pool > 1;
     let mut out = vec![0.0; d.batch * out_len];
+    let mut argmax = vec![0u32; if pooled { d.batch * out_len } else { 0 }];
     let n = per_task(d.batch);
+    let mut argmax_chunks: Vec<&mut [u32]> = if pooled {
+        argmax.chunks_mut(n * out_len).collect()
+    } else {
+        (0..d.batch.div_ceil(n)).map(|_| &mut [][..]).collect()
+    };
     out.par_chunks_mut(n * out_len)
         .zip(x.par_chunks(n * x_len))
-        .for_each(|(out, x)| {
+        .zip(argmax_chunks.par_iter_mut())
+        .for_each(|((out, x), argmax)| {
             let mut cols = vec![0.0; k * hw];
-            for (out, x) in out.chunks_mut(out_len).zip(x.chunks(x_len)) {
+            let mut conv = vec![0.0; if pooled { conv_len } else { 0 }];
+            for (image, x) in x.chunks(x_len).enumerate() {
+                let out = &mut out[image * out_len..(image + 1) * out_len];
+                let target = if pooled { &mut conv[..] } else { &mut *out };
                 im2col(&d, x, &mut cols);
-                for (row, &b) in out.chunks_mut(hw).zip(bias) {
+                for (row, &b) in target.chunks_mut(hw).zip(bias) {
                     row.fill(b);
                 }
                 matmul(
                     (d.c_out, hw, k),
-                    (out, hw),
+                    (target, hw),
                     (weight, k, 1),
                     (&cols, hw, 1),
                     true,
                 );
                 if relu {
-                    out.iter_mut().for_each(|v| *v = v.max(0.0));
+                    target.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+                if pooled {
+                    let argmax = &mut argmax[image * out_len..(image + 1) * out_len];
+                    max_pool(&d, &conv, out, argmax);
                 }
             }
         });
-    out
+    (out, argmax)
 }
 
 /// Gradients of `[x, weight, bias]` from the output's, given the forward pass's output (for
-/// the ReLU's mask); `x`'s only when `need_x` (empty otherwise).
+/// the ReLU's mask) and its pool positions; `x`'s only when `need_x` (empty otherwise).
 pub fn backward(
     d: ConvDims,
-    (x, weight, out): (&[f32], &[f32], &[f32]),
+    (x, weight, out, argmax): (&[f32], &[f32], &[f32], &[u32]),
     grad: &[f32],
     relu: bool,
     need_x: bool,
 ) -> [Vec<f32>; 3] {
     let (k, hw) = (d.k(), d.hw_out());
-    let (x_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw);
+    let (x_len, conv_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw, d.pooled_len());
     let mut d_x = vec![0.0; if need_x { d.batch * x_len } else { 0 }];
     let n = per_task(d.batch);
     let tasks = d.batch.div_ceil(n);
@@ -194,13 +258,23 @@ pub fn backward(
         .enumerate()
         .for_each(|(task, ((d_w, d_b), d_x))| {
             let mut cols = vec![0.0; k * hw];
-            let mut g = vec![0.0; out_len];
+            // The gradient of the convolution's output (before the pool).
+            let mut g = vec![0.0; conv_len];
             for image in task * n..((task + 1) * n).min(d.batch) {
                 let local = image - task * n;
                 let grad = &grad[image * out_len..(image + 1) * out_len];
                 let out = &out[image * out_len..(image + 1) * out_len];
-                for ((g, &dy), &y) in g.iter_mut().zip(grad).zip(out) {
-                    *g = if relu && y <= 0.0 { 0.0 } else { dy };
+                let masked = |dy: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { dy };
+                if d.pool > 1 {
+                    g.fill(0.0);
+                    let argmax = &argmax[image * out_len..(image + 1) * out_len];
+                    for ((&dy, &y), &at) in grad.iter().zip(out).zip(argmax) {
+                        g[at as usize] += masked(dy, y);
+                    }
+                } else {
+                    for ((g, &dy), &y) in g.iter_mut().zip(grad).zip(out) {
+                        *g = masked(dy, y);
+                    }
                 }
                 for (b, row) in d_b.iter_mut().zip(g.chunks(hw)) {
                     *b += row.iter().sum::<f32>();
@@ -298,18 +372,41 @@ mod tests {
                 pad,
                 h_out,
                 w_out,
+                pool: 1,
             };
             let x = values(3 * c_in * h * w, 1);
             let weight = values(4 * c_in * k * k, 2);
             let bias = values(4, 3);
             let expected = direct(&d, &x, &weight, &bias);
-            let got = forward(d, &x, &weight, &bias, false);
+            let (got, _) = forward(d, &x, &weight, &bias, false);
             for (a, b) in got.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-5, "{d:?}: {a} vs {b}");
             }
-            let relu = forward(d, &x, &weight, &bias, true);
+            let (relu, _) = forward(d, &x, &weight, &bias, true);
             for (a, b) in relu.iter().zip(&got) {
                 assert_eq!(*a, b.max(0.0));
+            }
+            // Max-pooled by 2: each window's largest value, at the position recorded.
+            let pooled_dims = ConvDims { pool: 2, ..d };
+            let (pooled, argmax) = forward(pooled_dims, &x, &weight, &bias, true);
+            let [hp, wp] = pooled_dims.pooled();
+            let conv_len = 4 * h_out * w_out;
+            for n in 0..3 {
+                for c in 0..4 {
+                    for py in 0..hp {
+                        for px in 0..wp {
+                            let o = ((n * 4 + c) * hp + py) * wp + px;
+                            let window = (0..4).map(|e| {
+                                relu[n * conv_len
+                                    + (c * h_out + 2 * py + e / 2) * w_out
+                                    + 2 * px
+                                    + e % 2]
+                            });
+                            assert_eq!(pooled[o], window.fold(f32::NEG_INFINITY, f32::max));
+                            assert_eq!(relu[n * conv_len + argmax[o] as usize], pooled[o]);
+                        }
+                    }
+                }
             }
         }
     }
@@ -329,6 +426,7 @@ mod tests {
             pad: [1, 1],
             h_out: 3,
             w_out: 6,
+            pool: 1,
         };
         let x = values(2 * 5 * 6, 4);
         let c = values(d.k() * d.hw_out(), 5);

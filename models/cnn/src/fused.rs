@@ -23,6 +23,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
 use burn::tensor::{DType, Tensor};
 use std::sync::Arc;
 
@@ -33,13 +34,14 @@ use crate::cpu_kernel::{self, ConvDims};
 /// The fused convolution, routed by Burn to the backend of its inputs.
 #[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
 pub trait ConvBackend: Backend {
-    /// `conv2d(x, weight) + bias`, then ReLU when `relu`.
+    /// `conv2d(x, weight) + bias`, then ReLU when `relu`, then a max-pool with a `pool x pool`
+    /// window and stride when `pool > 1`.
     ///
     /// # Shapes
     /// - x: `[batch, c_in, h, w]`
     /// - weight: `[c_out, c_in, kh, kw]`, bias: `[c_out]`
     /// - stride: `[rows, columns]`; padding: `[top, left, bottom, right]`
-    /// - output: `[batch, c_out, h_out, w_out]`
+    /// - output: `[batch, c_out, h_out / pool, w_out / pool]`
     fn conv2d_bias_relu(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -47,9 +49,10 @@ pub trait ConvBackend: Backend {
         stride: [usize; 2],
         padding: [usize; 4],
         relu: bool,
+        pool: usize,
     ) -> FloatTensor<Self> {
         // The plain CPU backends: the forward pass alone (autodiff overrides this).
-        forward::<Self>(x, weight, bias, stride, padding, relu).0
+        forward::<Self>(x, weight, bias, stride, padding, relu, pool).0
     }
 }
 
@@ -72,13 +75,19 @@ pub fn applies_to(conv: &Conv2d, x: &Tensor<4>) -> Option<[usize; 4]> {
     (plain && x.dtype() == DType::F32 && on_host(&x.device())).then_some(padding)
 }
 
-/// `conv`'s output, then ReLU when `relu`, by the fused operation; call only with the padding
-/// [`applies_to`] returned.
+/// `conv`'s output, then ReLU when `relu`, then `pool`'s when given, by the fused operation;
+/// call only with the padding [`applies_to`] returned, and with a pool [`pool_applies`] takes.
 ///
 /// # Shapes
 /// - x: `[batch, c_in, h, w]`
-/// - output: `[batch, c_out, h_out, w_out]`
-pub fn conv2d_bias_relu(conv: &Conv2d, x: Tensor<4>, padding: [usize; 4], relu: bool) -> Tensor<4> {
+/// - output: `[batch, c_out, h_out, w_out]`, divided by the pool's window when pooled
+pub fn conv2d_bias_relu(
+    conv: &Conv2d,
+    x: Tensor<4>,
+    padding: [usize; 4],
+    relu: bool,
+    pool: Option<&MaxPool2d>,
+) -> Tensor<4> {
     let bias = conv
         .bias
         .as_ref()
@@ -91,7 +100,19 @@ pub fn conv2d_bias_relu(conv: &Conv2d, x: Tensor<4>, padding: [usize; 4], relu: 
         conv.stride,
         padding,
         relu,
+        pool.map_or(1, |pool| pool.kernel_size[0]),
     ))
+}
+
+/// Whether the fused operation can take `pool`, after a ReLU: a square window with the same
+/// stride, no padding, no dilation, floor mode — kiln's `ConvBlock` pools.
+pub fn pool_applies(pool: &MaxPool2d) -> bool {
+    let [k, k2] = pool.kernel_size;
+    k == k2
+        && pool.stride == [k, k]
+        && matches!(pool.padding, PaddingConfig2d::Valid)
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode
 }
 
 /// What the backward pass needs from the forward one, on the host.
@@ -101,10 +122,18 @@ struct Saved {
     x: Arc<Vec<f32>>,
     weight: Arc<Vec<f32>>,
     out: Arc<Vec<f32>>,
+    /// Each pooled value's position in its image's convolution output; empty without a pool.
+    argmax: Arc<Vec<u32>>,
     relu: bool,
 }
 
-fn dims(x: &[usize], weight: &[usize], stride: [usize; 2], padding: [usize; 4]) -> ConvDims {
+fn dims(
+    x: &[usize],
+    weight: &[usize],
+    stride: [usize; 2],
+    padding: [usize; 4],
+    pool: usize,
+) -> ConvDims {
     let [batch, c_in, h, w] = x[..] else {
         panic!("conv2d_bias_relu takes x as [batch, c_in, h, w]")
     };
@@ -123,6 +152,7 @@ fn dims(x: &[usize], weight: &[usize], stride: [usize; 2], padding: [usize; 4]) 
         pad: [padding[0], padding[1]],
         h_out: (h + padding[0] + padding[2] - kh) / stride[0] + 1,
         w_out: (w + padding[1] + padding[3] - kw) / stride[1] + 1,
+        pool: pool.max(1),
     }
 }
 
@@ -134,12 +164,14 @@ fn forward<B: Backend>(
     stride: [usize; 2],
     padding: [usize; 4],
     relu: bool,
+    pool: usize,
 ) -> (FloatTensor<B>, Saved) {
     let d = dims(
         &x.shape().to_vec(),
         &weight.shape().to_vec(),
         stride,
         padding,
+        pool,
     );
     let device = x.device();
     let (x, weight, bias) = (
@@ -147,13 +179,15 @@ fn forward<B: Backend>(
         host_values::<B>(weight),
         host_values::<B>(bias),
     );
-    let out = cpu_kernel::forward(d, &x, &weight, &bias, relu);
-    let output = host_tensor::<B>(out.clone(), &[d.batch, d.c_out, d.h_out, d.w_out], &device);
+    let (out, argmax) = cpu_kernel::forward(d, &x, &weight, &bias, relu);
+    let [h, w] = d.pooled();
+    let output = host_tensor::<B>(out.clone(), &[d.batch, d.c_out, h, w], &device);
     let saved = Saved {
         dims: d,
         x: Arc::new(x),
         weight: Arc::new(weight),
         out: Arc::new(out),
+        argmax: Arc::new(argmax),
         relu,
     };
     (output, saved)
@@ -178,7 +212,7 @@ impl<B: Backend> Backward<B, 3> for ConvBackward {
         let need_x = ops.parents[0].is_some();
         let [d_x, d_w, d_b] = cpu_kernel::backward(
             d,
-            (&saved.x, &saved.weight, &saved.out),
+            (&saved.x, &saved.weight, &saved.out, &saved.argmax),
             &host_values::<B>(grad),
             saved.relu,
             need_x,
@@ -204,6 +238,7 @@ impl<B: Backend + ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B
         stride: [usize; 2],
         padding: [usize; 4],
         relu: bool,
+        pool: usize,
     ) -> FloatTensor<Self> {
         let nodes = [x.node(), weight.node(), bias.node()];
         let (x, weight, bias) = (
@@ -213,12 +248,12 @@ impl<B: Backend + ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B
         );
         match ConvBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (output, saved) = forward::<B>(x, weight, bias, stride, padding, relu);
+                let (output, saved) = forward::<B>(x, weight, bias, stride, padding, relu, pool);
                 prep.finish(saved, output)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::conv2d_bias_relu(x, weight, bias, stride, padding, relu))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_bias_relu(
+                x, weight, bias, stride, padding, relu, pool,
+            )),
         }
     }
 }
@@ -227,17 +262,20 @@ impl<B: Backend + ConvBackend, C: CheckpointStrategy> ConvBackend for Autodiff<B
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
     use burn::tensor::Device;
     use burn::tensor::activation::relu;
     use burn::tensor::{Distribution, Tolerance};
 
-    /// The fused path against Burn's `Conv2d` (then ReLU): output and the gradients of the
-    /// input, the weight and the bias, for strides, paddings, odd sizes and 1 or 3 channels.
+    /// The fused path against Burn's `Conv2d` (then ReLU, then `MaxPool2d`): output and the
+    /// gradients of the input, the weight and the bias, for strides, paddings, odd sizes, 1 or 3
+    /// channels, with and without a pool (windows 2 and 3, the last rows and columns left out
+    /// where the size is not a multiple).
     #[test]
     fn fused_equals_burns_conv2d_in_values_and_every_gradient() {
         let device = Device::flex().autodiff();
         device.seed(7);
-        for (c_in, [h, w], k, stride, padding, with_relu) in [
+        for case in [
             (
                 1,
                 [28, 28],
@@ -263,7 +301,15 @@ mod tests {
                 false,
             ),
             (2, [5, 6], 3, [1, 1], PaddingConfig2d::Valid, true),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|case| {
+            let pools: &[usize] = if case.5 { &[1, 2, 3] } else { &[1] };
+            pools.iter().map(move |&pool| (case.clone(), pool))
+        }) {
+            let ((c_in, [h, w], k, stride, padding, with_relu), pool) = case;
+            let max_pool = (pool > 1).then(|| MaxPool2dConfig::new([pool, pool]).init());
+            assert!(max_pool.as_ref().is_none_or(pool_applies));
             let conv = Conv2dConfig::new([c_in, 5], [k, k])
                 .with_stride(stride)
                 .with_padding(padding.clone())
@@ -273,9 +319,13 @@ mod tests {
             let run = |fused: bool| {
                 let x = x.clone().detach().require_grad();
                 let out = if fused {
-                    conv2d_bias_relu(&conv, x.clone(), pad, with_relu)
+                    conv2d_bias_relu(&conv, x.clone(), pad, with_relu, max_pool.as_ref())
                 } else if with_relu {
-                    relu(conv.forward(x.clone()))
+                    let out = relu(conv.forward(x.clone()));
+                    match &max_pool {
+                        Some(pool) => pool.forward(out),
+                        None => out,
+                    }
                 } else {
                     conv.forward(x.clone())
                 };
@@ -295,7 +345,7 @@ mod tests {
                 .iter()
                 .zip(fused.iter().zip(&composed))
             {
-                assert_eq!(f.shape(), c.shape(), "{name}");
+                assert_eq!(f.shape(), c.shape(), "{name}, pool {pool}");
                 f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-3).set_relative(1e-4));
             }
         }

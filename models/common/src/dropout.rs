@@ -72,21 +72,56 @@ impl Dropout {
     /// - input: `[..., any]`
     /// - output: same as input
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
-        if !self.training.is_enabled() || !input.device().is_autodiff() || self.prob == 0.0 {
+        let device = input.device();
+        if !self.is_active(&device) {
             return input;
         }
         let keep = 1.0 - self.prob;
-        let device = input.device();
         if input.dtype() == DType::F32 && on_host(&device) {
-            let mask = TensorData::new(
-                host_mask(input.shape().num_elements(), keep, draw_seed(&device)),
-                input.shape(),
-            );
+            let draw = DropoutDraw {
+                keep,
+                seed: draw_seed(&device),
+            };
+            let mask = TensorData::new(draw.mask(input.shape().num_elements()), input.shape());
             input * Tensor::from_data(mask, &device)
         } else {
             let mask = input.random_like(Distribution::Bernoulli(keep));
             input * mask * (1.0 / keep)
         }
+    }
+}
+
+impl Dropout {
+    /// Whether the layer drops anything on `device`: in training, on an autodiff device, with
+    /// a probability above 0.
+    fn is_active(&self, device: &Device) -> bool {
+        self.training.is_enabled() && device.is_autodiff() && self.prob > 0.0
+    }
+
+    /// The mask's draw for one call on a CPU backend, or `None` where the layer keeps every
+    /// value: what a fused kernel needs to apply this layer's dropout itself, with the mask
+    /// [`forward`](Self::forward) would have drawn at this point of the random stream.
+    pub(crate) fn draw(&self, device: &Device) -> Option<DropoutDraw> {
+        self.is_active(device).then(|| DropoutDraw {
+            keep: 1.0 - self.prob,
+            seed: draw_seed(device),
+        })
+    }
+}
+
+/// One dropout mask, drawn but not yet built: a fused CPU kernel's dropout argument.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DropoutDraw {
+    /// Probability of keeping each element, in `(0, 1]`.
+    pub keep: f64,
+    /// The key of the mask's hash.
+    pub seed: u64,
+}
+
+impl DropoutDraw {
+    /// The mask of `n` elements: `1 / keep` with probability `keep`, else 0.
+    pub fn mask(&self, n: usize) -> Vec<f32> {
+        host_mask(n, self.keep, self.seed)
     }
 }
 

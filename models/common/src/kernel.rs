@@ -72,10 +72,12 @@ pub fn matmul(
         return;
     }
     // Inside a rayon worker the batch is already split across threads: one thread per product.
-    // The products over the whole batch (the weights' gradients) use every core.
+    // Elsewhere, a product uses every core when it is large enough to repay waking them:
+    // burn-flex's threshold, 192^3 multiply-adds (below it, splitting a 64 x 128 x 784 product
+    // over 2 cores made an MLP's step 25% slower).
     let parallelism = match rayon::current_thread_index() {
-        Some(_) => gemm::Parallelism::None,
-        None => gemm::Parallelism::Rayon(0),
+        None if m * n * k >= 192 * 192 * 192 => gemm::Parallelism::Rayon(0),
+        _ => gemm::Parallelism::None,
     };
     // SAFETY: the assertions above keep every access in bounds; `dst` is borrowed mutably, so
     // it aliases neither input.

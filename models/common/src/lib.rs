@@ -5,12 +5,21 @@
 #![warn(missing_docs)]
 
 mod activation;
+// burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
+#[allow(deprecated)]
+// Without a CPU backend the generated dispatch routes nowhere and leaves its arguments unread.
+#[cfg_attr(
+    not(any(feature = "flex", feature = "ndarray")),
+    allow(unused_variables)
+)]
+pub mod dense;
+mod dense_kernel;
 mod dropout;
 pub mod kernel;
 mod model;
 mod summary;
 
 pub use activation::{Activation, UnknownActivation};
-pub use dropout::{Dropout, DropoutConfig};
+pub use dropout::{Dropout, DropoutConfig, DropoutDraw};
 pub use model::{BatchInput, Model};
 pub use summary::{Layer, Summary, summary};

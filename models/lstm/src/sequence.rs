@@ -2,6 +2,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
+use kiln_common::dense::dense;
 use kiln_common::{Dropout, DropoutConfig, Layer, Model};
 
 use crate::{Gru, GruConfig, Lstm, LstmConfig};
@@ -188,7 +189,7 @@ impl SequenceModel {
     /// - x: `[batch, seq, d_input]`
     /// - output: `[batch, seq, d_output]`
     pub fn forward_every_step(&self, x: Tensor<3>, lengths: Option<&[usize]>) -> Tensor<3> {
-        self.head.forward(self.encode(x, lengths))
+        dense(&self.head, self.encode(x, lengths), None, None)
     }
 
     /// Pooled over steps, then the head (many-to-one).
@@ -233,7 +234,7 @@ impl SequenceModel {
                 last.squeeze_dim(1)
             }
         };
-        self.head.forward(pooled)
+        dense(&self.head, pooled, None, None)
     }
 }
 

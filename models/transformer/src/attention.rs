@@ -2,6 +2,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
+use kiln_common::dense::dense;
 use kiln_common::{Dropout, DropoutConfig};
 
 use crate::softmax::attention_weights;
@@ -105,7 +106,7 @@ impl MultiHeadAttention {
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch, seq, d_model]);
-        self.out_proj.forward(context)
+        dense(&self.out_proj, context, None, None)
     }
 }
 

@@ -2,6 +2,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
+use kiln_common::dense::dense;
 use kiln_common::{Activation, Dropout, DropoutConfig};
 
 use crate::{MultiHeadAttention, MultiHeadAttentionConfig};
@@ -114,10 +115,8 @@ impl EncoderBlock {
     }
 
     fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let hidden = self
-            .dropout
-            .forward(self.activation.forward(self.linear1.forward(x)));
-        self.dropout.forward(self.linear2.forward(hidden))
+        let hidden = dense(&self.linear1, x, Some(self.activation), Some(&self.dropout));
+        dense(&self.linear2, hidden, None, Some(&self.dropout))
     }
 }
 

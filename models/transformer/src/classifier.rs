@@ -4,6 +4,7 @@ use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::{Bool, Device, Int, Tensor};
+use kiln_common::dense::dense;
 use kiln_common::{Activation, BatchInput, Dropout, DropoutConfig, Layer, Model};
 
 use crate::{
@@ -234,7 +235,7 @@ impl Embed for Features {
     type Input = Tensor<3>;
 
     fn embed(&self, x: Tensor<3>) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
-        (self.projection.forward(x), None)
+        (dense(&self.projection, x, None, None), None)
     }
 }
 
@@ -310,7 +311,12 @@ impl<E: Embed> Model for SequenceClassifier<E> {
     /// - input: `[batch, seq]` token ids, or `[batch, seq, d_input]` features
     /// - output: `[batch, d_output]`
     fn forward(&self, input: E::Input) -> Tensor<2> {
-        self.head.forward(self.dropout.forward(self.pool(input)))
+        dense(
+            &self.head,
+            self.dropout.forward(self.pool(input)),
+            None,
+            None,
+        )
     }
 
     /// The embedding, each encoder block, the pooling and the head.

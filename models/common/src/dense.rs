@@ -1,0 +1,321 @@
+//! A dense layer — linear map, bias, activation and dropout — as one operation with a
+//! hand-written backward pass, for the CPU backends.
+//!
+//! Composed, a hidden layer is four autodiff nodes (matmul, bias add, activation, dropout
+//! multiply), each writing a full-size tensor forward and another backward. This operation
+//! (`dense_kernel.rs`) writes the bias, accumulates `x · W` onto it with one `gemm` product,
+//! applies the activation and the dropout mask in place and records one node; backward is two
+//! products and a column sum.
+//!
+//! It is compiled for the backends whose cargo feature is on (`flex`, `ndarray`, forwarded by
+//! the `kiln` facade); other backends (wgpu) compose Burn's `Linear`, the activation and
+//! [`Dropout`], the reference the tests compare against. GELU (whose derivative needs the
+//! input, not the output) is applied after the fused linear map, and so is dropout behind it.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::backend_extension;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, TensorMetadata};
+use burn::nn::Linear;
+use burn::tensor::{DType, Tensor};
+use std::sync::Arc;
+
+use crate::dense_kernel::{self, DenseDims};
+use crate::dropout::DropoutDraw;
+use crate::kernel::{host_tensor, host_values, on_host};
+use crate::{Activation, Dropout};
+
+/// The fused dense layer, routed by Burn to the backend of its inputs.
+#[backend_extension(Flex: cfg(feature = "flex"), NdArray: cfg(feature = "ndarray"), Autodiff)]
+pub trait DenseBackend: Backend {
+    /// `dropout(activation(x · weight + bias))`: no activation when `activation` is `None`,
+    /// no dropout when `dropout` is `None`. GELU is not computed here (see [`dense`]).
+    ///
+    /// # Shapes
+    /// - x: `[rows, d_input]`
+    /// - weight: `[d_input, d_output]`, bias: `[d_output]`
+    /// - output: `[rows, d_output]`
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        activation: Option<Activation>,
+        dropout: Option<DropoutDraw>,
+    ) -> FloatTensor<Self> {
+        // The plain CPU backends: the forward pass alone (autodiff overrides this).
+        forward::<Self>(x, weight, bias, activation, dropout).0
+    }
+}
+
+#[cfg(feature = "flex")]
+impl DenseBackend for burn::backend::Flex {}
+
+#[cfg(feature = "ndarray")]
+impl DenseBackend for burn::backend::NdArray {}
+
+/// `dropout(activation(linear(x)))`, the layer of every dense block and head: one fused
+/// operation on the CPU backends compiled in, Burn's `Linear`, [`Activation::forward`] and
+/// [`Dropout::forward`] elsewhere. `activation` `None` is the identity; `dropout` `None` keeps
+/// every value.
+///
+/// # Shapes
+/// - x: `[..., d_input]`
+/// - output: `[..., d_output]`
+pub fn dense<const D: usize>(
+    linear: &Linear,
+    x: Tensor<D>,
+    activation: Option<Activation>,
+    dropout: Option<&Dropout>,
+) -> Tensor<D> {
+    let Some(bias) = linear.bias.as_ref().filter(|_| fused_applies_to(&x)) else {
+        return composed(linear, x, activation, dropout);
+    };
+    // GELU, and the dropout after it, follow the fused linear map.
+    let (inner, outer) = if dense_kernel::fuses(activation) {
+        (activation, None)
+    } else {
+        (None, activation)
+    };
+    let draw = match outer {
+        None => dropout.and_then(|d| d.draw(&x.device())),
+        Some(_) => None,
+    };
+    let mut dims = x.dims();
+    let d_input = dims[D - 1];
+    let rows = x.shape().num_elements() / d_input.max(1);
+    let weight = linear.weight.val();
+    dims[D - 1] = weight.dims()[1];
+    let out = Tensor::<2>::from_dispatch(<Dispatch as DenseBackend>::dense(
+        x.reshape([rows, d_input]).into_dispatch(),
+        weight.into_dispatch(),
+        bias.val().into_dispatch(),
+        inner,
+        draw,
+    ))
+    .reshape(dims);
+    match outer {
+        Some(activation) => {
+            let out = activation.forward(out);
+            match dropout {
+                Some(dropout) => dropout.forward(out),
+                None => out,
+            }
+        }
+        None => out,
+    }
+}
+
+/// The same layer from Burn's operations: the path of the GPU backends, and the reference the
+/// fused one is tested against.
+pub fn composed<const D: usize>(
+    linear: &Linear,
+    x: Tensor<D>,
+    activation: Option<Activation>,
+    dropout: Option<&Dropout>,
+) -> Tensor<D> {
+    let x = linear.forward(x);
+    let x = match activation {
+        Some(activation) => activation.forward(x),
+        None => x,
+    };
+    match dropout {
+        Some(dropout) => dropout.forward(x),
+        None => x,
+    }
+}
+
+/// Whether the fused operation serves `x`: f32 values on a CPU backend compiled in.
+pub fn fused_applies_to<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && on_host(&x.device())
+}
+
+/// What the backward pass needs from the forward one, on the host.
+#[derive(Debug, Clone)]
+struct Saved {
+    dims: DenseDims,
+    x: Arc<Vec<f32>>,
+    weight: Arc<Vec<f32>>,
+    /// The activation's output, before dropout.
+    activated: Arc<Vec<f32>>,
+    mask: Option<Arc<Vec<f32>>>,
+    activation: Option<Activation>,
+}
+
+/// The forward pass: the output, and what backward needs.
+fn forward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    activation: Option<Activation>,
+    dropout: Option<DropoutDraw>,
+) -> (FloatTensor<B>, Saved) {
+    let ([rows, d_input], [w_in, d_output]) = (dims2(&x), dims2(&weight));
+    assert_eq!(
+        d_input, w_in,
+        "dense: the input has {d_input} features, the weight expects {w_in}"
+    );
+    let dims = DenseDims {
+        rows,
+        d_input,
+        d_output,
+    };
+    let device = x.device();
+    let (x, weight, bias) = (
+        host_values::<B>(x),
+        host_values::<B>(weight),
+        host_values::<B>(bias),
+    );
+    let activated = dense_kernel::forward(dims, &x, &weight, &bias, activation);
+    let mask = dropout.map(|draw| draw.mask(rows * d_output));
+    let out = match &mask {
+        Some(mask) => dense_kernel::masked(&activated, mask),
+        None => activated.clone(),
+    };
+    let output = host_tensor::<B>(out, &[rows, d_output], &device);
+    let saved = Saved {
+        dims,
+        x: Arc::new(x),
+        weight: Arc::new(weight),
+        activated: Arc::new(activated),
+        mask: mask.map(Arc::new),
+        activation,
+    };
+    (output, saved)
+}
+
+/// A 2-D tensor's shape.
+fn dims2<T: TensorMetadata>(t: &T) -> [usize; 2] {
+    match t.shape().to_vec()[..] {
+        [a, b] => [a, b],
+        ref other => panic!("dense takes 2-D inputs, got shape {other:?}"),
+    }
+}
+
+#[derive(Debug)]
+struct DenseBackward;
+
+impl<B: Backend> Backward<B, 3> for DenseBackward {
+    type State = Saved;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let device = grad.device();
+        let saved = ops.state;
+        let d = saved.dims;
+        let need_x = ops.parents[0].is_some();
+        let [d_x, d_w, d_b] = dense_kernel::backward(
+            d,
+            (&saved.x, &saved.weight, &saved.activated),
+            saved.mask.as_deref().map(Vec::as_slice),
+            saved.activation,
+            host_values::<B>(grad),
+            need_x,
+        );
+        let shapes = [
+            vec![d.rows, d.d_input],
+            vec![d.d_input, d.d_output],
+            vec![d.d_output],
+        ];
+        for ((parent, values), shape) in ops.parents.into_iter().zip([d_x, d_w, d_b]).zip(shapes) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, host_tensor::<B>(values, &shape, &device));
+            }
+        }
+    }
+}
+
+impl<B: Backend + DenseBackend, C: CheckpointStrategy> DenseBackend for Autodiff<B, C> {
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        activation: Option<Activation>,
+        dropout: Option<DropoutDraw>,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node(), weight.node(), bias.node()];
+        let (x, weight, bias) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+        );
+        match DenseBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (output, saved) = forward::<B>(x, weight, bias, activation, dropout);
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dense(x, weight, bias, activation, dropout)),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::DropoutConfig;
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    /// The fused layer against Burn's `Linear`, the activation and kiln's `Dropout` (same seed,
+    /// so the same mask): output and the gradients of the input, the weight and the bias, for
+    /// every activation, with and without dropout, on 2-D and 3-D inputs.
+    #[test]
+    fn fused_equals_the_composed_layer_in_values_and_every_gradient() {
+        let device = Device::flex().autodiff();
+        let linear = LinearConfig::new(6, 4).init(&device);
+        let activations = [None].into_iter().chain(Activation::ALL.map(Some));
+        for (activation, prob) in activations.flat_map(|a| [(a, 0.0), (a, 0.4)]) {
+            let dropout = DropoutConfig::new(prob).init();
+            let x = Tensor::<3>::random([3, 5, 6], Distribution::Default, &device) - 0.5;
+            let run = |fused: bool| {
+                device.seed(11);
+                let x = x.clone().detach().require_grad();
+                let out = if fused {
+                    dense(&linear, x.clone(), activation, Some(&dropout))
+                } else {
+                    composed(&linear, x.clone(), activation, Some(&dropout))
+                };
+                let upstream = out.ones_like().cumsum(2);
+                let grads = (out.clone() * upstream).sum().backward();
+                let bias = linear.bias.as_ref().unwrap().val();
+                [
+                    out.into_data(),
+                    x.grad(&grads).unwrap().into_data(),
+                    linear.weight.val().grad(&grads).unwrap().into_data(),
+                    bias.grad(&grads).unwrap().into_data(),
+                ]
+            };
+            let (fused, composed) = (run(true), run(false));
+            for (name, (f, c)) in ["output", "d x", "d weight", "d bias"]
+                .iter()
+                .zip(fused.iter().zip(&composed))
+            {
+                assert_eq!(f.shape(), c.shape(), "{activation:?} {prob}: {name}");
+                f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-5).set_relative(1e-4));
+            }
+        }
+    }
+
+    #[test]
+    fn evaluation_keeps_every_value_and_other_backends_compose() {
+        let device = Device::flex();
+        let linear = LinearConfig::new(3, 2).init(&device);
+        let dropout = DropoutConfig::new(0.5).init();
+        let x = Tensor::<2>::random([4, 3], Distribution::Default, &device);
+        // No autodiff: no dropout, in the fused path as in the composed one.
+        let fused = dense(&linear, x.clone(), Some(Activation::Tanh), Some(&dropout));
+        let reference = composed(&linear, x.clone(), Some(Activation::Tanh), None);
+        fused
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::default());
+        assert!(fused_applies_to(&x));
+    }
+}
