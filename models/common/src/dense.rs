@@ -84,19 +84,7 @@ pub fn dense<const D: usize>(
         None => dropout.and_then(|d| d.draw(&x.device())),
         Some(_) => None,
     };
-    let mut dims = x.dims();
-    let d_input = dims[D - 1];
-    let rows = x.shape().num_elements() / d_input.max(1);
-    let weight = linear.weight.val();
-    dims[D - 1] = weight.dims()[1];
-    let out = Tensor::<2>::from_dispatch(<Dispatch as DenseBackend>::dense(
-        x.reshape([rows, d_input]).into_dispatch(),
-        weight.into_dispatch(),
-        bias.val().into_dispatch(),
-        inner,
-        draw,
-    ))
-    .reshape(dims);
+    let out = fused(linear, bias.val(), x, inner, draw);
     match outer {
         Some(activation) => {
             let out = activation.forward(out);
@@ -107,6 +95,29 @@ pub fn dense<const D: usize>(
         }
         None => out,
     }
+}
+
+/// The fused operation on `x` of any rank, with a dropout mask already drawn.
+fn fused<const D: usize>(
+    linear: &Linear,
+    bias: Tensor<1>,
+    x: Tensor<D>,
+    activation: Option<Activation>,
+    draw: Option<DropoutDraw>,
+) -> Tensor<D> {
+    let mut dims = x.dims();
+    let d_input = dims[D - 1];
+    let rows = x.shape().num_elements() / d_input.max(1);
+    let weight = linear.weight.val();
+    dims[D - 1] = weight.dims()[1];
+    Tensor::<2>::from_dispatch(<Dispatch as DenseBackend>::dense(
+        x.reshape([rows, d_input]).into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        activation,
+        draw,
+    ))
+    .reshape(dims)
 }
 
 /// The same layer from Burn's operations: the path of the GPU backends, and the reference the
@@ -262,26 +273,43 @@ mod tests {
     use super::*;
     use crate::DropoutConfig;
     use burn::nn::LinearConfig;
-    use burn::tensor::{Device, Distribution, Tolerance};
+    use burn::tensor::{Device, Distribution, TensorData, Tolerance};
 
-    /// The fused layer against Burn's `Linear`, the activation and kiln's `Dropout` (same seed,
-    /// so the same mask): output and the gradients of the input, the weight and the bias, for
-    /// every activation, with and without dropout, on 2-D and 3-D inputs.
+    /// The fused layer against Burn's `Linear`, the activation and the same dropout mask as a
+    /// tensor: output and the gradients of the input, the weight and the bias, for every
+    /// activation the kernel computes, with and without dropout, on a 3-D input. (The mask is
+    /// given, not drawn: the backend's generator is shared by the tests running beside this one.)
     #[test]
     fn fused_equals_the_composed_layer_in_values_and_every_gradient() {
         let device = Device::flex().autodiff();
         let linear = LinearConfig::new(6, 4).init(&device);
         let activations = [None].into_iter().chain(Activation::ALL.map(Some));
-        for (activation, prob) in activations.flat_map(|a| [(a, 0.0), (a, 0.4)]) {
-            let dropout = DropoutConfig::new(prob).init();
+        let draws = [
+            None,
+            Some(DropoutDraw {
+                keep: 0.6,
+                seed: 0x5EED,
+            }),
+        ];
+        for (activation, draw) in activations
+            .filter(|&a| dense_kernel::fuses(a))
+            .flat_map(|a| draws.map(|d| (a, d)))
+        {
             let x = Tensor::<3>::random([3, 5, 6], Distribution::Default, &device) - 0.5;
-            let run = |fused: bool| {
-                device.seed(11);
+            let run = |fused_path: bool| {
                 let x = x.clone().detach().require_grad();
-                let out = if fused {
-                    dense(&linear, x.clone(), activation, Some(&dropout))
+                let out = if fused_path {
+                    let bias = linear.bias.as_ref().unwrap().val();
+                    fused(&linear, bias, x.clone(), activation, draw)
                 } else {
-                    composed(&linear, x.clone(), activation, Some(&dropout))
+                    let out = composed(&linear, x.clone(), activation, None);
+                    match draw {
+                        Some(draw) => {
+                            let mask = TensorData::new(draw.mask(3 * 5 * 4), [3, 5, 4]);
+                            out * Tensor::from_data(mask, &device)
+                        }
+                        None => out,
+                    }
                 };
                 let upstream = out.ones_like().cumsum(2);
                 let grads = (out.clone() * upstream).sum().backward();
@@ -298,9 +326,32 @@ mod tests {
                 .iter()
                 .zip(fused.iter().zip(&composed))
             {
-                assert_eq!(f.shape(), c.shape(), "{activation:?} {prob}: {name}");
+                assert_eq!(f.shape(), c.shape(), "{activation:?} {draw:?}: {name}");
                 f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-5).set_relative(1e-4));
             }
+        }
+    }
+
+    /// GELU is applied after the fused linear map: the same values and gradients as composed.
+    #[test]
+    fn gelu_follows_the_fused_linear_map() {
+        let device = Device::flex().autodiff();
+        let linear = LinearConfig::new(5, 3).init(&device);
+        let x = Tensor::<2>::random([4, 5], Distribution::Default, &device) - 0.5;
+        let run = |fused_path: bool| {
+            let x = x.clone().detach().require_grad();
+            let gelu = Some(Activation::Gelu);
+            let out = if fused_path {
+                dense(&linear, x.clone(), gelu, None)
+            } else {
+                composed(&linear, x.clone(), gelu, None)
+            };
+            let grads = out.clone().sum().backward();
+            [out.into_data(), x.grad(&grads).unwrap().into_data()]
+        };
+        let (fused, composed) = (run(true), run(false));
+        for (f, c) in fused.iter().zip(&composed) {
+            f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-5).set_relative(1e-4));
         }
     }
 
