@@ -145,6 +145,90 @@ pub fn host_tensor<B: Backend>(
 mod tests {
     use super::*;
 
+    /// `matmul` against the definition for shapes that reach every kind of gemm tile (full,
+    /// edge, one row or column) on one thread and, above the threshold, on every core.
+    fn matmul_matches_the_definition() {
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 31 + seed * 17) % 23) as f32 / 11.0 - 1.0)
+                .collect()
+        };
+        for (m, n, k) in [
+            (1, 1, 1),
+            (7, 13, 5),
+            (64, 128, 784),
+            (33, 511, 129),
+            (200, 200, 200),
+        ] {
+            let (lhs, rhs) = (values(m * k, 1), values(k * n, 2));
+            let mut dst = values(m * n, 3);
+            let before = dst.clone();
+            matmul((m, n, k), (&mut dst, n), (&lhs, k, 1), (&rhs, n, 1), true);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = before[i * n + j]
+                        + (0..k).map(|p| lhs[i * k + p] * rhs[p * n + j]).sum::<f32>();
+                    let got = dst[i * n + j];
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "[{m}x{k}]·[{k}x{n}] at ({i}, {j}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The gemm kernels this CPU dispatches to (AVX-512 here, with gemm's `x86-v4` feature).
+    #[test]
+    fn matmul_on_this_cpu() {
+        matmul_matches_the_definition();
+    }
+
+    /// The path of a CPU without AVX-512, on this one: the test binary re-run under valgrind,
+    /// whose virtual CPU has no AVX-512, so gemm's run-time detection picks its AVX2 kernels.
+    /// Skipped, saying so, where valgrind is not installed.
+    #[test]
+    fn matmul_without_avx512() {
+        const CHILD: &str = "KILN_TEST_WITHOUT_AVX512";
+        if std::env::var_os(CHILD).is_some() {
+            #[cfg(target_arch = "x86_64")]
+            assert!(
+                !std::arch::is_x86_feature_detected!("avx512f"),
+                "valgrind should hide AVX-512"
+            );
+            matmul_matches_the_definition();
+            println!("matmul checked without AVX-512");
+            return;
+        }
+        if std::process::Command::new("valgrind")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("valgrind is not installed: the no-AVX-512 path is not checked");
+            return;
+        }
+        let out = std::process::Command::new("valgrind")
+            .args(["--quiet", "--error-exitcode=3"])
+            .arg(std::env::current_exe().expect("the test binary"))
+            .args([
+                "--exact",
+                "kernel::tests::matmul_without_avx512",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("valgrind runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("matmul checked without AVX-512"),
+            "under valgrind: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     #[test]
     fn matmul_follows_the_strides() {
         // [2x3] · [3x2], the right one read transposed from a [2x3] buffer.
