@@ -1,6 +1,7 @@
 //! What every kiln model crate shares: the [`Activation`] that hidden layers apply, the
-//! [`Dropout`] they regularise with, and the [`Model`] trait through which kiln's trainer fits
-//! any of them.
+//! [`Dropout`] they regularise with, the [`dense`] layer (linear map, bias, activation and
+//! dropout, one fused operation on the CPU backends), the [`kernel`] pieces of kiln's fused CPU
+//! kernels, and the [`Model`] trait through which kiln's trainer fits any of them.
 
 #![warn(missing_docs)]
 
