@@ -143,14 +143,15 @@ impl ConvBlock {
     ///   [`ConvBlockConfig::output_size`] gives
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let relu = self.activation == Activation::Relu;
-        let mut pooled = false;
         let x = match (&self.norm, fused::applies_to(&self.conv, &x)) {
             // The convolution, its bias, a ReLU and the max-pool after it in one operation on
             // the CPU backends.
             (None, Some(padding)) if relu => {
-                let pool = self.max_pool.as_ref().filter(|p| fused::pool_applies(p));
-                pooled = pool.is_some();
-                fused::conv2d_bias_relu(&self.conv, x, padding, true, pool)
+                if let Some(pool) = self.max_pool.as_ref().filter(|p| fused::pool_applies(p)) {
+                    let x = fused::conv2d_bias_relu(&self.conv, x, padding, true, Some(pool));
+                    return self.dropout.forward(x);
+                }
+                fused::conv2d_bias_relu(&self.conv, x, padding, true, None)
             }
             (None, Some(padding)) => {
                 let x = fused::conv2d_bias_relu(&self.conv, x, padding, false, None);
@@ -160,7 +161,6 @@ impl ConvBlock {
             (None, None) => self.activation.forward(self.conv.forward(x)),
         };
         let x = match (&self.max_pool, &self.avg_pool) {
-            _ if pooled => x,
             (Some(pool), _) => pool.forward(x),
             (_, Some(pool)) => pool.forward(x),
             _ => x,

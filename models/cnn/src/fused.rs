@@ -27,7 +27,7 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::{DType, Tensor};
 use std::sync::Arc;
 
-use kiln_common::kernel::{host_tensor, host_values, on_host};
+use kiln_common::kernel::{host_tensor, host_values, on_host, register_host_grads};
 
 use crate::cpu_kernel::{self, ConvDims};
 
@@ -217,16 +217,13 @@ impl<B: Backend> Backward<B, 3> for ConvBackward {
             saved.relu,
             need_x,
         );
-        let shapes = [
-            vec![d.batch, d.c_in, d.h, d.w],
-            vec![d.c_out, d.c_in, d.kh, d.kw],
-            vec![d.c_out],
+        let values = [
+            (d_x, vec![d.batch, d.c_in, d.h, d.w]),
+            (d_w, vec![d.c_out, d.c_in, d.kh, d.kw]),
+            (d_b, vec![d.c_out]),
         ];
-        for ((parent, values), shape) in ops.parents.into_iter().zip([d_x, d_w, d_b]).zip(shapes) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, host_tensor::<B>(values, &shape, &device));
-            }
-        }
+        let parents = ops.parents.map(|parent| parent.map(|node| node.id));
+        register_host_grads::<B, 3>(grads, parents, values, &device);
     }
 }
 

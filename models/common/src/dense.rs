@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::dense_kernel::{self, DenseDims};
 use crate::dropout::DropoutDraw;
-use crate::kernel::{host_tensor, host_values, on_host};
+use crate::kernel::{host_tensor, host_values, on_host, register_host_grads};
 use crate::{Activation, Dropout};
 
 /// The fused dense layer, routed by Burn to the backend of its inputs.
@@ -231,16 +231,13 @@ impl<B: Backend> Backward<B, 3> for DenseBackward {
             host_values::<B>(grad),
             need_x,
         );
-        let shapes = [
-            vec![d.rows, d.d_input],
-            vec![d.d_input, d.d_output],
-            vec![d.d_output],
+        let values = [
+            (d_x, vec![d.rows, d.d_input]),
+            (d_w, vec![d.d_input, d.d_output]),
+            (d_b, vec![d.d_output]),
         ];
-        for ((parent, values), shape) in ops.parents.into_iter().zip([d_x, d_w, d_b]).zip(shapes) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, host_tensor::<B>(values, &shape, &device));
-            }
-        }
+        let parents = ops.parents.map(|parent| parent.map(|node| node.id));
+        register_host_grads::<B, 3>(grads, parents, values, &device);
     }
 }
 

@@ -3,6 +3,8 @@
 //! loops over it vectorise (the standard library's calls `expf`, one value at a time), and
 //! [`matmul`] is a strided matrix product by `gemm`, the kernel library burn-flex runs on.
 
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::grads::Gradients;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, BackendTypes};
 use burn::tensor::{Device, TensorData, read_sync};
@@ -139,6 +141,22 @@ pub fn host_tensor<B: Backend>(
     device: &<B as BackendTypes>::Device,
 ) -> FloatTensor<B> {
     B::float_from_data(TensorData::new(values, shape.to_vec()), device)
+}
+
+/// A fused kernel's backward pass handing its gradients to autodiff: each `(values, shape)` as
+/// the gradient of the parent at the same place, for the parents autodiff tracks (`None`: a
+/// constant, whose gradient the kernel may leave empty).
+pub fn register_host_grads<B: Backend, const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [(Vec<f32>, Vec<usize>); N],
+    device: &<B as BackendTypes>::Device,
+) {
+    for (parent, (values, shape)) in parents.into_iter().zip(values) {
+        if let Some(id) = parent {
+            grads.register::<B>(id, host_tensor::<B>(values, &shape, device));
+        }
+    }
 }
 
 #[cfg(test)]
