@@ -15,6 +15,7 @@ pub use kiln_common::Model;
 
 use crate::batch::{Batch, BatchTargets};
 use crate::metrics::{BatchHits, BatchLoss};
+use crate::steps::StepOutputs;
 
 /// The learning problem, which picks the loss and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,7 +113,7 @@ pub(crate) fn class_scores(output: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// What one step hands to burn-train's metrics: its own ([`BatchLoss`], [`BatchHits`]) and
+/// What one step hands to burn-train's metrics (inside a [`StepOutputs`]): its own ([`BatchLoss`], [`BatchHits`]) and
 /// burn-train's classification metrics (`AccuracyMetric`, `TopKAccuracyMetric`,
 /// `PrecisionMetric`, `RecallMetric`, `FBetaScoreMetric`) adapt from it, so that any of them,
 /// or a metric of your own on one of those inputs, plugs into
@@ -205,9 +206,9 @@ impl Adaptor<ConfusionStatsInput> for StepOutput {
 
 impl<M: Model> TrainStep for Supervised<M> {
     type Input = Batch<M::Input>;
-    type Output = StepOutput;
+    type Output = StepOutputs;
 
-    fn step(&self, batch: Self::Input) -> TrainOutput<StepOutput> {
+    fn step(&self, batch: Self::Input) -> TrainOutput<StepOutputs> {
         let item = self.forward_loss(batch);
         // Data-parallel steps sum the devices' gradients: each batch's loss counts by its share
         // of the step's samples, so that the sum is the step's mean (see `Batch::share`).
@@ -216,16 +217,16 @@ impl<M: Model> TrainStep for Supervised<M> {
         } else {
             (item.loss.clone() * item.share).backward()
         };
-        TrainOutput::new(self, grads, item)
+        TrainOutput::new(self, grads, item.into())
     }
 }
 
 impl<M: Model> InferenceStep for Supervised<M> {
     type Input = Batch<M::Input>;
-    type Output = StepOutput;
+    type Output = StepOutputs;
 
-    fn step(&self, batch: Self::Input) -> StepOutput {
-        self.forward_loss(batch)
+    fn step(&self, batch: Self::Input) -> StepOutputs {
+        self.forward_loss(batch).into()
     }
 }
 

@@ -8,12 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Device, Int, Tensor, TensorReadError};
-use burn::train::metric::{Metric, TopKAccuracyMetric};
+use burn::train::logger::MetricLogger;
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{
+    Metric, MetricDefinition, MetricMetadata, MetricName, Numeric, NumericEntry, SerializedEntry,
+    TopKAccuracyMetric,
+};
 use common::digits_split;
 use kiln_datasets::Data;
 use kiln_fnn::{Mlp, MlpConfig};
 use kiln_train::{
-    Augmentation, BatchHits, BatchSum, EpochMetric, History, Task, TrainError, Trainer,
+    Augmentation, BatchHits, BatchSum, EpochMetric, History, StepOutput, Task, TrainError, Trainer,
     TrainerConfig, Verbosity,
 };
 use rand::RngExt;
@@ -99,6 +104,95 @@ fn a_users_metric_and_burns_own_are_recorded_for_both_splits() {
         );
     }
     assert_eq!(History::from_csv(&csv).unwrap().epochs[2].metrics.len(), 4);
+}
+
+/// Each step's iteration and batch size, in the order a metric was given them.
+type StepRecord = Arc<Mutex<Vec<(Option<usize>, usize)>>>;
+
+/// A metric that records every step it is given.
+#[derive(Clone)]
+struct Steps(StepRecord);
+
+impl Metric for Steps {
+    type Input = StepOutput;
+
+    fn name(&self) -> MetricName {
+        Arc::new("steps".into())
+    }
+    fn update(
+        &mut self,
+        item: &StepOutput,
+        metadata: &MetricMetadata,
+    ) -> Result<SerializedEntry, TensorReadError> {
+        let mut seen = self.0.lock().unwrap();
+        seen.push((metadata.iteration, item.output.dims()[0]));
+        Ok(SerializedEntry::new(String::new(), String::new()))
+    }
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
+        Ok(SerializedEntry::new(String::new(), String::new()))
+    }
+    fn clear(&mut self) {}
+}
+
+impl Numeric for Steps {
+    fn value(&self) -> Option<NumericEntry> {
+        None
+    }
+    fn running_value(&self) -> Option<NumericEntry> {
+        None
+    }
+    fn final_value(&self) -> NumericEntry {
+        NumericEntry::Value(self.0.lock().unwrap().len() as f64)
+    }
+}
+
+/// Counts the metric updates logged for the training split.
+struct TrainUpdates(Arc<AtomicUsize>);
+
+impl MetricLogger for TrainUpdates {
+    fn log(&mut self, _update: MetricsUpdate, _epoch: usize, split: &Split) {
+        if *split == Split::Train {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn read_numeric(&mut self, _: &str, _: usize, _: &Split) -> Result<Vec<NumericEntry>, String> {
+        Ok(Vec::new())
+    }
+    fn log_metric_definition(&mut self, _definition: MetricDefinition) {}
+    fn log_epoch_summary(&mut self, _summary: EpochSummary) {}
+}
+
+#[test]
+fn metrics_see_every_step_in_order_while_steps_reach_the_event_thread_in_groups() {
+    let (train, valid) = digits_split();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let logged = Arc::new(AtomicUsize::new(0));
+    trainer(1)
+        .with_metric(Steps(seen.clone()))
+        .with_metric_logger("counter", TrainUpdates(logged.clone()))
+        .fit_with_validation(mlp(), train.clone(), valid.clone())
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    // The same metric object counts the training split, then the validation split (its own
+    // clone, sharing the record): each split's steps once, numbered from 1, in order, every
+    // sample once.
+    let batch = TrainerConfig::new(Task::Classification).batch_size;
+    let train_steps = train.len().div_ceil(batch);
+    let valid_steps = valid.len().div_ceil(batch);
+    assert_eq!(seen.len(), train_steps + valid_steps);
+    let (train_seen, valid_seen) = seen.split_at(train_steps);
+    for (part, samples) in [(train_seen, train.len()), (valid_seen, valid.len())] {
+        let iterations: Vec<_> = part.iter().map(|(i, _)| i.unwrap()).collect();
+        assert_eq!(iterations, (1..=part.len()).collect::<Vec<_>>());
+        assert_eq!(part.iter().map(|(_, n)| n).sum::<usize>(), samples);
+    }
+    // A step of this MLP takes well under a millisecond: its outputs reach the logger in groups
+    // (32 steps at most, 50 ms apart at most), not one update per step.
+    let updates = logged.load(Ordering::Relaxed);
+    assert!(
+        updates >= 1 && updates * 4 <= train_steps,
+        "{updates} updates for {train_steps} steps"
+    );
 }
 
 #[test]
