@@ -11,8 +11,14 @@ use kiln_train::{export_safetensors, import_safetensors};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde_json::Value;
 
+/// This crate's directory: cargo's at run time (a test binary built from another checkout that
+/// shares the target directory keeps that checkout's path in `env!`), else the build's.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+}
+
 fn fixture(path: &str) -> Value {
-    let path = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/{path}", manifest_dir());
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 

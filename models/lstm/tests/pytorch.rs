@@ -9,8 +9,14 @@ use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
 
+/// This crate's directory: cargo's at run time (a test binary built from another checkout that
+/// shares the target directory keeps that checkout's path in `env!`), else the build's.
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+}
+
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/tests/fixtures/{name}.json", manifest_dir());
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
