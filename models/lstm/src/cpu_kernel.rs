@@ -128,7 +128,8 @@ pub fn forward(
     // W_hh^T laid out row-major once, so that each step's product reads it contiguously.
     let weight_hh_t = transpose(weight_hh, 4 * hd, hd);
     let mut out = Forward {
-        gates: vec![0.0; rows * 4 * hd],
+        // Every row starts as the bias; the input and recurrent products accumulate onto it.
+        gates: bias.repeat(rows),
         h_c: vec![0.0; rows * 2 * hd],
         tanh_c: vec![0.0; rows * hd],
     };
@@ -143,17 +144,17 @@ pub fn forward(
                 batch: x.len() / (seq * d_input),
                 ..dims
             };
-            let weights = (weight_ih, &weight_hh_t[..], bias);
-            forward_samples(dims, x, weights, gates, h_c, tanh_c);
+            forward_samples(dims, x, (weight_ih, &weight_hh_t), gates, h_c, tanh_c);
         });
     out
 }
 
-/// [`forward`] for some of the samples, on the calling thread.
+/// [`forward`] for some of the samples, on the calling thread; `gates` holds the bias in every
+/// row.
 fn forward_samples(
     dims: Dims,
     x: &[f32],
-    (weight_ih, weight_hh_t, bias): (&[f32], &[f32], &[f32]),
+    (weight_ih, weight_hh_t): (&[f32], &[f32]),
     gates: &mut [f32],
     h_c: &mut [f32],
     tanh_c: &mut [f32],
@@ -167,9 +168,6 @@ fn forward_samples(
     let g4 = 4 * hd;
     let rows = batch * seq;
     // Every step's input projection, all gates, in one product: [batch * seq, 4H].
-    gates
-        .chunks_exact_mut(g4)
-        .for_each(|row| row.copy_from_slice(bias));
     let w_ih_t = (weight_ih, 1, d_input);
     matmul(
         (rows, g4, d_input),
