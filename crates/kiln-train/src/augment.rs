@@ -1,7 +1,7 @@
 //! Data augmentation: seeded random image transforms applied to training batches only.
 //!
 //! Transforms work on CPU image buffers (`[channels, height, width]`, row-major) inside the
-//! training batcher, so they run in the data loader's worker threads, off the training thread,
+//! training batcher, so they run on the loader thread that builds batches ahead of the step,
 //! and never touch validation or test batches. Each batch's random stream is seeded from the
 //! pipeline's seed and the batch's sample indices, so a batch is augmented the same way
 //! whichever worker builds it.

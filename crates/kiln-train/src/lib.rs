@@ -24,6 +24,7 @@ mod model;
 mod nan_guard;
 mod optimizer;
 mod plot;
+mod prefetch;
 mod progress;
 mod replicas;
 mod report;

@@ -25,6 +25,7 @@ use crate::history::HistoryLogger;
 use crate::metrics::{EpochAccuracy, EpochLoss};
 use crate::model::StepOutput;
 use crate::nan_guard::TerminateOnNan;
+use crate::prefetch::Prefetch;
 use crate::progress::ProgressRenderer;
 use crate::replicas::Replicas;
 use crate::schedule::EpochLrScheduler;
@@ -90,8 +91,8 @@ pub struct TrainerConfig {
     /// Early stopping; `None` trains for all `epochs`. Default: none.
     pub early_stopping: Option<EarlyStopping>,
     /// Random transforms of the training images (never of validation or test data), applied
-    /// in a data-loader worker thread, off the training thread (one, so that runs stay
-    /// reproducible: several workers hand batches over in whichever order they finish). Default: none.
+    /// on the loader thread that builds every batch ahead of the training step (one thread, in
+    /// the epoch's order, so that runs stay reproducible). Default: none.
     #[serde(default)]
     pub augmentation: Option<Augmentation>,
     /// Seed of the split, the shuffling, the initialisation and dropout. Default: 42.
@@ -360,24 +361,26 @@ impl Trainer {
         if let Some(shares) = order.shares() {
             batcher = batcher.with_shares(shares);
         }
-        let mut workers = 0;
         if let Some(augmentation) = &config.augmentation {
             batcher = batcher.with_augmentation(augmentation.clone());
-            workers = 1;
         }
-        let loader_train = DataLoaderBuilder::new(batcher)
-            .batch_size(replicas.device_batch)
-            .num_workers(workers)
-            .set_device(train_device.clone())
-            .build(order.clone());
+        // Batches (and their augmentation) are built on a loader thread, ahead of the step.
+        let loader_train = Prefetch::new(
+            DataLoaderBuilder::new(batcher)
+                .batch_size(replicas.device_batch)
+                .set_device(train_device.clone())
+                .build(order.clone()),
+        );
         let valid_started = Arc::new(Mutex::new(None));
-        let loader_valid = DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
-            .batch_size(config.batch_size)
-            .set_device(self.device.clone())
-            .build(ValidIndices {
-                len: valid.len(),
-                started: valid_started.clone(),
-            });
+        let loader_valid = Prefetch::new(
+            DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
+                .batch_size(config.batch_size)
+                .set_device(self.device.clone())
+                .build(ValidIndices {
+                    len: valid.len(),
+                    started: valid_started.clone(),
+                }),
+        );
 
         let steps_per_epoch = replicas.steps_per_epoch(train.len());
         let plateau = matches!(config.lr_schedule, LrSchedule::Plateau { .. }).then(|| {
