@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use burn::data::dataloader::Progress;
+use burn::data::dataloader::{DataLoaderIterator, Progress};
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
 use burn::optim::GradientsAccumulator;
@@ -167,14 +167,7 @@ fn train_epoch<M: Model>(
     let mut accumulator = GradientsAccumulator::new();
     let mut accumulated = 0;
     let mut iteration = 0;
-    while let Some(item) = iterator.next() {
-        let item = match item {
-            Ok(item) => item,
-            Err(err) => {
-                interrupter.fail(err);
-                break;
-            }
-        };
+    while let Some(item) = next_item(&mut *iterator, interrupter) {
         iteration += 1;
         let progress = iterator.progress();
         let output = learner.train_step(item);
@@ -205,6 +198,17 @@ fn train_epoch<M: Model>(
     send_train(&mut group, learner, processor, interrupter);
 }
 
+/// The loader's next batch; a batch that could not be built fails the run and ends the pass.
+fn next_item<O>(iterator: &mut dyn DataLoaderIterator<O>, interrupter: &Interrupter) -> Option<O> {
+    match iterator.next()? {
+        Ok(item) => Some(item),
+        Err(err) => {
+            interrupter.fail(err);
+            None
+        }
+    }
+}
+
 fn send_train<M: Model>(
     group: &mut Group,
     learner: &Learner<Supervised<M>>,
@@ -232,14 +236,7 @@ fn valid_epoch<M: Model>(
             interrupter.fail_on_error(processor.process_valid(LearnerEvent::ProcessedItem(item)));
         }
     };
-    while let Some(item) = iterator.next() {
-        let item = match item {
-            Ok(item) => item,
-            Err(err) => {
-                interrupter.fail(err);
-                break;
-            }
-        };
+    while let Some(item) = next_item(&mut *iterator, interrupter) {
         iteration += 1;
         let progress = iterator.progress();
         let last = progress.is_completed();
