@@ -4,7 +4,7 @@
 //! training batcher, so they run on the loader thread that builds batches ahead of the step,
 //! and never touch validation or test batches. Each batch's random stream is seeded from the
 //! pipeline's seed and the batch's sample indices, so a batch is augmented the same way
-//! whichever worker builds it.
+//! whichever thread builds it.
 
 use std::fmt;
 use std::str::FromStr;

@@ -85,7 +85,7 @@ impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
             _ => unreachable!("the trainer checks that augmented samples are images"),
         };
         // The batch's own indices key its random stream: the same batch is augmented the same
-        // way whichever worker thread builds it.
+        // way whichever thread builds it.
         let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
             (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
         });
