@@ -10,7 +10,8 @@ pub struct CsvOptions {
     pub target: String,
     /// `Some(true)`: the target is a class label (any text); `Some(false)`: a real value
     /// (regression). `None` (default): classes if any target cell is not a number, or if every
-    /// one is a whole number with at most 20 distinct values.
+    /// one is a whole number with at most 20 distinct values. An empty, `nan` or infinite
+    /// cell, feature or target, is an error naming its row and column.
     pub classification: Option<bool>,
 }
 
@@ -83,7 +84,7 @@ pub(crate) fn parse_csv(text: &str, path: &Path, options: &CsvOptions) -> Result
                 raw_targets.push(cell.to_string());
                 continue;
             }
-            let v: f32 = cell.parse().map_err(|_| DataError::NotNumeric {
+            let v: f32 = finite(cell).ok_or_else(|| DataError::NotNumeric {
                 path: path.into(),
                 row,
                 column: header[j].clone(),
@@ -96,7 +97,20 @@ pub(crate) fn parse_csv(text: &str, path: &Path, options: &CsvOptions) -> Result
         return Err(DataError::Empty(path.display().to_string()));
     }
 
-    let numeric: Option<Vec<f64>> = raw_targets.iter().map(|t| t.parse().ok()).collect();
+    // An empty, NaN or infinite target is a missing value, never a class of its own.
+    if let Some((i, t)) = raw_targets
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.is_empty() || t.parse::<f64>().is_ok_and(|v| !v.is_finite()))
+    {
+        return Err(DataError::NotNumeric {
+            path: path.into(),
+            row: i + 1,
+            column: options.target.clone(),
+            value: t.clone(),
+        });
+    }
+    let numeric: Option<Vec<f64>> = raw_targets.iter().map(|t| finite(t)).collect();
     let classification = options.classification.unwrap_or_else(|| match &numeric {
         None => true,
         Some(values) => {
@@ -115,7 +129,7 @@ pub(crate) fn parse_csv(text: &str, path: &Path, options: &CsvOptions) -> Result
             let (row, value) = raw_targets
                 .iter()
                 .enumerate()
-                .find(|(_, t)| t.parse::<f64>().is_err())
+                .find(|(_, t)| finite::<f64>(t).is_none())
                 .map(|(i, t)| (i + 1, t.clone()))
                 .unwrap_or_default();
             DataError::NotNumeric {
@@ -152,6 +166,12 @@ fn class_targets(raw: &[String], numeric: Option<&[f64]>) -> Targets {
         .collect();
     let labels = (0..raw.len()).map(|i| index[&key(i)]).collect();
     Targets::Classes { labels, names }
+}
+
+/// A cell's number, when it is a finite one: Rust's parser also reads `nan` and `inf`, which
+/// would silently turn a standardised column into NaN.
+pub(crate) fn finite<T: std::str::FromStr + Into<f64> + Copy>(cell: &str) -> Option<T> {
+    cell.parse::<T>().ok().filter(|v| (*v).into().is_finite())
 }
 
 #[cfg(test)]
@@ -210,6 +230,29 @@ mod tests {
             e.contains("row 2") && e.contains("`b`") && e.contains("oops"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn nan_and_infinite_cells_name_row_and_column() {
+        for cell in ["nan", "NaN", "inf", "-inf", "infinity", "1e40"] {
+            let e = parse(&format!("a,b,y\n1,2,0\n3,{cell},1\n"), "y")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("row 2") && e.contains("`b`") && e.contains("not a finite number"),
+                "{cell}: {e}"
+            );
+        }
+        // A regression target too.
+        let e = parse("a,price\n1,10.5\n2,nan\n3,2.5\n", "price");
+        let e = match e {
+            Ok(d) => panic!("read as {:?}", d.y),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("row 2") && e.contains("`price`"), "{e}");
+        // An empty class cell is not a class of its own.
+        let e = parse("a,kind\n1,dog\n2,\n3,cat\n", "kind").unwrap_err();
+        assert!(e.to_string().contains("row 2"), "{e}");
     }
 
     #[test]

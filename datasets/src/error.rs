@@ -34,8 +34,9 @@ pub enum DataError {
         available: String,
     },
 
-    #[error("{path}: row {row}, column `{column}`: `{value}` is not a number")]
-    /// A cell that should be a number is not.
+    #[error("{path}: row {row}, column `{column}`: `{value}` is not a finite number")]
+    /// A cell that should be a finite number is not (`nan` and `inf`, which Rust's parser
+    /// accepts, included).
     NotNumeric {
         /// The file.
         path: PathBuf,

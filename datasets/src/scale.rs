@@ -30,14 +30,7 @@ impl Standardizer {
         let std = sq
             .iter()
             .zip(&mean)
-            .map(|(s, m)| {
-                let var = (s / count - m * m).max(0.0);
-                if var.sqrt() < 1e-8 {
-                    1.0
-                } else {
-                    var.sqrt() as f32
-                }
-            })
+            .map(|(s, m)| std_or_one(s / count - m * m))
             .collect();
         Self {
             mean: mean.into_iter().map(|m| m as f32).collect(),
@@ -76,7 +69,9 @@ pub struct ChannelNormalizer {
 }
 
 impl ChannelNormalizer {
-    /// Fits the statistics of each channel of `data`'s images.
+    /// Fits the statistics of each channel of `data`'s images. A channel constant in `data`
+    /// gets a standard deviation of 1, as a constant table feature does: a tiny one would
+    /// magnify any other value met later (a test image's noise) a million times.
     pub fn fit(data: &Data) -> Result<Self, DataError> {
         let channels = image_channels(data)?;
         let plane = data.sample_len() / channels;
@@ -94,7 +89,7 @@ impl ChannelNormalizer {
         let std = sq
             .iter()
             .zip(&mean)
-            .map(|(s, m)| ((s / n - m * m).max(0.0).sqrt() as f32).max(1e-6))
+            .map(|(s, m)| std_or_one(s / n - m * m))
             .collect();
         Ok(Self {
             mean: mean.into_iter().map(|m| m as f32).collect(),
@@ -135,6 +130,14 @@ fn image_channels(data: &Data) -> Result<usize, DataError> {
     }
 }
 
+/// The standard deviation of a variance, or 1 for a constant (a standard deviation below
+/// 1e-8): the one rule of every scaler here, so that a constant maps to 0, never to NaN or to
+/// a huge value.
+fn std_or_one(variance: f64) -> f32 {
+    let std = variance.max(0.0).sqrt();
+    if std < 1e-8 { 1.0 } else { std as f32 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +154,16 @@ mod tests {
         n.transform(&mut d).unwrap();
         assert!((d.x[0] + 3.0 / 5f32.sqrt()).abs() < 1e-6);
         assert_eq!(d.x[2], 0.0);
+        // The constant channel's std is 1: a later image's 5.5 there becomes 0.5, not 5e5.
+        assert_eq!(n.std[1], 1.0);
+        let mut later = Data::new(
+            vec![3., 3., 5.5, 5.5],
+            vec![2, 1, 2],
+            Targets::Unlabelled { n: 1 },
+        )
+        .unwrap();
+        n.transform(&mut later).unwrap();
+        assert_eq!(later.x[2], 0.5);
         let flat = Data::new(vec![0.; 4], vec![4], Targets::Unlabelled { n: 1 }).unwrap();
         assert!(ChannelNormalizer::fit(&flat).is_err());
     }

@@ -77,12 +77,14 @@ pub fn load_series_csv(path: &Path, column: &str) -> Result<Series, DataError> {
             expected: header.len(),
             got: record.len(),
         })?;
-        values.push(cell.parse().map_err(|_| DataError::NotNumeric {
-            path: path.into(),
-            row: i + 1,
-            column: column.into(),
-            value: cell.into(),
-        })?);
+        values.push(
+            crate::csv_table::finite(cell).ok_or_else(|| DataError::NotNumeric {
+                path: path.into(),
+                row: i + 1,
+                column: column.into(),
+                value: cell.into(),
+            })?,
+        );
     }
     if values.is_empty() {
         return Err(DataError::Empty(path.display().to_string()));
@@ -104,6 +106,11 @@ pub struct WindowConfig {
     /// Fraction of the series at its end whose values are forecast in the test set; training
     /// windows end before it. Default: 0.2.
     pub test_fraction: f64,
+    /// Fraction of the steps before the test part whose values are forecast by the validation
+    /// windows, the last ones in time; training windows end before the first validation
+    /// window's first input, so that the two share no value (overlapping windows split at
+    /// random would make validation nearly in-sample). Default: 0.2.
+    pub validation_fraction: f64,
     /// Season length for the seasonal naive baseline; detected from the autocorrelation of the
     /// training part when `None` and the series has no known period.
     pub season: Option<usize>,
@@ -115,6 +122,7 @@ impl Default for WindowConfig {
             input_len: 12,
             horizon: 1,
             test_fraction: 0.2,
+            validation_fraction: 0.2,
             season: None,
         }
     }
@@ -165,14 +173,19 @@ impl SeriesScaler {
     }
 }
 
-/// A series ready for a model: training and test windows, and what the forecast metrics need.
+/// A series ready for a model: training, validation and test windows, in that order in time,
+/// and what the forecast metrics need.
 #[derive(Debug, Clone)]
 pub struct Windows {
     /// Samples `[input_len, 1]`, targets `horizon` values.
     pub train: Data,
+    /// Validation windows, after the training ones in time and sharing no value with them:
+    /// give them to kiln-train's `Trainer::fit_with_validation`, never to a random split.
+    pub valid: Data,
     /// Test windows, after the training ones in time.
     pub test: Data,
-    /// The scaling, fitted on the training windows.
+    /// The scaling (logs or not, and the scale), fitted on the values the training windows
+    /// read.
     pub scaler: SeriesScaler,
     /// Last input value of each test window.
     pub test_last: Vec<f64>,
@@ -229,7 +242,9 @@ pub struct ForecastReport {
 
 impl Windows {
     /// Cuts `series` into windows, split by time: test windows forecast the last
-    /// `test_fraction` of the steps; training windows forecast only steps before them.
+    /// `test_fraction` of the steps, validation windows the last `validation_fraction` of the
+    /// steps before them; training windows read only steps before the first validation
+    /// window's first input. Logs, the scale and the season are decided on those steps alone.
     pub fn new(series: &Series, config: &WindowConfig) -> Result<Self, DataError> {
         let (len, horizon) = (config.input_len, config.horizon);
         let n = series.values.len();
@@ -240,31 +255,54 @@ impl Windows {
                 got: format!("input_len {len}, horizon {horizon}"),
             });
         }
-        if !(config.test_fraction > 0.0 && config.test_fraction < 1.0) {
-            return Err(DataError::InvalidFraction(config.test_fraction));
+        for fraction in [config.test_fraction, config.validation_fraction] {
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(DataError::InvalidFraction(fraction));
+            }
         }
-        let first_test = n - ((n as f64 * config.test_fraction).round() as usize).max(1);
+        let held_out = |steps: usize, fraction: f64| {
+            steps.saturating_sub(((steps as f64 * fraction).round() as usize).max(1))
+        };
+        let first_test = held_out(n, config.test_fraction);
+        let first_valid = held_out(first_test, config.validation_fraction);
+        // Steps the training windows may read: those before the first validation input.
+        let train_end = first_valid.saturating_sub(len);
         // Window i reads values[i .. i+len] and forecasts values[i+len .. i+len+horizon].
         let windows = (n + 1).saturating_sub(len + horizon);
         let train_windows: Vec<usize> = (0..windows)
-            .filter(|i| i + len + horizon <= first_test)
+            .filter(|i| i + len + horizon <= train_end)
+            .collect();
+        let valid_windows: Vec<usize> = (0..windows)
+            .filter(|i| i + len >= first_valid && i + len + horizon <= first_test)
             .collect();
         let test_windows: Vec<usize> = (0..windows).filter(|i| i + len >= first_test).collect();
-        if train_windows.len() < 2 || test_windows.is_empty() {
+        if train_windows.len() < 2 || valid_windows.is_empty() || test_windows.is_empty() {
             return Err(DataError::ShapeMismatch {
                 what: format!("{} ({n} steps)", series.name),
                 expected: format!(
-                    "enough steps for windows of {len} + {horizon} on both sides of the split"
+                    "enough steps for windows of {len} + {horizon} in the training, validation \
+                     and test parts"
                 ),
                 got: format!(
-                    "{} training and {} test windows",
+                    "{} training, {} validation and {} test windows",
                     train_windows.len(),
+                    valid_windows.len(),
                     test_windows.len()
                 ),
             });
         }
         let values = &series.values;
-        let log = values.iter().all(|&v| v > 0.0);
+        // Logs when the training part is positive; a later step that is not cannot be logged.
+        let log = values[..train_end].iter().all(|&v| v > 0.0);
+        if log && let Some((step, value)) = values.iter().enumerate().find(|(_, v)| **v <= 0.0) {
+            return Err(DataError::ShapeMismatch {
+                what: format!("{}, step {} (from 1)", series.name, step + 1),
+                expected: "a positive value: the training part is positive, so the series is \
+                           taken in logs"
+                    .into(),
+                got: value.to_string(),
+            });
+        }
         let mut scaler = SeriesScaler {
             log,
             scale: 1.0,
@@ -307,7 +345,7 @@ impl Windows {
         let season = config
             .season
             .or(series.period)
-            .or_else(|| detect_season(&values[..first_test]));
+            .or_else(|| detect_season(&values[..train_end]));
         let test_actual: Vec<f64> = test_windows
             .iter()
             .flat_map(|&i| values[i + len..i + len + horizon].iter().copied())
@@ -320,6 +358,7 @@ impl Windows {
         });
         Ok(Windows {
             train: data(&train_windows),
+            valid: data(&valid_windows),
             test: data(&test_windows),
             test_last: test_windows.iter().map(|&i| values[i + len - 1]).collect(),
             test_actual,
@@ -395,9 +434,11 @@ mod tests {
     fn windows_split_by_time_and_invert_exactly() {
         let s = airline();
         let w = Windows::new(&s, &WindowConfig::default()).unwrap();
-        // 29 test steps (20% of 144); training windows forecast only steps before them.
+        // 29 test steps (20% of 144), 23 validation steps (20% of the 115 before them);
+        // training windows read only the 92 - 12 steps before the first validation input.
         assert_eq!(w.test.len(), 29);
-        assert_eq!(w.train.len(), 144 - 29 - 12);
+        assert_eq!(w.valid.len(), 23);
+        assert_eq!(w.train.len(), 80 - 12);
         assert_eq!(w.train.sample_shape, [12, 1]);
         assert_eq!(w.test_actual[0], s.values[115]);
         assert_eq!(*w.test_actual.last().unwrap(), 432.0);
@@ -430,5 +471,65 @@ mod tests {
         };
         let e = Windows::new(&s, &WindowConfig::default()).unwrap_err();
         assert!(e.to_string().contains("short (10 steps)"), "{e}");
+    }
+
+    /// The series 1, 2, 3, ...: each window's first input tells which steps it reads.
+    fn counting(n: usize) -> Series {
+        Series {
+            name: "counting".into(),
+            values: (1..=n).map(|v| v as f64).collect(),
+            period: None,
+        }
+    }
+
+    /// The step (from 0) each window of `data` starts at, read back from its inputs.
+    fn starts(w: &Windows, data: &Data) -> Vec<usize> {
+        (0..data.len())
+            .map(|i| {
+                // Window i reads i+1 ..= i+len; its first input is ln((i+1) / (i+len)) / scale.
+                let len = w.scaler.input_len as f64;
+                let ratio = (data.sample(i)[0] as f64 * w.scaler.scale).exp();
+                ((ratio * len - 1.0) / (1.0 - ratio)).round() as usize
+            })
+            .collect()
+    }
+
+    /// Validation windows come after the training ones in time, and no value read by a
+    /// training window (input or target) is read by a validation window.
+    #[test]
+    fn validation_windows_follow_training_and_share_no_value() {
+        let config = WindowConfig {
+            input_len: 5,
+            horizon: 2,
+            ..WindowConfig::default()
+        };
+        let w = Windows::new(&counting(100), &config).unwrap();
+        // 20 test steps, 16 validation steps: first_valid 64, training reads steps < 59.
+        let (train, valid) = (starts(&w, &w.train), starts(&w, &w.valid));
+        assert_eq!(train, (0..=52).collect::<Vec<_>>());
+        assert_eq!(valid, (59..=73).collect::<Vec<_>>());
+        let last_read_by_training = train.iter().max().unwrap() + 5 + 2 - 1;
+        let first_read_by_validation = *valid.iter().min().unwrap();
+        assert!(last_read_by_training < first_read_by_validation);
+        // And the test windows forecast steps after every validation target.
+        assert_eq!(w.test_actual[0], 81.0);
+    }
+
+    /// Logs are decided on the training part only: a series positive there but not later is
+    /// an error naming the step, not a NaN in the test inputs.
+    #[test]
+    fn logs_are_decided_on_the_training_part() {
+        let mut s = counting(100);
+        s.values[95] = -1.0;
+        let e = Windows::new(&s, &WindowConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("step 96"), "{e}");
+        // Non-positive in the training part: no logs, and the windows are fine.
+        s.values[3] = 0.0;
+        assert!(
+            !Windows::new(&s, &WindowConfig::default())
+                .unwrap()
+                .scaler
+                .log
+        );
     }
 }

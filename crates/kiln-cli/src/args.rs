@@ -156,7 +156,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "sinusoidal", value_parser = ["sinusoidal", "learned"])]
     pub positions: String,
     /// Tokens per text [default: 200] or input steps per series window [default: 12].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub seq_len: Option<usize>,
     /// Tokeniser for text datasets: word or char.
     #[arg(long, default_value = "word")]
@@ -174,10 +174,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub column: Option<String>,
     /// Steps ahead a series model forecasts.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub horizon: usize,
     /// Season length for the seasonal naive baseline [default: known or detected].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub season: Option<usize>,
     /// CNN architecture: mnist (1x28x28), cifar or cifar-bn (3x32x32).
     #[arg(long, default_value = "mnist")]
@@ -321,6 +321,15 @@ pub struct PredictArgs {
     /// Backend [default: $BURN_DEVICE, else flex].
     #[arg(long)]
     pub device: Option<String>,
+}
+
+/// A count that must be at least 1 (`--seq-len 0` would give samples with no steps).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_augmentation(list: &str) -> Result<Augmentation, String> {

@@ -14,7 +14,7 @@ use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
     Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, LrFinder,
     Metrics, OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
-    evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories,
+    evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories, write_atomic,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -125,7 +125,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         return resume(args, dir);
     }
     let data = data_config(args);
-    let prepared = data.prepare(args.task)?;
+    let prepared = data.prepare(args.task, args.validation_split)?;
     let trainer = trainer_config(args, prepared.task);
     trainer.check()?;
 
@@ -193,7 +193,9 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
         config.trainer.check()?;
         run.write_json("config.json", &config)?;
     }
-    let prepared = config.data.prepare(Some(config.trainer.task))?;
+    let prepared = config
+        .data
+        .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
     check_scaler(&run, &config, &prepared)?;
     run_training(&config, &prepared, &run, args, true)
 }
@@ -223,10 +225,12 @@ fn run_training(
     };
     if !args.quiet {
         err_line(&format!(
-            "kiln: {} on {} ({} train / {} test samples, {}) with backend {backend}{}{}",
+            "kiln: {} on {} ({} train / {} validation / {} test samples, {}) with backend \
+             {backend}{}{}",
             model_name(&config.model),
             config.data.dataset,
             prepared.train.len(),
+            prepared.valid.len(),
             prepared.test.len(),
             prepared.task,
             match devices.len() {
@@ -284,7 +288,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let config: RunConfig = run.read_json("config.json")?;
     let (backend, device) = backend::device(args.device.as_deref())?;
-    let prepared = config.data.prepare(Some(config.trainer.task))?;
+    let prepared = config
+        .data
+        .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
     check_scaler(&run, &config, &prepared)?;
     let (test, forecast) = with_model!(
         &config.model,
@@ -319,7 +325,7 @@ pub fn lr_find(args: &LrFindArgs) -> Result<()> {
     let t = &args.train;
     let (_, device) = backend::device(t.device.as_deref())?;
     let data = data_config(t);
-    let prepared = data.prepare(t.task)?;
+    let prepared = data.prepare(t.task, t.validation_split)?;
     let trainer = trainer_config(t, prepared.task);
     let model = model_spec(t, &prepared)?;
     let finder = LrFinder {
@@ -455,7 +461,7 @@ fn perceptron_summary(cfg: &PerceptronConfig, device: &Device) -> String {
 pub fn summary(args: &TrainArgs) -> Result<()> {
     let (_, device) = backend::device(args.device.as_deref())?;
     let data = data_config(args);
-    let prepared = data.prepare(args.task)?;
+    let prepared = data.prepare(args.task, args.validation_split)?;
     let model = model_spec(args, &prepared)?;
     device.seed(args.seed);
     let text = with_model!(
@@ -487,7 +493,8 @@ impl Fit<'_> {
         if self.resume {
             trainer = trainer.resuming();
         }
-        let fit = match trainer.fit(model, &self.prepared.train) {
+        let (train, valid) = (&self.prepared.train, &self.prepared.valid);
+        let fit = match trainer.fit_with_validation(model, train.clone(), valid.clone()) {
             Ok(fit) => fit,
             Err(error) => {
                 if let TrainError::NonFiniteLoss { history, .. }
@@ -495,8 +502,9 @@ impl Fit<'_> {
                 {
                     run.write_text("history.csv", &history.to_csv())?;
                     if let Some(last_good) = checkpoints.latest_model()? {
-                        std::fs::copy(&last_good, run.file(RunDir::MODEL))
+                        let bytes = std::fs::read(&last_good)
                             .with_context(|| format!("keeping {}", last_good.display()))?;
+                        write_atomic(&run.file(RunDir::MODEL), &bytes)?;
                     }
                 }
                 return Err(error.into());

@@ -199,11 +199,15 @@ impl Scaler {
     }
 }
 
-/// A dataset ready for training: the training part, the test part the trainer never sees, and
-/// the scaler fitted on the training part (tables always; images already in [0, 1] only with
-/// `--normalize`).
+/// A dataset ready for training: the training part, the validation part, the test part the
+/// trainer never sees, and the scaler (standardiser, channel normaliser, vocabulary, series
+/// scale) fitted on the training part alone (tables always; images already in [0, 1] only with
+/// `--normalize`), so that validation scores are as honest as test scores.
 pub struct Prepared {
     pub train: Data,
+    /// Held out of the training data for validation: a seeded stratified split, or for series
+    /// the windows after the training ones in time.
+    pub valid: Data,
     pub test: Data,
     pub task: Task,
     pub scaler: Option<Scaler>,
@@ -236,10 +240,11 @@ impl DataConfig {
         )
     }
 
-    /// Loads, splits and scales the data. `task` overrides the task the targets suggest (CSV
-    /// only; the other datasets have one task).
-    pub fn prepare(&self, task: Option<Task>) -> Result<Prepared> {
-        let prepared = self.prepare_any(task)?;
+    /// Loads, splits (test, then `validation_split` of the rest for validation) and scales the
+    /// data. `task` overrides the task the targets suggest (CSV only; the other datasets have
+    /// one task).
+    pub fn prepare(&self, task: Option<Task>, validation_split: f64) -> Result<Prepared> {
+        let prepared = self.prepare_any(task, validation_split)?;
         if let Some(task) = task
             && task != prepared.task
         {
@@ -252,10 +257,14 @@ impl DataConfig {
         Ok(prepared)
     }
 
-    fn prepare_any(&self, task: Option<Task>) -> Result<Prepared> {
+    fn prepare_any(&self, task: Option<Task>, validation_split: f64) -> Result<Prepared> {
         match &self.dataset {
-            DatasetSpec::Spam | DatasetSpec::TextCsv(_) => return self.prepare_text(),
-            DatasetSpec::Airline | DatasetSpec::SeriesCsv(_) => return self.prepare_series(),
+            DatasetSpec::Spam | DatasetSpec::TextCsv(_) => {
+                return self.prepare_text(validation_split);
+            }
+            DatasetSpec::Airline | DatasetSpec::SeriesCsv(_) => {
+                return self.prepare_series(validation_split);
+            }
             _ => {}
         }
         let official = |train: Data, test: Data| (train, test);
@@ -313,10 +322,13 @@ impl DataConfig {
                     }
                 };
                 let parts = datasets::split(&all, self.test_split, self.seed)
-                    .context("splitting off the test set")?;
+                    .context("--test-split: splitting off the test set")?;
                 (parts.first, parts.second)
             }
         };
+        let parts = datasets::split(&train, validation_split, self.seed)
+            .context("--validation-split: splitting off the validation set")?;
+        let (train, valid) = (parts.first, parts.second);
         let data_task = if train.is_classification() {
             Task::Classification
         } else {
@@ -328,13 +340,15 @@ impl DataConfig {
             (true, true) => Some(Scaler::Channels(ChannelNormalizer::fit(&train)?)),
             (true, false) => None,
         };
-        let (mut train, mut test) = (train, test);
+        let (mut train, mut valid, mut test) = (train, valid, test);
         if let Some(scaler) = &scaler {
-            scaler.transform(&mut train)?;
-            scaler.transform(&mut test)?;
+            for part in [&mut train, &mut valid, &mut test] {
+                scaler.transform(part)?;
+            }
         }
         Ok(Prepared {
             train,
+            valid,
             test,
             task: data_task,
             scaler,
@@ -342,8 +356,8 @@ impl DataConfig {
         })
     }
 
-    /// Texts: a seeded stratified split, then a vocabulary fitted on the training texts.
-    fn prepare_text(&self) -> Result<Prepared> {
+    /// Texts: seeded stratified splits, then a vocabulary fitted on the training texts.
+    fn prepare_text(&self, validation_split: f64) -> Result<Prepared> {
         let options = &self.sequence;
         let set = match &self.dataset {
             DatasetSpec::Spam => datasets::spam(None)?,
@@ -360,7 +374,10 @@ impl DataConfig {
         };
         let (train, test) = set
             .split(self.test_split, self.seed)
-            .context("splitting off the test set")?;
+            .context("--test-split: splitting off the test set")?;
+        let (train, valid) = train
+            .split(validation_split, self.seed)
+            .context("--validation-split: splitting off the validation set")?;
         let encoder = TextEncoder::fit(
             &train.texts,
             options.tokenizer,
@@ -370,6 +387,7 @@ impl DataConfig {
         );
         Ok(Prepared {
             train: encoder.encode_set(&train),
+            valid: encoder.encode_set(&valid),
             test: encoder.encode_set(&test),
             task: Task::Classification,
             scaler: Some(Scaler::Text(encoder)),
@@ -377,8 +395,9 @@ impl DataConfig {
         })
     }
 
-    /// Series: windows split by time; the last `test_split` of the steps are forecast in test.
-    fn prepare_series(&self) -> Result<Prepared> {
+    /// Series: windows split by time; the last `test_split` of the steps are forecast in test,
+    /// the last `validation_split` of those before them in validation.
+    fn prepare_series(&self, validation_split: f64) -> Result<Prepared> {
         let options = &self.sequence;
         let series = match &self.dataset {
             DatasetSpec::Airline => datasets::airline(),
@@ -399,11 +418,13 @@ impl DataConfig {
                 input_len: options.seq_len.unwrap_or(12),
                 horizon: options.horizon,
                 test_fraction: self.test_split,
+                validation_fraction: validation_split,
                 season: options.season,
             },
         )?;
         Ok(Prepared {
             train: windows.train.clone(),
+            valid: windows.valid.clone(),
             test: windows.test.clone(),
             task: Task::Regression,
             scaler: Some(Scaler::Series(windows.scaler.clone())),
@@ -452,14 +473,62 @@ mod tests {
             normalize: false,
             sequence: SequenceOptions::default(),
         };
-        let p = config.prepare(None).unwrap();
-        assert_eq!(p.train.len() + p.test.len(), 1797);
+        let p = config.prepare(None, 0.25).unwrap();
+        assert_eq!(
+            (p.train.len(), p.valid.len(), p.test.len()),
+            (1078, 360, 359)
+        );
         assert_eq!(p.task, Task::Classification);
-        let mean0: f32 = (0..p.train.len())
-            .map(|i| p.train.sample(i)[20])
-            .sum::<f32>()
-            / p.train.len() as f32;
-        assert!(mean0.abs() < 1e-4);
-        assert!(config.prepare(Some(Task::Regression)).is_err());
+        // The standardiser's statistics are the training part's alone: there, each feature has
+        // mean 0 and variance 1; validation and test were scaled with the same statistics.
+        let moments = |d: &Data| {
+            let v: Vec<f64> = (0..d.len()).map(|i| d.sample(i)[20] as f64).collect();
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+            (mean, var)
+        };
+        let (mean, var) = moments(&p.train);
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+            "{mean} {var}"
+        );
+        let (mean, var) = moments(&p.valid);
+        assert!(
+            mean.abs() > 1e-3 && (var - 1.0).abs() > 1e-3,
+            "{mean} {var}"
+        );
+        assert!(config.prepare(Some(Task::Regression), 0.25).is_err());
+    }
+
+    /// The vocabulary is fitted on the training texts alone: a word seen only in validation or
+    /// test texts is UNK there.
+    #[test]
+    fn the_vocabulary_sees_only_the_training_texts() {
+        let path = std::env::temp_dir().join(format!("kiln-vocab-{}.csv", std::process::id()));
+        // Text i: a word all texts share, then a word of its own, twice (min_freq 2).
+        let rows: String = (0..100)
+            .map(|i| format!("common own{i} own{i},{}\n", ["a", "b"][i % 2]))
+            .collect();
+        std::fs::write(&path, format!("text,label\n{rows}")).unwrap();
+        let config = DataConfig {
+            dataset: DatasetSpec::TextCsv(path.clone()),
+            target: Some("label".into()),
+            test_split: 0.2,
+            seed: 1,
+            normalize: false,
+            sequence: SequenceOptions {
+                text_column: Some("text".into()),
+                seq_len: Some(3),
+                ..SequenceOptions::default()
+            },
+        };
+        let p = config.prepare(None, 0.25).unwrap();
+        std::fs::remove_file(path).unwrap();
+        assert_eq!((p.train.len(), p.valid.len(), p.test.len()), (60, 20, 20));
+        const UNK: f32 = 1.0;
+        let own_word = |d: &Data| (0..d.len()).map(|i| d.sample(i)[1]).collect::<Vec<_>>();
+        assert!(own_word(&p.train).iter().all(|&id| id > UNK));
+        assert!(own_word(&p.valid).iter().all(|&id| id == UNK));
+        assert!(own_word(&p.test).iter().all(|&id| id == UNK));
     }
 }

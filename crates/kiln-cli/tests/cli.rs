@@ -187,21 +187,30 @@ fn a_users_csv_trains_and_bad_cells_are_named() {
     );
     assert!(m["test_accuracy"].as_f64().unwrap() >= 0.9, "{m}");
 
-    let bad = write_csv(&dir, "bad.csv", "x1,x2,label\n1,2,a\n3,oops,b\n");
-    let o = kiln(&[
-        "train",
-        "--quiet",
-        "--dataset",
-        &format!("csv:{}", bad.display()),
-        "--target",
-        "label",
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("row 2, column `x2`: `oops` is not a number"),
-        "{err}"
-    );
+    // A word, NaN, an infinity (Rust's parser reads both): each named with its row and column.
+    for cell in ["oops", "nan", "inf"] {
+        let bad = write_csv(
+            &dir,
+            "bad.csv",
+            &format!("x1,x2,label\n1,2,a\n3,{cell},b\n"),
+        );
+        let o = kiln(&[
+            "train",
+            "--quiet",
+            "--dataset",
+            &format!("csv:{}", bad.display()),
+            "--target",
+            "label",
+        ]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "row 2, column `x2`: `{cell}` is not a finite number"
+            )),
+            "{err}"
+        );
+    }
     let o = kiln(&[
         "train",
         "--quiet",
@@ -218,7 +227,7 @@ fn a_users_csv_trains_and_bad_cells_are_named() {
 
 #[test]
 fn bad_input_gets_errors_that_name_the_problem() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["train", "--dataset", "cifar"],
             "valid: digits, iris, mnist",
@@ -239,7 +248,34 @@ fn bad_input_gets_errors_that_name_the_problem() {
             &["train", "--model", "perceptron"],
             "the perceptron separates two classes; digits has 10 classes",
         ),
-        (&["train", "--validation-split", "0"], "validation_split"),
+        (
+            &["train", "--validation-split", "0"],
+            "--validation-split: splitting off the validation set: invalid split fraction 0",
+        ),
+        (
+            &[
+                "train",
+                "--model",
+                "lstm",
+                "--dataset",
+                "airline",
+                "--seq-len",
+                "0",
+            ],
+            "invalid value '0' for '--seq-len <SEQ_LEN>': must be at least 1",
+        ),
+        (
+            &[
+                "train",
+                "--model",
+                "lstm",
+                "--dataset",
+                "airline",
+                "--horizon",
+                "0",
+            ],
+            "invalid value '0' for '--horizon <HORIZON>': must be at least 1",
+        ),
     ];
     for (args, expected) in cases {
         let o = kiln(args);

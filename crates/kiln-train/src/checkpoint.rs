@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::early_stopping::Tracker;
 use crate::epoch_end::Plateau;
+use crate::run::{remove_stale_temporaries, sync_dir, write_synced};
 use crate::{History, Model, Supervised, TrainError, write_atomic};
 
 /// The records burn-train checkpoints, by the names of their files.
@@ -300,16 +301,35 @@ impl CheckpointDir {
     /// epochs.
     pub(crate) fn write(
         &self,
+        state: ResumeState,
+        parts: &[Bytes],
+        best: Option<&[u8]>,
+    ) -> Result<(), TrainError> {
+        let tmp = self.path.join(format!(".epoch-{}.tmp", state.epoch));
+        let written = self.write_epoch(&tmp, state, parts, best);
+        if written.is_err() {
+            // A full disk: the partial directory goes, the previous checkpoint stays `latest`.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        written
+    }
+
+    /// [`write`](Self::write)'s steps, in the order that keeps `latest` naming a complete
+    /// checkpoint after a kill or a power cut at any point: each file flushed to disk, the
+    /// directory renamed into place and the rename flushed, `latest` replaced (flushed the same
+    /// way), and only then the older epochs removed.
+    fn write_epoch(
+        &self,
+        tmp: &Path,
         mut state: ResumeState,
         parts: &[Bytes],
         best: Option<&[u8]>,
     ) -> Result<(), TrainError> {
         let epoch = state.epoch;
-        let tmp = self.path.join(format!(".epoch-{epoch}.tmp"));
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(Self::io(&tmp))?;
+            std::fs::remove_dir_all(tmp).map_err(Self::io(tmp))?;
         }
-        std::fs::create_dir_all(&tmp).map_err(Self::io(&tmp))?;
+        std::fs::create_dir_all(tmp).map_err(Self::io(tmp))?;
         let mut files: Vec<(String, &[u8])> = PARTS
             .iter()
             .zip(parts)
@@ -325,17 +345,26 @@ impl CheckpointDir {
         }
         let json = serde_json::to_vec_pretty(&state).expect("state serialises");
         write_synced(&tmp.join(Self::STATE), &json)?;
+        sync_dir(tmp)?;
 
         let dir = self.epoch_dir(epoch);
         if dir.exists() {
+            // Left by a run killed between its rename and `latest`: never the one `latest` names.
             std::fs::remove_dir_all(&dir).map_err(Self::io(&dir))?;
         }
-        std::fs::rename(&tmp, &dir).map_err(Self::io(&dir))?;
+        std::fs::rename(tmp, &dir).map_err(Self::io(&dir))?;
+        sync_dir(&self.path)?;
         write_atomic(
             &self.path.join(Self::LATEST),
             format!("{epoch}\n").as_bytes(),
         )?;
-        // Older epochs are no longer needed; a failure to remove one loses nothing.
+        self.remove_older_than(epoch);
+        Ok(())
+    }
+
+    /// Removes the epoch directories other than `keep`, once `latest` names it on disk; a
+    /// failure to remove one loses nothing.
+    fn remove_older_than(&self, keep: usize) {
         if let Ok(entries) = std::fs::read_dir(&self.path) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
@@ -343,13 +372,21 @@ impl CheckpointDir {
                 let old = name
                     .strip_prefix("epoch-")
                     .and_then(|e| e.parse::<usize>().ok())
-                    .is_some_and(|e| e != epoch);
+                    .is_some_and(|e| e != keep);
                 if old {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Removes what a process killed mid-write left behind: temporary files and directories
+    /// (`*.tmp`), and epoch directories that `latest` does not name. Called when a run starts.
+    pub(crate) fn remove_stale(&self) {
+        remove_stale_temporaries(&self.path);
+        if let Ok(Some(latest)) = self.latest() {
+            self.remove_older_than(latest);
+        }
     }
 
     /// Reads the latest checkpoint and checks it: its state file, that it belongs to a run
@@ -443,14 +480,6 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, TrainError> {
         });
     }
     Ok(bytes)
-}
-
-/// Writes and flushes a file to disk before the directory holding it is renamed into place.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(CheckpointDir::io(path))?;
-    file.write_all(bytes).map_err(CheckpointDir::io(path))?;
-    file.sync_all().map_err(CheckpointDir::io(path))
 }
 
 fn truncate(text: &str) -> String {

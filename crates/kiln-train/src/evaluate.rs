@@ -20,7 +20,8 @@ pub struct Metrics {
     pub mse: Option<f64>,
     /// Regression: mean absolute error.
     pub mae: Option<f64>,
-    /// Regression: coefficient of determination, `1 - SS_res / SS_tot`.
+    /// Regression: coefficient of determination, `1 - SS_res / SS_tot` of each output,
+    /// averaged over the outputs (scikit-learn's `r2_score`, `multioutput="uniform_average"`).
     pub r2: Option<f64>,
     /// Classification: confusion matrix, per-class precision, recall and F1.
     pub classes: Option<ClassReport>,
@@ -95,21 +96,64 @@ pub fn evaluate<M: Model>(
             metrics.accuracy = Some(correct as f64 / n);
             metrics.classes = Some(ClassReport::new(names.clone(), labels, &predicted_classes));
         }
-        (Targets::Values { values, .. }, Task::Regression) => {
-            let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;
-            let (mut se, mut ae, mut tot) = (0.0, 0.0, 0.0);
+        (Targets::Values { values, names }, Task::Regression) => {
+            let (mut se, mut ae) = (0.0, 0.0);
             for (&y, &p) in values.iter().zip(&outputs) {
                 let (y, p) = (y as f64, p as f64);
                 se += (y - p).powi(2);
                 ae += (y - p).abs();
-                tot += (y - mean).powi(2);
             }
             let m = values.len().max(1) as f64;
             metrics.mse = Some(se / m);
             metrics.mae = Some(ae / m);
-            metrics.r2 = Some(if tot > 0.0 { 1.0 - se / tot } else { 0.0 });
+            metrics.r2 = Some(r2_score(values, &outputs, names.len()));
         }
         _ => {}
     }
     metrics
+}
+/// scikit-learn's `r2_score` with `multioutput="uniform_average"`: `1 - SS_res / SS_tot` of
+/// each of the `width` outputs (row-major values), averaged. An output constant in `truth` scores
+/// 1 when predicted exactly, else 0 (its `force_finite`).
+fn r2_score(truth: &[f32], predicted: &[f32], width: usize) -> f64 {
+    let width = width.max(1);
+    let rows = truth.len() / width;
+    let column = |values: &[f32], j: usize| -> Vec<f64> {
+        (0..rows).map(|i| values[i * width + j] as f64).collect()
+    };
+    let per_output = (0..width).map(|j| {
+        let (y, p) = (column(truth, j), column(predicted, j));
+        let mean = y.iter().sum::<f64>() / rows.max(1) as f64;
+        let res: f64 = y.iter().zip(&p).map(|(y, p)| (y - p).powi(2)).sum();
+        let tot: f64 = y.iter().map(|y| (y - mean).powi(2)).sum();
+        match (tot > 0.0, res > 0.0) {
+            (true, _) => 1.0 - res / tot,
+            (false, false) => 1.0,
+            (false, true) => 0.0,
+        }
+    });
+    per_output.sum::<f64>() / width as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against scikit-learn: `r2_score([[1, 10], [2, 20], [3, 30], [4, 40]],
+    /// [[1.5, 12], [2, 18], [2.5, 33], [4, 40]])` is 0.933 (0.9 and 0.966 averaged), where one
+    /// variance pooled over both outputs gives 0.9885.
+    #[test]
+    fn r2_averages_the_outputs_as_scikit_learn_does() {
+        let truth = [1., 10., 2., 20., 3., 30., 4., 40.];
+        let predicted = [1.5, 12., 2., 18., 2.5, 33., 4., 40.];
+        let r2 = r2_score(&truth, &predicted, 2);
+        assert!(
+            (r2 - (0.9 + (1.0 - 17.0 / 500.0)) / 2.0).abs() < 1e-12,
+            "{r2}"
+        );
+        // One output: the usual 1 - SS_res / SS_tot; a constant output predicted exactly: 1.
+        assert!((r2_score(&[1., 2., 3.], &[1., 2., 4.], 1) - 0.5).abs() < 1e-12);
+        assert_eq!(r2_score(&[2., 2.], &[2., 2.], 1), 1.0);
+        assert_eq!(r2_score(&[2., 2.], &[2., 3.], 1), 0.0);
+    }
 }

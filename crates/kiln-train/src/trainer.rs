@@ -309,7 +309,13 @@ impl Trainer {
         self
     }
 
-    /// Trains `model` on `data`, holding out `validation_split` of it for validation.
+    /// Trains `model` on `data`, holding out `validation_split` of it for validation: a seeded
+    /// random split, stratified for classification. Fit scalers on what trains, not on `data`
+    /// (else validation scores are optimistic): split first with
+    /// [`split`](kiln_datasets::split) and call [`fit_with_validation`](Self::fit_with_validation).
+    /// Windows of one series overlap, so a random split makes validation nearly in-sample: give
+    /// them to `fit_with_validation` with [`Windows::valid`](kiln_datasets::Windows::valid),
+    /// which lies after the training windows in time.
     pub fn fit<M: Model>(&self, model: M, data: &Data) -> Result<FitResult<M>, TrainError> {
         let parts = split(data, self.config.validation_split, self.config.seed)?;
         self.fit_with_validation(model, parts.first, parts.second)
@@ -588,6 +594,9 @@ impl Trainer {
         fingerprint: u32,
         staging: &Staging,
     ) -> Result<(M, Option<Loaded>), TrainError> {
+        if let Some(dir) = &self.checkpoints {
+            dir.remove_stale();
+        }
         let dir = match (&self.checkpoints, self.resume) {
             (_, false) => return Ok((model, None)),
             (Some(dir), true) => dir,

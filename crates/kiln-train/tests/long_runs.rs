@@ -154,3 +154,128 @@ fn resuming_without_a_checkpoint_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A tmpfs of `size` mounted at `path` for the test's length (root only: `None` elsewhere).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(path).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status();
+        status
+            .is_ok_and(|s| s.success())
+            .then(|| Self(path.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Fills the file system holding `dir` with 4 KiB files, then frees `free` bytes of them.
+fn fill_leaving(dir: &std::path::Path, free: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut files = Vec::new();
+    loop {
+        let path = dir.join(files.len().to_string());
+        if std::fs::write(&path, [7u8; 4096]).is_err() {
+            let _ = std::fs::remove_file(&path);
+            break;
+        }
+        files.push(path);
+    }
+    for path in files.iter().take(free.div_ceil(4096)) {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        names.push(path.display().to_string());
+        if path.is_dir() {
+            names.extend(files_under(&path));
+        }
+    }
+    names
+}
+
+/// The disk fills up while epoch 3's checkpoint is written: the run stops with an error naming
+/// the file and the full disk, `latest` still names epoch 2's complete checkpoint, no partial
+/// or temporary file is left, and once space is freed the run resumes to the same weights as
+/// a run that never stopped.
+#[test]
+fn a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary_file() {
+    let root = scratch("full-disk");
+    let Some(disk) = SmallDisk::mount(&root, "1m") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root: the test must mount its small disk"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let train = digits_train();
+    let device = Device::flex();
+    let fresh = || {
+        device.seed(5);
+        MlpConfig::new(64, vec![32], 10).init(&device)
+    };
+    let checkpoints = disk.0.join("checkpoint");
+    let trainer = |epochs: usize| {
+        Trainer::new(config(epochs), device.clone())
+            .unwrap()
+            .with_checkpoints(&checkpoints)
+    };
+    trainer(2).fit(fresh(), &train).unwrap();
+    let epoch_bytes: u64 = std::fs::read_dir(checkpoints.join("epoch-2"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    fill_leaving(&disk.0.join("filler"), epoch_bytes as usize / 2);
+
+    let err = trainer(4).resuming().fit(fresh(), &train).unwrap_err();
+    let TrainError::Io { path, source } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}");
+    assert!(path.starts_with(&checkpoints), "{err}");
+    let dir = CheckpointDir::new(&checkpoints);
+    assert_eq!(dir.latest().unwrap(), Some(2));
+    let mut left = files_under(&checkpoints);
+    left.sort();
+    let expected: Vec<String> = ["epoch-2", "latest"]
+        .iter()
+        .map(|n| checkpoints.join(n).display().to_string())
+        .collect();
+    assert_eq!(
+        left.iter()
+            .filter(|p| !p.contains("epoch-2/"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        expected
+    );
+
+    std::fs::remove_dir_all(disk.0.join("filler")).unwrap();
+    let resumed = trainer(4).resuming().fit(fresh(), &train).unwrap();
+    let whole_dir = scratch("full-disk-whole");
+    let whole = Trainer::new(config(4), device.clone())
+        .unwrap()
+        .with_checkpoints(&whole_dir)
+        .fit(fresh(), &train)
+        .unwrap();
+    let bytes = |m: Mlp| m.into_record().into_bytes().unwrap().to_vec();
+    assert!(
+        bytes(resumed.model) == bytes(whole.model),
+        "the weights differ"
+    );
+    std::fs::remove_dir_all(whole_dir).unwrap();
+}

@@ -56,6 +56,24 @@ fn an_mlp_learns_the_digits() {
     }
 }
 
+/// A NaN feature in one training sample: the first batch holding it has a NaN loss and the run
+/// stops there (Keras's TerminateOnNaN). The fused dense kernel's ReLU used to map the NaN to
+/// 0, so the run trained on, its first layer's weights NaN, with a finite loss.
+#[test]
+fn a_nan_feature_stops_the_run_at_its_batch() {
+    let (mut train, _) = digits_split();
+    train
+        .x
+        .chunks_mut(64)
+        .for_each(|sample| sample[30] = f32::NAN);
+    let trainer = Trainer::new(config(Task::Classification, 3), device()).unwrap();
+    match trainer.fit(mlp(vec![64], 10, 64), &train) {
+        Err(TrainError::NonFiniteLoss { epoch, batch, .. }) => assert_eq!((epoch, batch), (1, 1)),
+        Err(e) => panic!("{e}"),
+        Ok(fit) => panic!("trained on NaN features: {:?}", fit.history),
+    }
+}
+
 #[test]
 fn early_stopping_fires_after_exactly_patience_epochs_on_a_plateau() {
     // A learning rate this small leaves the validation loss flat: epoch 1 sets the best and no

@@ -145,6 +145,44 @@ fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
     assert!(after < before * 0.7, "cnn: test loss {before} -> {after}");
 }
 
+/// A NaN pixel in every image: the run stops at its first batch with a non-finite loss
+/// on both backends. kiln's fused CPU kernels (dense, convolution, max-pool) keep the NaN as
+/// Burn's GPU operations do; they used to map it to 0 through ReLU, and the MLP and the CNN then
+/// trained on with NaN weights, a finite loss and no error, on flex only.
+#[test]
+fn a_nan_pixel_stops_training_on_wgpu_as_on_flex() {
+    let cnn = CnnConfig::new(
+        1,
+        [8, 8],
+        vec![
+            ConvBlockConfig::new([1, 8])
+                .with_padding(Padding::Same)
+                .with_pool(Some(Pool::Max)),
+        ],
+        vec![32],
+        10,
+    );
+    for device in [Device::flex(), gpu()] {
+        for shape in [vec![64], vec![1, 8, 8]] {
+            let (mut train, _) = digit_parts(300, &shape);
+            train
+                .x
+                .chunks_mut(64)
+                .for_each(|pixels| pixels[20] = f32::NAN);
+            let trainer = Trainer::new(config(2), device.clone()).unwrap();
+            let fit = if shape.len() == 1 {
+                trainer.fit(MlpConfig::new(64, vec![32], 10).init(&device), &train)
+            } else {
+                trainer.fit(cnn.init(&device), &train)
+            };
+            let Err(kiln::train::TrainError::NonFiniteLoss { epoch, batch, .. }) = fit else {
+                panic!("{device:?} {shape:?}: trained on NaN pixels without an error");
+            };
+            assert_eq!((epoch, batch), (1, 1), "{device:?} {shape:?}");
+        }
+    }
+}
+
 /// Every other family, including the LSTM's composed path (the fused LSTM is a CPU operation:
 /// on wgpu the same layer runs as Burn operations), GRU, bidirectional layers and the
 /// transformer over tokens and over real-valued steps: two steps each, same results as flex.

@@ -147,13 +147,20 @@ fn col2im(d: &ConvDims, cols: &[f32], x: &mut [f32]) {
     }
 }
 
-/// Images per parallel task: the batch in one even share per core.
+/// Images per task of the backward pass: a fixed count, so that the order in which the weight
+/// gradient is summed does not depend on the number of threads (a batch of 64 makes 16 tasks:
+/// enough for 16 threads, few enough that each task's share of the gradient costs little).
+const IMAGES_PER_GRADIENT_TASK: usize = 4;
+
+/// Images per parallel task of the forward pass (each image's output is computed alone, so the
+/// split does not change its values): the batch in one even share per core.
 fn per_task(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
 /// Writes `max_pool(conv)` of one image to `out` and the position in `conv` of each window's
-/// maximum (the first, on ties) to `argmax`.
+/// maximum (the first, on ties) to `argmax`. A NaN in a window is its maximum, as in PyTorch's
+/// `max_pool2d`: a NaN is never hidden by a larger neighbour.
 fn max_pool(d: &ConvDims, conv: &[f32], out: &mut [f32], argmax: &mut [u32]) {
     let p = d.pool;
     let [hp, wp] = d.pooled();
@@ -164,7 +171,7 @@ fn max_pool(d: &ConvDims, conv: &[f32], out: &mut [f32], argmax: &mut [u32]) {
                 for i in 0..p {
                     let row = (c * d.h_out + py * p + i) * d.w_out + px * p;
                     for (j, &v) in conv[row..row + p].iter().enumerate() {
-                        if v > best || (j == 0 && i == 0) {
+                        if v > best || (j == 0 && i == 0) || (v.is_nan() && !best.is_nan()) {
                             (best, at) = (v, row + j);
                         }
                     }
@@ -191,6 +198,10 @@ pub fn forward(
     let pooled = d.pool > 1;
     let mut out = vec![0.0; d.batch * out_len];
     let mut argmax = vec![0u32; if pooled { d.batch * out_len } else { 0 }];
+    if out.is_empty() || x_len == 0 {
+        // No images, or none with an output (a pool wider than the output): nothing to compute.
+        return (out, argmax);
+    }
     let n = per_task(d.batch);
     let mut argmax_chunks: Vec<&mut [u32]> = if pooled {
         argmax.chunks_mut(n * out_len).collect()
@@ -218,7 +229,10 @@ pub fn forward(
                     true,
                 );
                 if relu {
-                    target.iter_mut().for_each(|v| *v = v.max(0.0));
+                    // Not `v.max(0.0)`, which maps NaN to 0: NaN is kept, as by Burn and PyTorch.
+                    target
+                        .iter_mut()
+                        .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
                 }
                 if pooled {
                     let argmax = &mut argmax[image * out_len..(image + 1) * out_len];
@@ -241,8 +255,14 @@ pub fn backward(
     let (k, hw) = (d.k(), d.hw_out());
     let (x_len, conv_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw, d.pooled_len());
     let mut d_x = vec![0.0; if need_x { d.batch * x_len } else { 0 }];
-    let n = per_task(d.batch);
-    let tasks = d.batch.div_ceil(n);
+    if grad.is_empty() || x_len == 0 {
+        return [d_x, vec![0.0; d.c_out * k], vec![0.0; d.c_out]];
+    }
+    // Tasks of a fixed number of images, not one per thread: the weight gradient is the sum of
+    // the tasks' shares in task order, so its bits are the same on any core count, and a run
+    // resumed on another machine stays exact.
+    let n = IMAGES_PER_GRADIENT_TASK;
+    let tasks = d.batch.div_ceil(n).max(1);
     // Each task's share of the weight and bias gradients, summed afterwards.
     let mut parts: Vec<(Vec<f32>, Vec<f32>)> = (0..tasks)
         .map(|_| (vec![0.0; d.c_out * k], vec![0.0; d.c_out]))
@@ -301,7 +321,8 @@ pub fn backward(
                 }
             }
         });
-    let (mut d_w, mut d_b) = parts.pop().expect("at least one task");
+    let mut parts = parts.into_iter();
+    let (mut d_w, mut d_b) = parts.next().expect("at least one task");
     for (w, b) in parts {
         d_w.iter_mut().zip(w).for_each(|(a, v)| *a += v);
         d_b.iter_mut().zip(b).for_each(|(a, v)| *a += v);
@@ -437,5 +458,79 @@ mod tests {
         let lhs: f32 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
         let rhs: f32 = x.iter().zip(&folded).map(|(a, b)| a * b).sum();
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+    }
+
+    /// A NaN pixel makes every output that reads it NaN, through the ReLU and the max-pool
+    /// (whose window maximum it is, as in PyTorch), and nothing else.
+    #[test]
+    fn nan_reaches_every_output_that_reads_it() {
+        let d = ConvDims {
+            batch: 2,
+            c_in: 1,
+            h: 6,
+            w: 6,
+            c_out: 3,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1, 1],
+            h_out: 6,
+            w_out: 6,
+            pool: 2,
+        };
+        let mut x = values(72, 1);
+        x[36 + 2 * 6 + 2] = f32::NAN; // image 1, row 2, column 2
+        let bias = [-5.0, 0.0, 5.0]; // channel 0 mostly below zero: ReLU's zeros around the NaN
+        let (out, _) = forward(d, &x, &values(27, 2), &bias, true);
+        // Conv outputs in rows and columns 1..=3 read the pixel: pooled windows 0 and 1 of both.
+        for (i, v) in out.iter().enumerate() {
+            let (image, c, py, px) = (i / 27, i / 9 % 3, i / 3 % 3, i % 3);
+            let reads = image == 1 && py <= 1 && px <= 1;
+            assert_eq!(
+                v.is_nan(),
+                reads,
+                "image {image} channel {c} ({py}, {px}): {v}"
+            );
+        }
+    }
+
+    /// The gradients' bits do not depend on the number of threads: a run resumed on a machine
+    /// with another core count stays exact.
+    #[test]
+    fn gradients_are_the_same_bits_on_any_thread_count() {
+        let d = ConvDims {
+            batch: 37,
+            c_in: 2,
+            h: 7,
+            w: 7,
+            c_out: 5,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1, 1],
+            h_out: 7,
+            w_out: 7,
+            pool: 1,
+        };
+        let (x, weight, bias) = (values(37 * 98, 1), values(90, 2), values(5, 3));
+        let grad = values(37 * 5 * 49, 4);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (out, argmax) = forward(d, &x, &weight, &bias, true);
+                let grads = backward(d, (&x, &weight, &out, &argmax), &grad, true, true);
+                (out, grads)
+            })
+        };
+        let one = on(1);
+        for threads in [2, 3, 8] {
+            assert!(
+                on(threads) == one,
+                "{threads} threads gave other bits than 1"
+            );
+        }
     }
 }

@@ -93,6 +93,7 @@ pub fn conv2d_bias_relu(
         .as_ref()
         .expect("applies_to checks the bias")
         .val();
+    check_shapes(&x.dims(), &conv.weight.dims(), padding);
     Tensor::from_dispatch(<Dispatch as ConvBackend>::conv2d_bias_relu(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
@@ -102,6 +103,24 @@ pub fn conv2d_bias_relu(
         relu,
         pool.map_or(1, |pool| pool.kernel_size[0]),
     ))
+}
+
+/// Panics, naming both shapes, where the kernel would read the weights with the wrong stride
+/// (another input channel count) or the kernel does not fit the padded image, as Burn's
+/// `Conv2d` refuses both.
+fn check_shapes(x: &[usize; 4], weight: &[usize; 4], padding: [usize; 4]) {
+    let ([_, c_in, h, w], [_, weight_c_in, kh, kw]) = (*x, *weight);
+    assert_eq!(
+        c_in, weight_c_in,
+        "conv2d: the input {x:?} ([batch, channels, height, width]) has {c_in} channels, the \
+         weight {weight:?} ([c_out, c_in, kh, kw]) takes {weight_c_in}"
+    );
+    let (padded_h, padded_w) = (h + padding[0] + padding[2], w + padding[1] + padding[3]);
+    assert!(
+        padded_h >= kh && padded_w >= kw,
+        "conv2d: the {kh}x{kw} kernel of the weight {weight:?} is larger than the input {x:?} \
+         padded to {padded_h}x{padded_w}"
+    );
 }
 
 /// Whether the fused operation can take `pool`, after a ReLU: a square window with the same
@@ -366,5 +385,37 @@ mod tests {
         assert_eq!(applies_to(&no_bias, &x), None);
         let plain = Conv2dConfig::new([1, 2], [3, 3]).init(&device);
         assert_eq!(applies_to(&plain, &x), Some([0; 4]));
+    }
+
+    /// An input with another channel count than the weights take is refused with both shapes
+    /// (the kernel would read the weights with the wrong stride and return garbage).
+    #[test]
+    #[should_panic(
+        expected = "the input [2, 1, 8, 8] ([batch, channels, height, width]) has 1 \
+                               channels, the weight [4, 3, 3, 3] ([c_out, c_in, kh, kw]) takes 3"
+    )]
+    fn another_channel_count_is_refused() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([3, 4], [3, 3]).init(&device);
+        let x = Tensor::<4>::zeros([2, 1, 8, 8], &device);
+        let padding = applies_to(&conv, &x).unwrap();
+        conv2d_bias_relu(&conv, x, padding, true, None);
+    }
+
+    /// An empty batch gives an empty output and zero weight gradients, with and without a pool.
+    #[test]
+    fn an_empty_batch_gives_an_empty_output() {
+        let device = Device::flex().autodiff();
+        let conv = Conv2dConfig::new([1, 4], [3, 3]).init(&device);
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        for pool in [None, Some(&pool)] {
+            let x = Tensor::<4>::zeros([0, 1, 8, 8], &device).require_grad();
+            let padding = applies_to(&conv, &x).unwrap();
+            let out = conv2d_bias_relu(&conv, x, padding, true, pool);
+            assert_eq!(out.dims()[0], 0);
+            let grads = out.sum().backward();
+            let weight = conv.weight.grad(&grads).unwrap();
+            assert_eq!(weight.into_data().iter::<f32>().sum::<f32>(), 0.0);
+        }
     }
 }

@@ -109,7 +109,15 @@ fn fused<const D: usize>(
     let d_input = dims[D - 1];
     let rows = x.shape().num_elements() / d_input.max(1);
     let weight = linear.weight.val();
-    dims[D - 1] = weight.dims()[1];
+    let [weight_in, d_output] = weight.dims();
+    // The kernel reads `d_input` values of each weight column: another count would read the
+    // weights with the wrong stride (Burn's `Linear` refuses it too).
+    assert_eq!(
+        d_input, weight_in,
+        "dense layer: the input {dims:?} has {d_input} features, the weight [d_input, \
+         d_output] is [{weight_in}, {d_output}]"
+    );
+    dims[D - 1] = d_output;
     Tensor::<2>::from_dispatch(<Dispatch as DenseBackend>::dense(
         x.reshape([rows, d_input]).into_dispatch(),
         weight.into_dispatch(),
@@ -365,5 +373,30 @@ mod tests {
             .into_data()
             .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::default());
         assert!(fused_applies_to(&x));
+    }
+
+    /// An input with another feature count than the weight takes is refused with both shapes.
+    #[test]
+    #[should_panic(
+        expected = "the input [3, 5] has 5 features, the weight [d_input, d_output] \
+                               is [6, 4]"
+    )]
+    fn another_feature_count_is_refused() {
+        let device = Device::flex();
+        let linear = LinearConfig::new(6, 4).init(&device);
+        dense(&linear, Tensor::<2>::zeros([3, 5], &device), None, None);
+    }
+
+    /// An empty batch gives an empty output and zero gradients.
+    #[test]
+    fn an_empty_batch_gives_an_empty_output() {
+        let device = Device::flex().autodiff();
+        let linear = LinearConfig::new(6, 4).init(&device);
+        let x = Tensor::<2>::zeros([0, 6], &device).require_grad();
+        let out = dense(&linear, x, Some(Activation::Relu), None);
+        assert_eq!(out.dims(), [0, 4]);
+        let grads = out.sum().backward();
+        let weight = linear.weight.grad(&grads).unwrap();
+        assert_eq!(weight.into_data().iter::<f32>().sum::<f32>(), 0.0);
     }
 }

@@ -14,8 +14,10 @@ pub(crate) struct DenseDims {
     pub d_output: usize,
 }
 
+// `if v < 0`, not `v.max(0.0)`: `max` maps NaN to 0, while Burn's and PyTorch's ReLU keep it,
+// so that a NaN reaches the loss and stops the run instead of silently zeroing a unit.
 crate::vectorised!(relu(v: &mut [f32]) {
-    v.iter_mut().for_each(|v| *v = v.max(0.0));
+    v.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
 });
 
 crate::vectorised!(leaky_relu(v: &mut [f32]) {
@@ -61,8 +63,10 @@ fn chain(activation: Option<Activation>, a: &[f32], grad: &mut [f32]) {
     };
     match activation {
         None => {}
-        Some(Activation::Relu) => each(|a| if a > 0.0 { 1.0 } else { 0.0 }, grad),
-        Some(Activation::LeakyRelu) => each(|a| if a > 0.0 { 1.0 } else { 0.01 }, grad),
+        // As PyTorch's `threshold_backward`: zero where the output is <= 0, so a NaN output
+        // passes its gradient on.
+        Some(Activation::Relu) => each(|a| if a <= 0.0 { 0.0 } else { 1.0 }, grad),
+        Some(Activation::LeakyRelu) => each(|a| if a <= 0.0 { 0.01 } else { 1.0 }, grad),
         // For z <= 0, a = e^z - 1, whose derivative e^z is a + 1.
         Some(Activation::Elu) => each(|a| if a > 0.0 { 1.0 } else { a + 1.0 }, grad),
         Some(Activation::Sigmoid) => each(|a| a * (1.0 - a), grad),
@@ -117,7 +121,7 @@ pub(crate) fn backward(
     }
     chain(activation, a, &mut grad);
     let mut d_bias = vec![0.0; d.d_output];
-    for row in grad.chunks(d.d_output) {
+    for row in grad.chunks(d.d_output.max(1)) {
         d_bias.iter_mut().zip(row).for_each(|(b, g)| *b += g);
     }
     // d_weight [d_input, d_output] = x^T [d_input, rows] · grad [rows, d_output]
@@ -256,5 +260,37 @@ mod tests {
             check(1, &d_w);
             check(2, &d_b);
         }
+    }
+
+    /// A NaN input reaches the output through every activation (ReLU included: `max(x, 0)`
+    /// would turn it into 0), and its gradient reaches the weights, as in Burn and PyTorch.
+    #[test]
+    fn nan_passes_through_every_activation_and_its_gradient() {
+        let d = DenseDims {
+            rows: 3,
+            d_input: 4,
+            d_output: 5,
+        };
+        let (mut x, w, b) = (values(12, 1), values(20, 2), values(5, 3));
+        x[4 + 2] = f32::NAN; // row 1, feature 2
+        for activation in [None, Some(Activation::Sigmoid), Some(Activation::Tanh)]
+            .into_iter()
+            .chain([Activation::Relu, Activation::LeakyRelu, Activation::Elu].map(Some))
+        {
+            let a = forward(d, &x, &w, &b, activation);
+            for (i, v) in a.iter().enumerate() {
+                assert_eq!(v.is_nan(), i / 5 == 1, "{activation:?} output {i}: {v}");
+            }
+            let [_, d_w, _] = backward(d, (&x, &w, &a), None, activation, vec![1.0; 15], false);
+            assert!(
+                d_w[2 * 5..3 * 5].iter().all(|g| g.is_nan()),
+                "{activation:?}: the NaN feature's weights get a NaN gradient: {d_w:?}"
+            );
+        }
+        // ReLU keeps infinities and zeroes only negatives.
+        let mut v = vec![f32::INFINITY, f32::NEG_INFINITY, -0.5, 0.5, f32::NAN];
+        relu(&mut v);
+        assert_eq!(v[..4], [f32::INFINITY, 0.0, 0.0, 0.5]);
+        assert!(v[4].is_nan());
     }
 }

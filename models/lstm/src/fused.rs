@@ -64,7 +64,9 @@ pub fn applies_to(x: &Tensor<3>) -> bool {
     x.dtype() == DType::F32 && on_host(&x.device())
 }
 
-/// The fused sequence on tensors; call only where [`applies_to`] is true.
+/// The fused sequence on tensors; call only where [`applies_to`] is true, with an input of at
+/// least one step and the weights' feature count ([`Lstm::forward`](crate::Lstm::forward)
+/// checks both).
 ///
 /// # Shapes
 /// - x: `[batch, seq, d_input]`

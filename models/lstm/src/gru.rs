@@ -1,7 +1,9 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
 
-use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps, step_masks};
+use crate::recurrence::{
+    Direction, gate, keep_where, one_direction, pytorch_layer, stack_steps, step_masks,
+};
 
 pytorch_layer!(
     /// Configuration of a [`Gru`] layer.
@@ -41,6 +43,7 @@ impl Gru {
     /// - state: `h_n`, `[directions, batch, d_hidden]`
     pub fn forward(&self, x: Tensor<3>, lengths: Option<&[usize]>) -> (Tensor<3>, Tensor<3>) {
         let (forward, backward) = self.directions();
+        forward.check_input("GRU", x.dims());
         let (out, h) = self.run(&forward, x.clone(), lengths, false);
         match backward {
             Some(backward) => {
@@ -50,7 +53,7 @@ impl Gru {
                     Tensor::stack(vec![h, h_r], 0),
                 )
             }
-            None => (out, h.unsqueeze_dim(0)),
+            None => (out, one_direction(h)),
         }
     }
 

@@ -2,7 +2,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{sigmoid, tanh};
 
 use crate::fused;
-use crate::recurrence::{Direction, gate, keep_where, pytorch_layer, stack_steps, step_masks};
+use crate::recurrence::{
+    Direction, gate, keep_where, one_direction, pytorch_layer, stack_steps, step_masks,
+};
 
 pytorch_layer!(
     /// Configuration of an [`Lstm`] layer.
@@ -49,6 +51,7 @@ impl Lstm {
     /// - state: `h_n`, `c_n` of `[directions, batch, d_hidden]`
     pub fn forward(&self, x: Tensor<3>, lengths: Option<&[usize]>) -> (Tensor<3>, LstmState) {
         let (forward, backward) = self.directions();
+        forward.check_input("LSTM", x.dims());
         let (out, h, c) = self.run(&forward, x.clone(), lengths, false);
         match backward {
             Some(backward) => {
@@ -59,7 +62,7 @@ impl Lstm {
                 );
                 (Tensor::cat(vec![out, out_r], 2), state)
             }
-            None => (out, (h.unsqueeze_dim(0), c.unsqueeze_dim(0))),
+            None => (out, (one_direction(h), one_direction(c))),
         }
     }
 
@@ -248,5 +251,46 @@ mod tests {
             close(values(h_alone), values(h)),
             "final states of both directions"
         );
+    }
+
+    /// A sequence of no steps is refused with its shape, on the fused path and the step path
+    /// (with lengths), as PyTorch's RNNs refuse it.
+    #[test]
+    fn a_sequence_of_no_steps_is_refused() {
+        let device = Device::flex();
+        let lstm = LstmConfig::new(3, 4).init(&device);
+        for lengths in [None, Some(&[0usize, 0][..])] {
+            let x = Tensor::<3>::zeros([2, 0, 3], &device);
+            let run = std::panic::AssertUnwindSafe(|| lstm.forward(x, lengths));
+            let panic = std::panic::catch_unwind(run).unwrap_err();
+            let text = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(
+                text.contains("LSTM: the input [2, 0, 3]") && text.contains("no steps"),
+                "{text}"
+            );
+        }
+    }
+
+    /// An input with another feature count than weight_ih takes is refused with both shapes
+    /// (the fused kernel took the count from the input and read the weights with its stride).
+    #[test]
+    #[should_panic(
+        expected = "LSTM: the input [2, 5, 4] ([batch, seq, d_input]) has 4 features, \
+                               the weight_ih [16, 3] takes 3"
+    )]
+    fn another_feature_count_is_refused() {
+        let device = Device::flex();
+        let lstm = LstmConfig::new(3, 4).init(&device);
+        lstm.forward(Tensor::<3>::zeros([2, 5, 4], &device), None);
+    }
+
+    /// An empty batch gives empty outputs and states.
+    #[test]
+    fn an_empty_batch_gives_empty_outputs() {
+        let device = Device::flex();
+        let lstm = LstmConfig::new(3, 4).init(&device);
+        let x = Tensor::<3>::zeros([0, 5, 3], &device);
+        let (out, (h, _)) = lstm.forward(x, None);
+        assert_eq!((out.dims(), h.dims()), ([0, 5, 4], [1, 0, 4]));
     }
 }

@@ -27,6 +27,16 @@ pub fn init_params(gates: usize, d_input: usize, d_hidden: usize, device: &Devic
     )
 }
 
+/// A one-direction state `[batch, d_hidden]` as `[1, batch, d_hidden]`. Burn 0.22.1's
+/// `reshape` reads a 0 in the new shape as "keep this dimension", so `unsqueeze_dim` turns an
+/// empty batch `[0, H]` into `[1, H, H]` and fails: an empty batch's state is made directly.
+pub fn one_direction(state: Tensor<2>) -> Tensor<3> {
+    match state.dims() {
+        [0, d_hidden] => Tensor::zeros([1, 0, d_hidden], &state.device()),
+        _ => state.unsqueeze_dim(0),
+    }
+}
+
 /// One direction's parameter values for a forward pass.
 pub struct Direction {
     pub weight_ih: Tensor<2>,
@@ -36,6 +46,24 @@ pub struct Direction {
 }
 
 impl Direction {
+    /// Panics, naming the shapes, on an input the layer `name` cannot run: no steps (as
+    /// PyTorch's RNNs refuse), or another feature count than the weights take (the fused
+    /// kernel would read them with the wrong stride).
+    pub fn check_input(&self, name: &str, x: [usize; 3]) {
+        let [rows, d_input] = self.weight_ih.dims();
+        assert!(
+            x[1] > 0,
+            "{name}: the input {x:?} ([batch, seq, d_input]) has no steps; a sequence needs at \
+             least one"
+        );
+        assert_eq!(
+            x[2], d_input,
+            "{name}: the input {x:?} ([batch, seq, d_input]) has {} features, the weight_ih \
+             [{rows}, {d_input}] takes {d_input}",
+            x[2]
+        );
+    }
+
     pub fn new(
         p: (
             &Param<Tensor<2>>,

@@ -166,7 +166,8 @@ fn forward<B: Backend>(
         .collect();
     let mut weights = vec![0.0; scores.len()];
     let sample = heads * seq_q * seq_k;
-    let rows = rows_per_task(seq_k) * seq_k;
+    // At least one value per chunk: no keys (seq_k 0) means no weights and no chunks.
+    let rows = rows_per_task(seq_k) * seq_k.max(1);
     weights
         .par_chunks_mut(rows)
         .zip(scores.par_chunks(rows))
@@ -195,7 +196,8 @@ fn backward<B: Backend>(saved: Saved, grad: FloatTensor<B>) -> FloatTensor<B> {
     let [_, heads, seq_q, seq_k] = saved.shape;
     let mut grad = host_values::<B>(grad);
     let sample = heads * seq_q * seq_k;
-    let rows = rows_per_task(seq_k) * seq_k;
+    // At least one value per chunk: no keys (seq_k 0) means no weights and no chunks.
+    let rows = rows_per_task(seq_k) * seq_k.max(1);
     grad.par_chunks_mut(rows)
         .zip(saved.weights.par_chunks(rows))
         .enumerate()
@@ -373,5 +375,19 @@ mod tests {
                 &softmax(scores.mul_scalar(0.25), 3).into_data(),
                 Tolerance::absolute(1e-6),
             );
+    }
+
+    /// No keys, or no queries, or an empty batch: empty weights and gradients, as the composed
+    /// path gives, not a panic inside rayon.
+    #[test]
+    fn empty_shapes_give_empty_weights() {
+        let device = Device::flex().autodiff();
+        for shape in [[2, 3, 5, 0], [2, 3, 0, 7], [0, 3, 5, 7]] {
+            let scores = Tensor::<4>::zeros(shape, &device).require_grad();
+            let weights = fused(scores.clone(), None, 0.5);
+            assert_eq!(weights.dims(), shape);
+            let grads = weights.sum().backward();
+            assert_eq!(scores.grad(&grads).unwrap().dims(), shape);
+        }
     }
 }
