@@ -1,6 +1,7 @@
 //! Forecasting the airline passengers series one month ahead with an LSTM: windows of 12 months,
-//! the last 20% of the months as the test period, and the naive baselines beside the model.
-//! The data is embedded.
+//! the last 20% of the months as the test period, the 20% before them for validation (windows
+//! after the training ones in time: a random split of overlapping windows would be nearly
+//! in-sample), and the naive baselines beside the model. The data is embedded.
 //!
 //! `cargo run --release -p kiln-examples --example airline_forecast_lstm`
 
@@ -24,7 +25,11 @@ fn main() -> anyhow::Result<()> {
         }),
         ..TrainerConfig::new(Task::Regression)
     };
-    let fit = Trainer::new(config, device.clone())?.fit(model, &windows.train)?;
+    let fit = Trainer::new(config, device.clone())?.fit_with_validation(
+        model,
+        windows.train.clone(),
+        windows.valid.clone(),
+    )?;
     let outputs = predict(&fit.model, &windows.test, 64, &device);
     let report = windows.report(&outputs);
     println!(
