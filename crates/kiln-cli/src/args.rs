@@ -273,9 +273,14 @@ pub struct TrainArgs {
     /// wgpu:0,wgpu:1: each step splits --batch-size over them and averages their gradients.
     #[arg(long, value_name = "LIST", conflicts_with = "device")]
     pub devices: Option<String>,
-    /// Run directory [default: runs/<model>-<dataset>-<time>/].
+    /// Run directory [default: runs/<model>-<dataset>-<time>/]; one that holds a run already is
+    /// refused (see --overwrite).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace the run in --out, if there is one (its weights, checkpoints and records are
+    /// deleted).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Print nothing while training.
     #[arg(long)]
     pub quiet: bool,

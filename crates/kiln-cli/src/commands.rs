@@ -1,5 +1,6 @@
 //! What `kiln train` and `kiln eval` do.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -12,9 +13,10 @@ use kiln::datasets::{Data, ForecastReport, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
-    Augmentation, CheckpointDir, EarlyStopping, FitResult, GradientClip, History, LrFinder,
-    Metrics, OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
-    evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories, write_atomic,
+    Augmentation, CheckpointDir, CsvLogger, EarlyStopping, FitResult, GradientClip, History,
+    LrFinder, Metrics, OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig,
+    Verbosity, evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories,
+    write_atomic,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -130,11 +132,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     trainer.check()?;
 
     let model = model_spec(args, &prepared)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_run_dir(args, &data));
-    let run = RunDir::create(&out)?;
+    let run = match &args.out {
+        Some(out) if args.overwrite => RunDir::replace(out)?,
+        Some(out) => RunDir::create_new(out)?,
+        None => RunDir::create_new(default_run_dir(args, &data))?,
+    };
     let config = RunConfig {
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         model,
@@ -142,11 +144,20 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         trainer,
         save_best: args.save_best,
     };
-    run.write_json("config.json", &config)?;
-    if let Some(scaler) = &prepared.scaler {
-        run.write_json("scaler.json", scaler)?;
+    let trained = (|| {
+        run.write_json("config.json", &config)?;
+        if let Some(scaler) = &prepared.scaler {
+            run.write_json("scaler.json", scaler)?;
+        }
+        run_training(&config, &prepared, &run, args, false)
+    })();
+    // A run that failed before its first checkpoint (a bad --device, a model too large) has
+    // nothing worth keeping: no half-made run directory is left behind.
+    let checkpoints = CheckpointDir::new(run.file("checkpoint"));
+    if trained.is_err() && checkpoints.latest().ok().flatten().is_none() {
+        let _ = std::fs::remove_dir_all(&run.path);
     }
-    run_training(&config, &prepared, &run, args, false)
+    trained
 }
 
 /// Where the data comes from and how it is prepared, from the flags.
@@ -188,6 +199,14 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     }
     let run = RunDir::open(dir)?;
     let mut config: RunConfig = run.read_json("config.json")?;
+    let checkpointed = !matches!(config.model, ModelSpec::Perceptron(_));
+    if checkpointed
+        && CheckpointDir::new(run.file("checkpoint"))
+            .latest()?
+            .is_none()
+    {
+        return Err(run.unfinished().into());
+    }
     if args.given.iter().any(|f| f == "epochs") {
         config.trainer.epochs = args.epochs;
         config.trainer.check()?;
@@ -284,8 +303,18 @@ fn check_scaler(run: &RunDir, config: &RunConfig, prepared: &Prepared) -> Result
     Ok(())
 }
 
+/// A run directory with its weights: an unfinished run (killed, or failed) is an error that
+/// says so and how to continue it.
+fn open_finished(dir: &std::path::Path) -> Result<RunDir> {
+    let run = RunDir::open(dir)?;
+    if !run.file(RunDir::MODEL).exists() {
+        return Err(run.unfinished().into());
+    }
+    Ok(run)
+}
+
 pub fn eval(args: &EvalArgs) -> Result<()> {
-    let run = RunDir::open(&args.run)?;
+    let run = open_finished(&args.run)?;
     let config: RunConfig = run.read_json("config.json")?;
     let (backend, device) = backend::device(args.device.as_deref())?;
     let prepared = config
@@ -493,6 +522,25 @@ impl Fit<'_> {
         if self.resume {
             trainer = trainer.resuming();
         }
+        // history.csv and history.png every epoch, as Keras's CSVLogger: a long run can be
+        // followed, and a killed one keeps its history.
+        let (name, png) = (run_name(run), run.file("history.png"));
+        trainer = trainer
+            .with_callback(CsvLogger::new(run.file("history.csv")))
+            .with_callback(move |history: &History| {
+                let drawn = plot_histories(
+                    &png,
+                    &[PlotRun {
+                        name: &name,
+                        history,
+                        best_epoch: None,
+                    }],
+                );
+                if let Err(e) = drawn {
+                    panic!("drawing {}: {e}", png.display());
+                }
+                ControlFlow::Continue(())
+            });
         let (train, valid) = (&self.prepared.train, &self.prepared.valid);
         let fit = match trainer.fit_with_validation(model, train.clone(), valid.clone()) {
             Ok(fit) => fit,
@@ -518,6 +566,9 @@ impl Fit<'_> {
             self.device,
         );
         let forecast = forecast(&fit.model, self.prepared, self.device);
+        if fit.stopped_early && self.trainer.verbosity != Verbosity::Quiet {
+            err_line(&early_stop_note(&self.trainer, &fit))?;
+        }
         run.write_text("history.csv", &fit.history.to_csv())?;
         let name = run_name(run);
         plot_histories(
@@ -535,6 +586,23 @@ impl Fit<'_> {
         run.save_model(fit.model.clone())?;
         Ok(Report::from_fit(&fit, test, forecast, n_params))
     }
+}
+
+/// What Keras prints when early stopping ends a run: the epoch it stopped at, and the epoch
+/// whose weights were restored.
+fn early_stop_note<M>(trainer: &TrainerConfig, fit: &FitResult<M>) -> String {
+    let restored = match &trainer.early_stopping {
+        Some(rule) if rule.restore_best_weights => format!(
+            "; restored the weights of epoch {} (the best {})",
+            fit.best_epoch, rule.monitor
+        ),
+        Some(rule) => format!(
+            "; kept the last epoch's weights (the best {} was epoch {})",
+            rule.monitor, fit.best_epoch
+        ),
+        None => String::new(),
+    };
+    format!("Epoch {}: early stopping{restored}", fit.epochs_run)
 }
 
 /// For series: the test forecasts' errors in the series' units, beside the naive baselines'.
@@ -563,7 +631,7 @@ fn reload_and_evaluate<M: kiln::common::Model>(
 }
 
 pub fn predict(args: &PredictArgs) -> Result<()> {
-    let run = RunDir::open(&args.run)?;
+    let run = open_finished(&args.run)?;
     let config: RunConfig = run.read_json("config.json")?;
     let (_, device) = backend::device(args.device.as_deref())?;
     let scaler: Option<Scaler> = if run.file("scaler.json").exists() {
@@ -895,7 +963,15 @@ fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
         ModelKind::Gru => "gru",
         ModelKind::Transformer => "transformer",
     };
-    PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()))
+    let base = PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()));
+    // Two runs started in the same second: the second is `-2`, as Lightning numbers versions.
+    (1..)
+        .map(|n| match n {
+            1 => base.clone(),
+            n => PathBuf::from(format!("{}-{n}", base.display())),
+        })
+        .find(|dir| !dir.exists())
+        .expect("a free name")
 }
 
 /// UTC time as `YYYYMMDD-HHMMSS`.

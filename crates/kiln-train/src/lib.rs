@@ -38,7 +38,7 @@ mod weights;
 
 pub use augment::{Augmentation, CustomTransforms, ImageTransform, Transform, flip_horizontal};
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
-pub use callback::Callback;
+pub use callback::{Callback, CsvLogger};
 pub use checkpoint::CheckpointDir;
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use epoch_end::Plateau;

@@ -90,7 +90,43 @@ impl RunDir {
     /// The weights' file name.
     pub const MODEL: &'static str = "model.bpk";
 
-    /// Creates the directory (and its parents).
+    /// Creates a run directory that holds nothing yet: a path that holds a run already (or
+    /// any other file) is an error, so that no run is overwritten by accident. See
+    /// [`replace`](Self::replace) to start over on purpose.
+    pub fn create_new(path: impl Into<PathBuf>) -> Result<Self, TrainError> {
+        let path = path.into();
+        let occupied = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some());
+        if occupied || path.is_file() {
+            let what = if path.join("config.json").is_file() {
+                "holds a run already"
+            } else {
+                "is not an empty directory"
+            };
+            return Err(TrainError::Record {
+                path,
+                reason: format!(
+                    "{what}; nothing was changed. Give another --out, continue that run with \
+                     --resume, or replace it with --overwrite"
+                ),
+            });
+        }
+        Self::create(path)
+    }
+
+    /// Removes what `path` holds (a run's files) and creates the run directory afresh:
+    /// `kiln train --overwrite`.
+    pub fn replace(path: impl Into<PathBuf>) -> Result<Self, TrainError> {
+        let path = path.into();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|source| TrainError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Self::create(path)
+    }
+
+    /// Creates the directory (and its parents), keeping what it holds.
     pub fn create(path: impl Into<PathBuf>) -> Result<Self, TrainError> {
         let path = path.into();
         std::fs::create_dir_all(&path).map_err(|source| TrainError::Io {
@@ -111,6 +147,29 @@ impl RunDir {
             });
         }
         Ok(Self { path })
+    }
+
+    /// The error for a run without weights: stopped (killed, or still training) after the
+    /// epoch its last checkpoint holds, or before its first epoch ended.
+    pub fn unfinished(&self) -> TrainError {
+        let checkpoints = crate::CheckpointDir::new(self.file("checkpoint"));
+        let reason = match checkpoints.latest().ok().flatten() {
+            Some(epoch) => format!(
+                "an unfinished run: it has no {} yet, it stopped after epoch {epoch} (killed, or \
+                 still training); continue it with `kiln train --resume {}`",
+                Self::MODEL,
+                self.path.display()
+            ),
+            None => format!(
+                "an unfinished run: it has no {} and no checkpoint, it stopped before its first \
+                 epoch ended; train it again (`--overwrite` replaces it)",
+                Self::MODEL
+            ),
+        };
+        TrainError::Record {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     /// The path of the file `name` in the run directory.
@@ -162,6 +221,9 @@ impl RunDir {
     /// the same architecture.
     pub fn load_model<M: Module>(&self, model: M) -> Result<M, TrainError> {
         let path = self.file(Self::MODEL);
+        if !path.exists() {
+            return Err(self.unfinished());
+        }
         let record = burn::store::ModuleRecord::load(&path).map_err(|e| TrainError::Record {
             path: path.clone(),
             reason: e.to_string(),
@@ -195,6 +257,31 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(RunDir::open(&dir).is_err(), "no config.json yet");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_run_never_overwrites_one_and_replace_starts_over() {
+        let dir = std::env::temp_dir().join(format!("kiln-run-new-{}", std::process::id()));
+        let run = RunDir::create_new(&dir).unwrap();
+        run.write_text("config.json", "{}").unwrap();
+        let e = RunDir::create_new(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("holds a run already") && e.contains("--overwrite"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(run.file("config.json")).unwrap(),
+            "{}"
+        );
+        let model = burn::nn::LinearConfig::new(1, 1).init(&burn::tensor::Device::flex());
+        let e = run.load_model(model).unwrap_err().to_string();
+        assert!(
+            e.contains("an unfinished run") && e.contains("no checkpoint"),
+            "{e}"
+        );
+        let run = RunDir::replace(&dir).unwrap();
+        assert!(!run.file("config.json").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -171,9 +171,11 @@ fn a_nan_pixel_stops_training_on_wgpu_as_on_flex() {
                 .for_each(|pixels| pixels[20] = f32::NAN);
             let trainer = Trainer::new(config(2), device.clone()).unwrap();
             let fit = if shape.len() == 1 {
-                trainer.fit(MlpConfig::new(64, vec![32], 10).init(&device), &train)
+                trainer
+                    .fit(MlpConfig::new(64, vec![32], 10).init(&device), &train)
+                    .map(|_| ())
             } else {
-                trainer.fit(cnn.init(&device), &train)
+                trainer.fit(cnn.init(&device), &train).map(|_| ())
             };
             let Err(kiln::train::TrainError::NonFiniteLoss { epoch, batch, .. }) = fit else {
                 panic!("{device:?} {shape:?}: trained on NaN pixels without an error");
