@@ -531,4 +531,40 @@ mod tests {
         assert!(own_word(&p.valid).iter().all(|&id| id == UNK));
         assert!(own_word(&p.test).iter().all(|&id| id == UNK));
     }
+
+    /// `--normalize`'s channel statistics are the training part's alone: there the pixels have
+    /// mean 0 and variance 1, in the validation part they do not.
+    #[test]
+    fn image_normalisation_sees_only_the_training_images() {
+        let path = std::env::temp_dir().join(format!("kiln-norm-{}.csv", std::process::id()));
+        let header: Vec<String> = (0..784).map(|i| format!("pixel{i}")).collect();
+        let mut text = format!("label,{}\n", header.join(","));
+        for i in 0..100usize {
+            // Brighter images for later rows: each split's mean differs.
+            let pixels: Vec<String> = (0..784).map(|p| ((i * 2 + p) % 256).to_string()).collect();
+            text.push_str(&format!("{},{}\n", i % 10, pixels.join(",")));
+        }
+        std::fs::write(&path, text).unwrap();
+        let config = DataConfig {
+            dataset: DatasetSpec::DigitsCsv(path.clone()),
+            target: None,
+            test_split: 0.2,
+            seed: 1,
+            normalize: true,
+            sequence: SequenceOptions::default(),
+        };
+        let p = config.prepare(None, 0.25).unwrap();
+        std::fs::remove_file(path).unwrap();
+        assert!(matches!(p.scaler, Some(Scaler::Channels(_))));
+        let moments = |d: &Data| {
+            let n = d.x.len() as f64;
+            let mean = d.x.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = d.x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            (mean, var)
+        };
+        let (mean, var) = moments(&p.train);
+        assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+        let (mean, var) = moments(&p.valid);
+        assert!(mean.abs() > 1e-3 || (var - 1.0).abs() > 1e-3, "{mean} {var}");
+    }
 }
