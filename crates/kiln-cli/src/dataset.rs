@@ -563,8 +563,14 @@ mod tests {
             (mean, var)
         };
         let (mean, var) = moments(&p.train);
-        assert!(mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
         let (mean, var) = moments(&p.valid);
-        assert!(mean.abs() > 1e-3 || (var - 1.0).abs() > 1e-3, "{mean} {var}");
+        assert!(
+            mean.abs() > 1e-3 || (var - 1.0).abs() > 1e-3,
+            "{mean} {var}"
+        );
     }
 }

@@ -55,6 +55,22 @@ fn config(epochs: usize) -> TrainerConfig {
     }
 }
 
+/// A small CNN for the 1x8x8 digits: one padded convolution of 8 channels, max-pooled, and a
+/// dense head of 32.
+fn digits_cnn() -> CnnConfig {
+    CnnConfig::new(
+        1,
+        [8, 8],
+        vec![
+            ConvBlockConfig::new([1, 8])
+                .with_padding(Padding::Same)
+                .with_pool(Some(Pool::Max)),
+        ],
+        vec![32],
+        10,
+    )
+}
+
 fn largest_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     a.concat()
         .iter()
@@ -124,17 +140,7 @@ fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
         1e-3,
     );
     assert!(after < before * 0.5, "mlp: test loss {before} -> {after}");
-    let cnn = CnnConfig::new(
-        1,
-        [8, 8],
-        vec![
-            ConvBlockConfig::new([1, 8])
-                .with_padding(Padding::Same)
-                .with_pool(Some(Pool::Max)),
-        ],
-        vec![32],
-        10,
-    );
+    let cnn = digits_cnn();
     let (before, after) = train_on_both(
         "cnn",
         |d| cnn.init(d),
@@ -151,17 +157,7 @@ fn the_mlp_and_the_cnn_train_an_epoch_on_wgpu_as_on_flex() {
 /// trained on with NaN weights, a finite loss and no error, on flex only.
 #[test]
 fn a_nan_pixel_stops_training_on_wgpu_as_on_flex() {
-    let cnn = CnnConfig::new(
-        1,
-        [8, 8],
-        vec![
-            ConvBlockConfig::new([1, 8])
-                .with_padding(Padding::Same)
-                .with_pool(Some(Pool::Max)),
-        ],
-        vec![32],
-        10,
-    );
+    let cnn = digits_cnn();
     for device in [Device::flex(), gpu()] {
         for shape in [vec![64], vec![1, 8, 8]] {
             let (mut train, _) = digit_parts(300, &shape);
