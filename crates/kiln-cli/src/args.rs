@@ -203,7 +203,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "adam")]
     pub optimizer: OptimizerKind,
     /// Learning rate [default: 0.001 for the MLP, 1.0 for the perceptron].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Momentum (sgd, rmsprop).
     #[arg(long, default_value_t = 0.0)]

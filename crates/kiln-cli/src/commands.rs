@@ -129,7 +129,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let data = data_config(args);
     let prepared = data.prepare(args.task, args.validation_split)?;
     let trainer = trainer_config(args, prepared.task);
-    trainer.check()?;
+    trainer.check().map_err(as_flag)?;
 
     let model = model_spec(args, &prepared)?;
     let run = match &args.out {
@@ -209,7 +209,7 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     }
     if args.given.iter().any(|f| f == "epochs") {
         config.trainer.epochs = args.epochs;
-        config.trainer.check()?;
+        config.trainer.check().map_err(as_flag)?;
         run.write_json("config.json", &config)?;
     }
     let prepared = config
@@ -235,7 +235,7 @@ fn run_training(
     let mut trainer = config.trainer.clone();
     if devices.len() > 1 {
         trainer.devices = devices.clone();
-        trainer.check()?;
+        trainer.check().map_err(as_flag)?;
     }
     trainer.verbosity = if args.quiet {
         Verbosity::Quiet
@@ -352,6 +352,7 @@ struct Fit<'a> {
 /// its model, optimiser and batch size. Writes `lr_find.csv` and `lr_find.png`.
 pub fn lr_find(args: &LrFindArgs) -> Result<()> {
     let t = &args.train;
+    refuse_training_flags("lr-find", t)?;
     let (_, device) = backend::device(t.device.as_deref())?;
     let data = data_config(t);
     let prepared = data.prepare(t.task, t.validation_split)?;
@@ -486,8 +487,27 @@ fn perceptron_summary(cfg: &PerceptronConfig, device: &Device) -> String {
     )
 }
 
+/// `kiln summary` and `kiln lr-find` take `kiln train`'s model and data flags; those that only
+/// a training run uses are refused rather than ignored.
+fn refuse_training_flags(command: &str, args: &TrainArgs) -> Result<()> {
+    let ignored: Vec<String> = ["resume", "epochs", "save_best", "overwrite"]
+        .into_iter()
+        .filter(|flag| args.given.iter().any(|g| g == flag))
+        .map(|flag| format!("--{}", flag.replace('_', "-")))
+        .collect();
+    if !ignored.is_empty() {
+        bail!(
+            "kiln {command} trains no run: {} would be ignored; drop {}",
+            ignored.join(", "),
+            if ignored.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(())
+}
+
 /// `kiln summary`: the model `kiln train` would build with these flags, as a table.
 pub fn summary(args: &TrainArgs) -> Result<()> {
+    refuse_training_flags("summary", args)?;
     let (_, device) = backend::device(args.device.as_deref())?;
     let data = data_config(args);
     let prepared = data.prepare(args.task, args.validation_split)?;
@@ -555,7 +575,7 @@ impl Fit<'_> {
                         write_atomic(&run.file(RunDir::MODEL), &bytes)?;
                     }
                 }
-                return Err(error.into());
+                return Err(as_flag(error));
             }
         };
         let test = evaluate(
@@ -585,6 +605,21 @@ impl Fit<'_> {
         let n_params = Module::num_params(&fit.model);
         run.save_model(fit.model.clone())?;
         Ok(Report::from_fit(&fit, test, forecast, n_params))
+    }
+}
+
+/// A trainer option's error in the command line's words: the flag, not the library's field
+/// (`--batch-size: must be at least 1`, not ``invalid trainer option `batch_size` ``).
+fn as_flag(error: TrainError) -> anyhow::Error {
+    match error {
+        TrainError::InvalidOption { option, reason } => {
+            let flag = match option {
+                "augmentation" => "augment".to_string(),
+                other => other.replace('_', "-"),
+            };
+            anyhow::anyhow!("--{flag}: {reason}")
+        }
+        other => other.into(),
     }
 }
 

@@ -49,7 +49,8 @@ const NAMES: &str = "digits, iris, mnist, sequential-mnist, fashion-mnist, cifar
 impl FromStr for DatasetSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
+        // Names in any case, as the other value flags (`--optimizer SGD`); paths as given.
+        Ok(match s.to_ascii_lowercase().as_str() {
             "digits" => DatasetSpec::Digits,
             "iris" => DatasetSpec::Iris,
             "mnist" => DatasetSpec::Mnist,
@@ -62,7 +63,8 @@ impl FromStr for DatasetSpec {
             "house-prices" => DatasetSpec::HousePrices,
             "spam" => DatasetSpec::Spam,
             "airline" => DatasetSpec::Airline,
-            other => {
+            _ => {
+                let other = s;
                 let with_path: [(&str, MakeSpec); 4] = [
                     ("csv:", DatasetSpec::Csv),
                     ("digits-csv:", DatasetSpec::DigitsCsv),
@@ -72,10 +74,10 @@ impl FromStr for DatasetSpec {
                 with_path
                     .into_iter()
                     .find_map(|(prefix, make)| {
-                        other
-                            .strip_prefix(prefix)
-                            .filter(|p| !p.is_empty())
-                            .map(|p| make(p.into()))
+                        let head = other.get(..prefix.len())?;
+                        let path = &other[prefix.len()..];
+                        (head.eq_ignore_ascii_case(prefix) && !path.is_empty())
+                            .then(|| make(path.into()))
                     })
                     .ok_or_else(|| format!("unknown dataset `{other}` (valid: {NAMES})"))?
             }

@@ -59,10 +59,23 @@ fn run() -> anyhow::Result<()> {
         }
         Some(Command::Eval(args)) => commands::eval(args),
         Some(Command::Predict(args)) => commands::predict(args),
-        Some(Command::Summary(args)) => commands::summary(args),
+        Some(Command::Summary(args)) => {
+            args.note_given(
+                matches
+                    .subcommand_matches("summary")
+                    .expect("summary matches"),
+            );
+            commands::summary(args)
+        }
         Some(Command::Plot(args)) => commands::plot(args),
         Some(Command::Export(args)) => commands::export(args),
-        Some(Command::LrFind(args)) => commands::lr_find(args),
+        Some(Command::LrFind(args)) => {
+            let lr_find = matches
+                .subcommand_matches("lr-find")
+                .expect("lr-find matches");
+            args.train.note_given(lr_find);
+            commands::lr_find(args)
+        }
         Some(Command::Import(args)) => commands::import(args),
     }
 }

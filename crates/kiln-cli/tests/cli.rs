@@ -227,7 +227,7 @@ fn a_users_csv_trains_and_bad_cells_are_named() {
 
 #[test]
 fn bad_input_gets_errors_that_name_the_problem() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 14] = [
         (
             &["train", "--dataset", "cifar"],
             "valid: digits, iris, mnist",
@@ -276,6 +276,28 @@ fn bad_input_gets_errors_that_name_the_problem() {
             ],
             "invalid value '0' for '--horizon <HORIZON>': must be at least 1",
         ),
+        // Flags, not the library's field names; a negative number is a value, not a flag.
+        (&["train", "--lr", "-0.01"], "--lr: must be > 0, got -0.01"),
+        (
+            &["train", "--batch-size", "0"],
+            "--batch-size: must be at least 1",
+        ),
+        (
+            &["eval", "--run", "/nonexistent/kiln-run"],
+            "/nonexistent/kiln-run: no such run directory",
+        ),
+        (
+            &["summary", "--epochs", "3", "--save-best"],
+            "kiln summary trains no run: --epochs, --save-best would be ignored; drop them",
+        ),
+        (
+            &["lr-find", "--resume", "runs/x"],
+            "kiln lr-find trains no run: --resume would be ignored; drop it",
+        ),
+        (
+            &["train", "--dataset", "Digitz"],
+            "unknown dataset `Digitz`",
+        ),
     ];
     for (args, expected) in cases {
         let o = kiln(args);
@@ -283,6 +305,9 @@ fn bad_input_gets_errors_that_name_the_problem() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(expected), "{args:?}: {err}");
     }
+    // Dataset names in any case, as `--optimizer SGD`.
+    let o = kiln(&["summary", "--dataset", "Digits", "--optimizer", "SGD"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["train", "--quiet", "--dataset", "mnist"])
         .env("KILN_DATA", "/nonexistent/kiln-data")

@@ -140,6 +140,14 @@ impl RunDir {
     /// An existing run directory, for `kiln eval`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, TrainError> {
         let path = path.into();
+        if !path.exists() {
+            return Err(TrainError::Record {
+                path,
+                reason: "no such run directory (give the directory `kiln train` printed, or \
+                         the one given to --out)"
+                    .into(),
+            });
+        }
         if !path.join("config.json").is_file() {
             return Err(TrainError::Record {
                 path,

@@ -93,11 +93,7 @@ pub fn summary<M: Model>(model: &M, input_shape: &[usize]) -> Summary {
     let mut counter = Counter::default();
     model.clone().train().visit(&mut counter);
     Summary {
-        model: std::any::type_name::<M>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("Model")
-            .to_string(),
+        model: model_name(std::any::type_name::<M>()),
         input: input_shape.to_vec(),
         layers,
         total: Module::num_params(model),
@@ -214,6 +210,13 @@ impl fmt::Display for Summary {
     }
 }
 
+/// A type's name as a summary's title: its last path segment, without generic arguments
+/// (`kiln_transformer::SequenceClassifier<kiln_transformer::Tokens>` is `SequenceClassifier`).
+fn model_name(type_name: &str) -> String {
+    let plain = type_name.split('<').next().unwrap_or(type_name);
+    plain.rsplit("::").next().unwrap_or("Model").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +228,14 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(shape(&[32, 13, 13]), "(None, 32, 13, 13)");
         assert_eq!(bytes(437_544), "427.29 KB");
+    }
+
+    #[test]
+    fn a_generic_models_title_is_its_name() {
+        assert_eq!(
+            model_name("kiln_transformer::SequenceClassifier<kiln_transformer::Tokens>"),
+            "SequenceClassifier"
+        );
+        assert_eq!(model_name("kiln_fnn::mlp::Mlp"), "Mlp");
     }
 }
