@@ -149,7 +149,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         if let Some(scaler) = &prepared.scaler {
             run.write_json("scaler.json", scaler)?;
         }
-        run_training(&config, &prepared, &run, args, false)
+        run_training(&config, &prepared, &run, args, Start::Fresh)
     })();
     // A run that failed before its first checkpoint (a bad --device, a model too large) has
     // nothing worth keeping: no half-made run directory is left behind.
@@ -207,7 +207,31 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     {
         return Err(run.unfinished().into());
     }
-    if args.given.iter().any(|f| f == "epochs") {
+    let more_epochs = args.given.iter().any(|f| f == "epochs");
+    let mut start = Start::Resume;
+    // A finished run (its metrics written) resumes only to train on, with more --epochs.
+    if run.file("metrics.json").exists() {
+        let metrics: serde_json::Value = run.read_json("metrics.json")?;
+        let ran = metrics["epochs_run"].as_u64().unwrap_or(0) as usize;
+        let stopped = metrics["stopped_early"].as_bool().unwrap_or(false);
+        let how = if stopped {
+            ", ended by early stopping"
+        } else {
+            ""
+        };
+        if !more_epochs || args.epochs <= ran {
+            bail!(
+                "{}: a finished run ({ran} epochs{how}): nothing to resume; to train it on, give \
+                 --epochs larger than {ran} with --resume (it goes on from epoch {ran}, early \
+                 stopping keeping its best value and starting its patience afresh)",
+                dir.display()
+            );
+        }
+        if stopped {
+            start = Start::TrainOn;
+        }
+    }
+    if more_epochs {
         config.trainer.epochs = args.epochs;
         config.trainer.check().map_err(as_flag)?;
         run.write_json("config.json", &config)?;
@@ -216,7 +240,18 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
         .data
         .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
     check_scaler(&run, &config, &prepared)?;
-    run_training(&config, &prepared, &run, args, true)
+    run_training(&config, &prepared, &run, args, start)
+}
+
+/// How a training command starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// A new run.
+    Fresh,
+    /// From the run's last checkpoint, to the same end.
+    Resume,
+    /// From the last checkpoint of a run that early stopping ended, on to more epochs.
+    TrainOn,
 }
 
 /// Trains the run's model (afresh, or from its last checkpoint), then evaluates and records it.
@@ -225,8 +260,9 @@ fn run_training(
     prepared: &Prepared,
     run: &RunDir,
     args: &TrainArgs,
-    resume: bool,
+    start: Start,
 ) -> Result<()> {
+    let resume = start != Start::Fresh;
     let (backend, devices) = match &args.devices {
         Some(list) => backend::devices(list)?,
         None => backend::device(args.device.as_deref()).map(|(b, d)| (b, vec![d]))?,
@@ -264,7 +300,7 @@ fn run_training(
         prepared,
         device: &device,
         run,
-        resume,
+        start,
         save_best: config.save_best,
     };
     device.seed(config.data.seed);
@@ -344,7 +380,7 @@ struct Fit<'a> {
     prepared: &'a Prepared,
     device: &'a Device,
     run: &'a RunDir,
-    resume: bool,
+    start: Start,
     save_best: bool,
 }
 
@@ -539,8 +575,10 @@ impl Fit<'_> {
         if self.save_best {
             trainer = trainer.with_save_best(run.file("best.bpk"));
         }
-        if self.resume {
-            trainer = trainer.resuming();
+        match self.start {
+            Start::Fresh => {}
+            Start::Resume => trainer = trainer.resuming(),
+            Start::TrainOn => trainer = trainer.resuming_past_early_stop(),
         }
         // history.csv and history.png every epoch, as Keras's CSVLogger: a long run can be
         // followed, and a killed one keeps its history.

@@ -224,6 +224,28 @@ fn no_run_is_overwritten_and_a_failed_command_leaves_nothing() {
         "{err}"
     );
 
+    // --resume of a finished run trains nothing and says so; with more --epochs it trains on
+    // from where early stopping ended it, as Keras's `fit` called again.
+    let e = early.to_str().unwrap();
+    let o = kiln_raw(&["train", "--quiet", "--resume", e]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains(&format!(
+                "a finished run ({epochs} epochs, ended by early stopping): nothing to resume"
+            )),
+        "{err}"
+    );
+    let more = (epochs + 50).to_string();
+    kiln(&["train", "--quiet", "--resume", e, "--epochs", &more]);
+    let history = std::fs::read_to_string(early.join("history.csv")).unwrap();
+    let trained_on = history.lines().count() - 1;
+    assert!(trained_on > epochs, "{history}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(early.join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["epochs_run"].as_u64(), Some(trained_on as u64));
+
     // A run directory whose training never reached a checkpoint: --resume says so.
     let bare = dir.join("bare");
     std::fs::create_dir_all(bare.join("checkpoint")).unwrap();
@@ -242,6 +264,8 @@ fn resume_refuses_conflicting_flags_and_broken_checkpoints() {
     let dir = scratch("resume-bad");
     let d = dir.to_str().unwrap().to_string();
     kiln(&["train", "--quiet", "--epochs", "2", "--out", &d]);
+    // As a run killed after its last checkpoint, before its test metrics: one to resume.
+    std::fs::remove_file(dir.join("metrics.json")).unwrap();
 
     let o = kiln_raw(&["train", "--resume", &d, "--lr", "0.1", "--hidden", "8"]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -200,6 +200,8 @@ pub struct Trainer {
     checkpoints: Option<CheckpointDir>,
     save_best: Option<PathBuf>,
     resume: bool,
+    /// With `resume`: train on past an early stop (Keras's `fit` called again).
+    train_on: bool,
     /// Users' metric loggers, handed to burn-train by the next `fit`.
     loggers: Mutex<Vec<(String, Box<dyn MetricLogger>)>>,
     /// Users' metrics, computed by the next `fit`.
@@ -227,6 +229,7 @@ impl Trainer {
             checkpoints: None,
             save_best: None,
             resume: false,
+            train_on: false,
             loggers: Mutex::default(),
             metrics: Mutex::default(),
             callbacks: Mutex::default(),
@@ -306,6 +309,16 @@ impl Trainer {
     /// one would (same history, same weights).
     pub fn resuming(mut self) -> Self {
         self.resume = true;
+        self
+    }
+
+    /// Resumes (as [`resuming`](Self::resuming)) a run that early stopping had ended, and
+    /// trains it on to `epochs`, as calling Keras's `fit` again does: the run goes on from its
+    /// last checkpoint, early stopping keeps the best value seen and starts its patience afresh.
+    /// (Plain `resuming` of such a run trains nothing: the run it continues had ended.)
+    pub fn resuming_past_early_stop(mut self) -> Self {
+        self.resume = true;
+        self.train_on = true;
         self
     }
 
@@ -503,6 +516,11 @@ impl Trainer {
             state.history = loaded.state.history;
             state.tracker = loaded.state.early_stopping;
             state.stopped = loaded.state.stopped;
+            if state.stopped && self.train_on {
+                state.stopped = false;
+                state.tracker.wait = 0;
+                state.tracker.stopped_at = None;
+            }
             state.best = loaded
                 .best
                 .map(|r| r.into_bytes())

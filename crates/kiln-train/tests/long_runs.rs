@@ -279,3 +279,43 @@ fn a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary_file() {
     );
     std::fs::remove_dir_all(whole_dir).unwrap();
 }
+
+/// A run that early stopping ended: `resuming` trains nothing more (the run had ended), and
+/// `resuming_past_early_stop` with more epochs trains on from its last checkpoint, as Keras's
+/// `fit` called again.
+#[test]
+fn a_run_ended_by_early_stopping_trains_on_only_when_asked() {
+    let train = digits_train();
+    let device = Device::flex();
+    let dir = scratch("train-on");
+    let stopping = |epochs: usize| TrainerConfig {
+        early_stopping: Some(kiln_train::EarlyStopping {
+            patience: 1,
+            ..Default::default()
+        }),
+        ..config(epochs)
+    };
+    let model = || MlpConfig::new(64, vec![16], 10).init(&device);
+    let trainer = |epochs: usize| {
+        Trainer::new(stopping(epochs), device.clone())
+            .unwrap()
+            .with_checkpoints(&dir)
+    };
+    let first = trainer(200).fit(model(), &train).unwrap();
+    assert!(first.stopped_early && first.epochs_run < 200);
+    let again = trainer(400).resuming().fit(model(), &train).unwrap();
+    assert_eq!(
+        again.history, first.history,
+        "a plain resume of an ended run trains nothing"
+    );
+    let on = trainer(400)
+        .resuming_past_early_stop()
+        .fit(model(), &train)
+        .unwrap();
+    assert!(on.epochs_run > first.epochs_run, "{} epochs", on.epochs_run);
+    assert_eq!(
+        on.history.epochs[..first.epochs_run],
+        first.history.epochs[..]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
