@@ -13,10 +13,9 @@ use kiln::datasets::{Data, ForecastReport, Targets};
 use kiln::fnn::{Mlp, MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModel, SequenceModelConfig};
 use kiln::train::{
-    Augmentation, CheckpointDir, CsvLogger, EarlyStopping, FitResult, GradientClip, History,
-    LrFinder, Metrics, OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig,
-    Verbosity, evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories,
-    write_atomic,
+    Augmentation, CsvLogger, EarlyStopping, FitResult, GradientClip, History, LrFinder, Metrics,
+    OptimizerConfig, PlotRun, RunDir, Task, TrainError, Trainer, TrainerConfig, Verbosity,
+    evaluate, export_safetensors, import_safetensors, plot_confusion, plot_histories, write_atomic,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -153,8 +152,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     })();
     // A run that failed before its first checkpoint (a bad --device, a model too large) has
     // nothing worth keeping: no half-made run directory is left behind.
-    let checkpoints = CheckpointDir::new(run.file("checkpoint"));
-    if trained.is_err() && checkpoints.latest().ok().flatten().is_none() {
+    if trained.is_err() && run.checkpoints().latest().ok().flatten().is_none() {
         let _ = std::fs::remove_dir_all(&run.path);
     }
     trained
@@ -200,11 +198,7 @@ fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     let run = RunDir::open(dir)?;
     let mut config: RunConfig = run.read_json("config.json")?;
     let checkpointed = !matches!(config.model, ModelSpec::Perceptron(_));
-    if checkpointed
-        && CheckpointDir::new(run.file("checkpoint"))
-            .latest()?
-            .is_none()
-    {
+    if checkpointed && run.checkpoints().latest()?.is_none() {
         return Err(run.unfinished().into());
     }
     let more_epochs = args.given.iter().any(|f| f == "epochs");
@@ -569,7 +563,7 @@ impl Fit<'_> {
         if self.trainer.verbosity != Verbosity::Quiet {
             err_line(table.trim_end())?;
         }
-        let checkpoints = CheckpointDir::new(run.file("checkpoint"));
+        let checkpoints = run.checkpoints();
         let mut trainer = Trainer::new(self.trainer.clone(), self.device.clone())?
             .with_checkpoints(&checkpoints.path);
         if self.save_best {

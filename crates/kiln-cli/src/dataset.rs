@@ -465,6 +465,14 @@ mod tests {
         assert!(e.contains("valid: digits, iris, mnist"), "{e}");
     }
 
+    /// Mean and (population) variance of some values.
+    fn moments(values: impl Iterator<Item = f32>) -> (f64, f64) {
+        let v: Vec<f64> = values.map(f64::from).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        (mean, var)
+    }
+
     #[test]
     fn digits_are_split_and_standardised_on_the_training_part() {
         let config = DataConfig {
@@ -483,18 +491,13 @@ mod tests {
         assert_eq!(p.task, Task::Classification);
         // The standardiser's statistics are the training part's alone: there, each feature has
         // mean 0 and variance 1; validation and test were scaled with the same statistics.
-        let moments = |d: &Data| {
-            let v: Vec<f64> = (0..d.len()).map(|i| d.sample(i)[20] as f64).collect();
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
-            (mean, var)
-        };
-        let (mean, var) = moments(&p.train);
+        let feature_20 = |d: &Data| moments((0..d.len()).map(|i| d.sample(i)[20]));
+        let (mean, var) = feature_20(&p.train);
         assert!(
             mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
             "{mean} {var}"
         );
-        let (mean, var) = moments(&p.valid);
+        let (mean, var) = feature_20(&p.valid);
         assert!(
             mean.abs() > 1e-3 && (var - 1.0).abs() > 1e-3,
             "{mean} {var}"
@@ -558,18 +561,12 @@ mod tests {
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();
         assert!(matches!(p.scaler, Some(Scaler::Channels(_))));
-        let moments = |d: &Data| {
-            let n = d.x.len() as f64;
-            let mean = d.x.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = d.x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-            (mean, var)
-        };
-        let (mean, var) = moments(&p.train);
+        let (mean, var) = moments(p.train.x.iter().copied());
         assert!(
             mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
             "{mean} {var}"
         );
-        let (mean, var) = moments(&p.valid);
+        let (mean, var) = moments(p.valid.x.iter().copied());
         assert!(
             mean.abs() > 1e-3 || (var - 1.0).abs() > 1e-3,
             "{mean} {var}"

@@ -160,8 +160,7 @@ impl RunDir {
     /// The error for a run without weights: stopped (killed, or still training) after the
     /// epoch its last checkpoint holds, or before its first epoch ended.
     pub fn unfinished(&self) -> TrainError {
-        let checkpoints = crate::CheckpointDir::new(self.file("checkpoint"));
-        let reason = match checkpoints.latest().ok().flatten() {
+        let reason = match self.checkpoints().latest().ok().flatten() {
             Some(epoch) => format!(
                 "an unfinished run: it has no {} yet, it stopped after epoch {epoch} (killed, or \
                  still training); continue it with `kiln train --resume {}`",
@@ -178,6 +177,11 @@ impl RunDir {
             path: self.path.clone(),
             reason,
         }
+    }
+
+    /// The run's checkpoints, in `checkpoint/`.
+    pub fn checkpoints(&self) -> crate::CheckpointDir {
+        crate::CheckpointDir::new(self.file("checkpoint"))
     }
 
     /// The path of the file `name` in the run directory.
