@@ -25,6 +25,31 @@ impl CsvOptions {
     }
 }
 
+/// The column names of a CSV file's header row.
+pub fn csv_header(path: impl AsRef<Path>) -> Result<Vec<String>, DataError> {
+    let path = path.as_ref();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| match e.kind() {
+            csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                DataError::MissingFile {
+                    path: path.into(),
+                    hint: "Check the path given after `csv:`.".into(),
+                }
+            }
+            _ => DataError::Csv {
+                path: path.into(),
+                reason: e.to_string(),
+            },
+        })?;
+    let header = reader.headers().map_err(|e| DataError::Csv {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(header.iter().map(str::to_string).collect())
+}
+
 /// Loads a CSV file with a header row: every column but the target is a numeric feature.
 ///
 /// Class labels are mapped to class indices in sorted order of their text (numeric labels in

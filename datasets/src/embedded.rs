@@ -29,6 +29,14 @@ pub fn digits() -> Data {
     parse_csv(&text, Path::new("embedded digits.csv"), &options).expect("the embedded digits parse")
 }
 
+/// The same digits as `[1, 8, 8]` grey images with pixels in [0, 1] (intensity / 16), for
+/// convolutional networks and image augmentation.
+pub fn digit_images() -> Data {
+    let digits = digits();
+    let x = digits.x.iter().map(|v| v / 16.0).collect();
+    Data::new(x, vec![1, 8, 8], digits.y).expect("64 pixels make an 8x8 image")
+}
+
 /// Fisher's iris: 150 samples of 4 measurements (cm), 3 species.
 pub fn iris() -> Data {
     // scikit-learn's first line is `150,4,setosa,versicolor,virginica`; classes are 0, 1, 2.
@@ -70,6 +78,12 @@ mod tests {
         assert_eq!(d.class_counts().len(), 10);
         assert!(d.class_counts().iter().all(|&c| (174..=183).contains(&c)));
         assert!(d.x.iter().all(|&v| (0.0..=16.0).contains(&v)));
+        let images = digit_images();
+        assert_eq!(images.sample_shape, vec![1, 8, 8]);
+        assert_eq!(images.y, d.y);
+        // Row-major: pixel (row 2, column 3) of image 5 is feature 2 * 8 + 3 of sample 5.
+        assert_eq!(images.sample(5)[2 * 8 + 3], d.sample(5)[19] / 16.0);
+        assert!(images.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
     }
 
     #[test]

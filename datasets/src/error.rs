@@ -61,6 +61,15 @@ pub enum DataError {
         got: usize,
     },
 
+    #[error("{path}: {reason}")]
+    /// A file's columns are not the ones a model reads: missing, unknown or in another number.
+    WrongColumns {
+        /// The file.
+        path: PathBuf,
+        /// Which columns, and which the model reads.
+        reason: String,
+    },
+
     /// A CSV file cannot be parsed.
     #[error("{path}: malformed CSV: {reason}")]
     Csv {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::csv_table::parse_csv;
-use crate::{CsvOptions, Data, DataError, Targets};
+use crate::{CsvOptions, Data, DataError, InputColumns, Targets, load_inputs_csv};
 
 fn read(path: &Path) -> Result<String, DataError> {
     if !path.exists() {
@@ -71,21 +71,11 @@ pub fn digit_recognizer_test(path: &Path) -> Result<Data, DataError> {
 /// Reads a CSV of numeric feature columns with a header row and no target: inputs to predict
 /// on. Errors name the row and column of a bad cell, as [`load_csv`](crate::load_csv)'s do.
 pub fn load_features_csv(path: &Path) -> Result<Data, DataError> {
-    // Parse with a synthetic target column so that the CSV checks apply unchanged.
-    let text = read(path)?;
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or_default();
-    let mut with_target = format!("{header},__row\n");
-    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        with_target.push_str(&format!("{line},{i}\n"));
-    }
-    let options = CsvOptions {
-        target: "__row".into(),
-        classification: Some(false),
+    let columns = InputColumns {
+        features: None,
+        targets: &[],
     };
-    let data = parse_csv(&with_target, path, &options)?;
-    let n = data.len();
-    Data::new(data.x, data.sample_shape, Targets::Unlabelled { n })
+    Ok(load_inputs_csv(path, columns)?.data)
 }
 
 /// Writes Kaggle's `submission.csv` (`ImageId,Label`, ImageId counted from 1), atomically.

@@ -12,6 +12,7 @@ mod data;
 mod embedded;
 mod error;
 mod idx;
+mod inputs;
 mod kaggle;
 mod mnist;
 mod scale;
@@ -21,16 +22,19 @@ pub mod synthetic;
 mod text;
 
 pub use cifar::{CIFAR10_CLASSES, cifar10, cifar10_hint};
-pub use csv_table::{CsvOptions, load_csv};
+pub use csv_table::{CsvOptions, csv_header, load_csv};
 pub use data::{Data, Targets};
-pub use embedded::{digits, iris};
+pub use embedded::{digit_images, digits, iris};
 pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
+pub use inputs::{
+    IdColumn, InputColumns, Inputs, load_inputs_csv, predictions_csv, read_id_column,
+};
 pub use kaggle::{
     digit_recognizer_test, digit_recognizer_train, load_features_csv, write_submission,
 };
 pub use mnist::{FASHION_MNIST_CLASSES, MnistSplit, data_dir, fashion_mnist, fetch_hint, mnist};
-pub use scale::{ChannelNormalizer, Standardizer};
+pub use scale::{ChannelNormalizer, Standardizer, TargetScaler};
 pub use series::{
     ForecastError, ForecastReport, Series, SeriesScaler, WindowConfig, Windows, airline,
     detect_season, load_series_csv,

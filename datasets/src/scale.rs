@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{Data, DataError};
+use crate::{Data, DataError, Targets};
 
 /// Per-feature standardisation, `(x - mean) / std`, fitted on a training split only and then
 /// applied unchanged to validation, test and prediction inputs.
@@ -16,26 +16,8 @@ impl Standardizer {
     /// Fits the mean and standard deviation of every feature. A constant feature gets a
     /// standard deviation of 1 so that it maps to 0 rather than to NaN.
     pub fn fit(data: &Data) -> Self {
-        let n = data.sample_len();
-        let count = data.len().max(1) as f64;
-        let mut mean = vec![0f64; n];
-        let mut sq = vec![0f64; n];
-        for row in data.x.chunks_exact(n) {
-            for (j, &v) in row.iter().enumerate() {
-                mean[j] += v as f64;
-                sq[j] += (v as f64) * (v as f64);
-            }
-        }
-        let mean: Vec<f64> = mean.iter().map(|m| m / count).collect();
-        let std = sq
-            .iter()
-            .zip(&mean)
-            .map(|(s, m)| std_or_one(s / count - m * m))
-            .collect();
-        Self {
-            mean: mean.into_iter().map(|m| m as f32).collect(),
-            std,
-        }
+        let (mean, std) = column_moments(&data.x, data.sample_len());
+        Self { mean, std }
     }
 
     /// Standardises `data` in place.
@@ -133,6 +115,88 @@ fn image_channels(data: &Data) -> Result<usize, DataError> {
 /// The standard deviation of a variance, or 1 for a constant (a standard deviation below
 /// 1e-8): the one rule of every scaler here, so that a constant maps to 0, never to NaN or to
 /// a huge value.
+/// Regression targets standardised per output, `(y - mean) / std`, fitted on the training split
+/// alone (scikit-learn's `TransformedTargetRegressor` with a `StandardScaler`). A network starts
+/// with outputs near 0 and weights of unit scale: targets near 100,000 would take it thousands
+/// of steps to reach, and their squared errors would swamp the gradients. The model is trained
+/// on the scaled targets; [`TargetScaler::inverse`] maps its outputs back to the data's units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetScaler {
+    /// Mean of each target over the data it was fitted on.
+    pub mean: Vec<f32>,
+    /// Standard deviation of each target (1 where a target is constant).
+    pub std: Vec<f32>,
+}
+
+impl TargetScaler {
+    /// Fits the mean and standard deviation of each regression target; `None` for classes
+    /// (and unlabelled data), which are not scaled.
+    pub fn fit(data: &Data) -> Option<Self> {
+        let Targets::Values { values, names } = &data.y else {
+            return None;
+        };
+        let (mean, std) = column_moments(values, names.len());
+        Some(Self { mean, std })
+    }
+
+    /// Standardises the regression targets of `data` in place.
+    pub fn transform(&self, data: &mut Data) -> Result<(), DataError> {
+        let values = self.values_of(data)?;
+        for row in values.chunks_exact_mut(self.mean.len()) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = (*v - self.mean[j]) / self.std[j];
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps model outputs (rows of one value per target) back to the targets' units.
+    pub fn inverse(&self, rows: &mut [Vec<f32>]) {
+        for row in rows {
+            for (j, v) in row.iter_mut().enumerate().take(self.mean.len()) {
+                *v = *v * self.std[j] + self.mean[j];
+            }
+        }
+    }
+
+    fn values_of<'a>(&self, data: &'a mut Data) -> Result<&'a mut Vec<f32>, DataError> {
+        match &mut data.y {
+            Targets::Values { values, names } if names.len() == self.mean.len() => Ok(values),
+            Targets::Values { names, .. } => Err(DataError::ShapeMismatch {
+                what: "regression targets".into(),
+                expected: format!("{} targets", self.mean.len()),
+                got: format!("{} targets ({})", names.len(), names.join(", ")),
+            }),
+            _ => Err(DataError::ShapeMismatch {
+                what: "regression targets".into(),
+                expected: format!("{} real-valued targets", self.mean.len()),
+                got: "class labels".into(),
+            }),
+        }
+    }
+}
+
+/// The mean and standard deviation (1 where constant) of each of the `width` columns of
+/// row-major `values`.
+fn column_moments(values: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
+    let count = (values.len() / width.max(1)).max(1) as f64;
+    let mut mean = vec![0f64; width];
+    let mut sq = vec![0f64; width];
+    for row in values.chunks_exact(width.max(1)) {
+        for (j, &v) in row.iter().enumerate() {
+            mean[j] += v as f64;
+            sq[j] += (v as f64) * (v as f64);
+        }
+    }
+    let mean: Vec<f64> = mean.iter().map(|m| m / count).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(s, m)| std_or_one(s / count - m * m))
+        .collect();
+    (mean.into_iter().map(|m| m as f32).collect(), std)
+}
+
 fn std_or_one(variance: f64) -> f32 {
     let std = variance.max(0.0).sqrt();
     if std < 1e-8 { 1.0 } else { std as f32 }
@@ -141,7 +205,6 @@ fn std_or_one(variance: f64) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Targets;
 
     #[test]
     fn channels_are_normalised_separately() {
@@ -183,5 +246,36 @@ mod tests {
         let col0: Vec<f32> = d.x.iter().step_by(2).copied().collect();
         assert!(col0.iter().sum::<f32>().abs() < 1e-6);
         assert!(d.x.iter().skip(1).step_by(2).all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn targets_are_standardised_per_output_and_mapped_back() {
+        // Two targets: prices near 100,000 (mean 100,000, std 2,000) and a constant 7.
+        let y = Targets::Values {
+            values: vec![98_000., 7., 102_000., 7.],
+            names: vec!["price".into(), "rooms".into()],
+        };
+        let mut d = Data::new(vec![0., 1.], vec![1], y).unwrap();
+        let s = TargetScaler::fit(&d).expect("regression");
+        assert_eq!(
+            (s.mean.clone(), s.std.clone()),
+            (vec![100_000., 7.], vec![2_000., 1.])
+        );
+        s.transform(&mut d).unwrap();
+        let Targets::Values { values, .. } = &d.y else {
+            unreachable!()
+        };
+        assert_eq!(values, &[-1., 0., 1., 0.]);
+        let mut outputs = vec![vec![0.5, 2.0]];
+        s.inverse(&mut outputs);
+        assert_eq!(outputs, vec![vec![101_000., 9.]]);
+        let classes = Targets::Classes {
+            labels: vec![0, 1],
+            names: vec!["a".into(), "b".into()],
+        };
+        let mut labelled = Data::new(vec![0., 1.], vec![1], classes).unwrap();
+        assert_eq!(TargetScaler::fit(&labelled), None);
+        let err = s.transform(&mut labelled).unwrap_err().to_string();
+        assert!(err.contains("class labels"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use kiln::burn::tensor::TensorReadError;
 use kiln::burn::tensor::activation::softmax;
 use kiln::burn::train::metric::TopKAccuracyMetric;
 use kiln::cnn::{CnnConfig, ConvBlockConfig, Padding, Pool};
-use kiln::datasets::{Data, digits, split};
+use kiln::datasets::{digit_images, split};
 use kiln::prelude::*;
 use kiln::train::rand::RngExt;
 use kiln::train::rand::rngs::StdRng;
@@ -52,9 +52,7 @@ fn salt(image: &mut [f32], [_, h, w]: [usize; 3], rng: &mut StdRng) {
 
 fn main() -> anyhow::Result<()> {
     let (backend, device) = device(None)?;
-    let mut all = digits();
-    all.x.iter_mut().for_each(|v| *v /= 16.0);
-    let parts = split(&Data::new(all.x, vec![1, 8, 8], all.y)?, 0.2, 0)?;
+    let parts = split(&digit_images(), 0.2, 0)?;
 
     device.seed(42);
     let model = CnnConfig::new(

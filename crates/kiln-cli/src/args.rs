@@ -179,9 +179,10 @@ pub struct TrainArgs {
     /// Season length for the seasonal naive baseline [default: known or detected].
     #[arg(long, value_parser = at_least_one)]
     pub season: Option<usize>,
-    /// CNN architecture: mnist (1x28x28), cifar or cifar-bn (3x32x32).
-    #[arg(long, default_value = "mnist")]
-    pub preset: Preset,
+    /// CNN architecture: digits (1x8x8), mnist (1x28x28), cifar or cifar-bn (3x32x32)
+    /// [default: the one made for the dataset's images].
+    #[arg(long)]
+    pub preset: Option<Preset>,
     /// Dataset: digits, iris, mnist, sequential-mnist, fashion-mnist, cifar10, xor, spirals, moons,
     /// house-prices, spam, airline, csv:PATH, digits-csv:PATH (Kaggle digit-recognizer
     /// train.csv), text-csv:PATH (--text-column, --target) or series-csv:PATH (--column).
@@ -316,12 +317,16 @@ pub struct PredictArgs {
     /// The run directory that `kiln train` wrote.
     #[arg(long)]
     pub run: PathBuf,
-    /// Inputs: a CSV of feature columns; for image runs a Kaggle digit-recognizer test.csv; for
-    /// text runs a CSV with the text column the run was trained on (or `text`).
+    /// Inputs: a CSV with a header row naming the feature columns the run was trained on (in
+    /// any order; its target and id columns may be there too; without a header, the columns
+    /// in training order); for image runs a Kaggle digit-recognizer test.csv; for text runs a
+    /// CSV with the text column the run was trained on (or `text`).
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the predictions (`ImageId,Label`, ImageId from 1).
-    #[arg(long, default_value = "submission.csv")]
+    /// Where to write the predictions: the input's id column (else `row`, from 1), then the
+    /// predicted value of each target (regression) or the class and its probability; a
+    /// digit-recognizer run writes Kaggle's `ImageId,Label`.
+    #[arg(long, default_value = "predictions.csv")]
     pub output: PathBuf,
     /// Backend [default: $BURN_DEVICE, else flex].
     #[arg(long)]

@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use kiln::datasets::{
-    self, ChannelNormalizer, CsvOptions, Data, MnistSplit, SeriesScaler, Standardizer, TextEncoder,
-    Tokenizer, WindowConfig, Windows, synthetic,
+    self, ChannelNormalizer, CsvOptions, Data, MnistSplit, SeriesScaler, Standardizer,
+    TargetScaler, TextEncoder, Tokenizer, WindowConfig, Windows, synthetic,
 };
 use kiln::train::Task;
 use serde::{Deserialize, Serialize};
@@ -136,6 +136,10 @@ pub struct DataConfig {
     /// Text and series options.
     #[serde(default)]
     pub sequence: SequenceOptions,
+    /// Standardise regression targets (tables) on the training part, and map predictions back.
+    /// Off in the configs of runs made before kiln did it, so that they evaluate as trained.
+    #[serde(default)]
+    pub scale_targets: bool,
 }
 
 /// How texts become token ids and series become windows.
@@ -201,6 +205,19 @@ impl Scaler {
     }
 }
 
+/// The names a run's data has, saved as `columns.json`: `kiln predict` reads a file's columns
+/// by name and writes its predictions under the target's name and the class names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Columns {
+    /// The feature columns, in the model's order; `None` where samples are not named columns
+    /// (images, texts, series, the digits' pixels).
+    pub features: Option<Vec<String>>,
+    /// The target column (classification) or one name per output (regression).
+    pub targets: Vec<String>,
+    /// The class names, in the model's output order (classification).
+    pub classes: Vec<String>,
+}
+
 /// A dataset ready for training: the training part, the validation part, the test part the
 /// trainer never sees, and the scaler (standardiser, channel normaliser, vocabulary, series
 /// scale) fitted on the training part alone (tables always; images already in [0, 1] only with
@@ -213,6 +230,12 @@ pub struct Prepared {
     pub test: Data,
     pub task: Task,
     pub scaler: Option<Scaler>,
+    /// Regression tables: the targets' standardisation (saved as `target_scaler.json`); the
+    /// model learns the scaled targets, and its outputs are mapped back for metrics and
+    /// predictions.
+    pub targets: Option<TargetScaler>,
+    /// Its column names.
+    pub columns: Columns,
     /// For series: the windows, to turn test outputs into forecasts and compare baselines.
     pub forecast: Option<Windows>,
 }
@@ -295,7 +318,12 @@ impl DataConfig {
             ),
             other => {
                 let all = match other {
-                    DatasetSpec::Digits => datasets::digits(),
+                    DatasetSpec::Digits => {
+                        // 1x8x8 images of the raw intensities (0-16), standardised below as
+                        // any table: `kiln predict` reads the same 64 values.
+                        let d = datasets::digits();
+                        Data::new(d.x, vec![1, 8, 8], d.y)?
+                    }
                     DatasetSpec::Iris => datasets::iris(),
                     DatasetSpec::Xor => synthetic::xor(1000, 0.1, self.seed),
                     DatasetSpec::Spirals => synthetic::spirals(1000, 0.02, self.seed),
@@ -342,10 +370,19 @@ impl DataConfig {
             (true, true) => Some(Scaler::Channels(ChannelNormalizer::fit(&train)?)),
             (true, false) => None,
         };
+        let targets = if self.scale_targets {
+            TargetScaler::fit(&train)
+        } else {
+            None
+        };
+        let columns = self.columns(&train)?;
         let (mut train, mut valid, mut test) = (train, valid, test);
-        if let Some(scaler) = &scaler {
-            for part in [&mut train, &mut valid, &mut test] {
+        for part in [&mut train, &mut valid, &mut test] {
+            if let Some(scaler) = &scaler {
                 scaler.transform(part)?;
+            }
+            if let Some(targets) = &targets {
+                targets.transform(part)?;
             }
         }
         Ok(Prepared {
@@ -354,7 +391,50 @@ impl DataConfig {
             test,
             task: data_task,
             scaler,
+            targets,
+            columns,
             forecast: None,
+        })
+    }
+
+    /// The names of the columns of `train`'s data.
+    fn columns(&self, train: &Data) -> Result<Columns> {
+        let features = match &self.dataset {
+            DatasetSpec::Csv(path) => {
+                let target = self.target.as_deref().unwrap_or_default();
+                let header = datasets::csv_header(path)?;
+                Some(header.into_iter().filter(|c| c != target).collect())
+            }
+            DatasetSpec::Iris => Some(
+                ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            DatasetSpec::HousePrices => Some(["area", "location"].map(String::from).to_vec()),
+            DatasetSpec::Xor | DatasetSpec::Spirals | DatasetSpec::Moons => {
+                Some(["x1", "x2"].map(String::from).to_vec())
+            }
+            _ => None,
+        };
+        let (targets, classes) = match &train.y {
+            datasets::Targets::Classes { names, .. } => {
+                let target = match &self.dataset {
+                    DatasetSpec::Iris => "species",
+                    DatasetSpec::Digits
+                    | DatasetSpec::Mnist
+                    | DatasetSpec::SequentialMnist
+                    | DatasetSpec::DigitsCsv(_) => "digit",
+                    _ => self.target.as_deref().unwrap_or("class"),
+                };
+                (vec![target.to_string()], names.clone())
+            }
+            datasets::Targets::Values { names, .. } => (names.clone(), Vec::new()),
+            datasets::Targets::Unlabelled { .. } => (Vec::new(), Vec::new()),
+        };
+        Ok(Columns {
+            features,
+            targets,
+            classes,
         })
     }
 
@@ -387,12 +467,15 @@ impl DataConfig {
             options.min_freq,
             options.vocab_size,
         );
+        let train = encoder.encode_set(&train);
         Ok(Prepared {
-            train: encoder.encode_set(&train),
+            columns: self.columns(&train)?,
+            train,
             valid: encoder.encode_set(&valid),
             test: encoder.encode_set(&test),
             task: Task::Classification,
             scaler: Some(Scaler::Text(encoder)),
+            targets: None,
             forecast: None,
         })
     }
@@ -430,6 +513,8 @@ impl DataConfig {
             test: windows.test.clone(),
             task: Task::Regression,
             scaler: Some(Scaler::Series(windows.scaler.clone())),
+            targets: None,
+            columns: self.columns(&windows.train)?,
             forecast: Some(windows),
         })
     }
@@ -482,6 +567,7 @@ mod tests {
             seed: 1,
             normalize: false,
             sequence: SequenceOptions::default(),
+            scale_targets: true,
         };
         let p = config.prepare(None, 0.25).unwrap();
         assert_eq!(
@@ -526,6 +612,7 @@ mod tests {
                 seq_len: Some(3),
                 ..SequenceOptions::default()
             },
+            scale_targets: true,
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();
@@ -557,6 +644,7 @@ mod tests {
             seed: 1,
             normalize: true,
             sequence: SequenceOptions::default(),
+            scale_targets: true,
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();

@@ -111,7 +111,7 @@ fn the_mlp_solves_xor_and_the_perceptron_cannot() {
         &[&args[..], &["--lr", "0.05", "--epochs", "100"]].concat(),
     );
     assert_eq!(m["test_accuracy"].as_f64().unwrap(), 1.0);
-    let (p, _) = train(
+    let (p, run) = train(
         "xor-perceptron",
         &[
             "--model",
@@ -127,6 +127,46 @@ fn the_mlp_solves_xor_and_the_perceptron_cannot() {
         p["stopped_early"], false,
         "the perceptron rule never converges on XOR"
     );
+    // Recorded as any run: its summary, curves, confusion matrix, and a validation score
+    // every epoch.
+    for file in [
+        "summary.txt",
+        "history.png",
+        "confusion.png",
+        "columns.json",
+    ] {
+        assert!(run.join(file).exists(), "{file}");
+    }
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 51, "{history}");
+    for line in history.lines().skip(1) {
+        let val_loss: f64 = line.split(',').nth(3).unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&val_loss), "{line}");
+    }
+    assert!(p["confusion_matrix"].is_array(), "{p}");
+    // eval reports what training did.
+    let o = kiln(&["eval", "--run", run.to_str().unwrap()]);
+    let accuracy = p["test_accuracy"].as_f64().unwrap();
+    assert!((stdout_value(&o, "test_accuracy") - accuracy).abs() < 1e-9);
+}
+
+/// The digits are 1x8x8 images: the CNN's `digits` preset (picked from the data) learns them
+/// better than the MLP, and augmentation flips them.
+#[test]
+fn the_digits_are_images_for_the_cnn_and_augmentation() {
+    let (m, run) = train(
+        "digits-cnn",
+        &["--model", "cnn", "--dataset", "digits", "--epochs", "12"],
+    );
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.95, "{m}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["model"]["cnn"]["image_size"],
+        serde_json::json!([8, 8])
+    );
+    let (m, _) = train("digits-flip", &["--augment", "flip", "--epochs", "3"]);
+    assert!(m["test_accuracy"].as_f64().unwrap() >= 0.8, "{m}");
 }
 
 #[test]
@@ -227,7 +267,7 @@ fn a_users_csv_trains_and_bad_cells_are_named() {
 
 #[test]
 fn bad_input_gets_errors_that_name_the_problem() {
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 17] = [
         (
             &["train", "--dataset", "cifar"],
             "valid: digits, iris, mnist",
@@ -297,6 +337,18 @@ fn bad_input_gets_errors_that_name_the_problem() {
         (
             &["train", "--dataset", "Digitz"],
             "unknown dataset `Digitz`",
+        ),
+        (
+            &["train", "--devices", "flex:0,flex:9"],
+            "number 2 replicas flex:0 to flex:1 (got flex:9)",
+        ),
+        (
+            &["train", "--model", "cnn", "--dataset", "iris"],
+            "the CNN classifies images; iris has samples of shape [4]",
+        ),
+        (
+            &["train", "--model", "cnn", "--preset", "mnist"],
+            "digits has samples of shape [1, 8, 8] (classification); its images take --preset digits",
         ),
     ];
     for (args, expected) in cases {

@@ -185,17 +185,40 @@ fn no_run_is_overwritten_and_a_failed_command_leaves_nothing() {
     assert_eq!(history.lines().count(), 4, "{history}");
 
     // Failures before the first epoch ends: a backend not compiled in, augmentation of
-    // samples that are not images.
-    for (i, extra) in [["--device", "cuda"], ["--augment", "flip"]]
-        .iter()
-        .enumerate()
+    // samples that are not images (iris's four measurements).
+    for (i, extra) in [
+        &["--device", "cuda"][..],
+        &["--augment", "flip", "--dataset", "iris"],
+    ]
+    .iter()
+    .enumerate()
     {
         let failed = dir.join(format!("failed-{i}"));
         let mut args = vec!["train", "--quiet", "--out", failed.to_str().unwrap()];
-        args.extend(extra);
+        args.extend(extra.iter());
         let o = kiln_raw(&args);
         assert_eq!(o.status.code(), Some(1), "{extra:?}");
         assert!(!failed.exists(), "{extra:?} left {}", failed.display());
+    }
+
+    // A model too large for the machine: its size, counted before any weight is allocated
+    // (this aborted with "memory allocation of 400000000000 bytes failed", exit 134).
+    let huge = dir.join("huge");
+    for command in ["train", "summary"] {
+        let mut args = vec![command, "--hidden", "10000000000"];
+        if command == "train" {
+            args.extend(["--out", huge.to_str().unwrap()]);
+        }
+        let o = kiln_raw(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{command}: {err}");
+        assert!(
+            err.contains("the model has 750,000,000,010 parameters")
+                && err.contains("TB, more than the")
+                && err.contains("make it smaller"),
+            "{command}: {err}"
+        );
+        assert!(!huge.exists());
     }
 
     // Early stopping says when it stopped and which epoch's weights the run keeps.
@@ -518,7 +541,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-fn runs_draw_their_curves_and_plot_puts_runs_side_by_side() {
+fn runs_draw_their_curves_and_plot_overlays_runs() {
     let one = scratch("plot-one");
     let two = scratch("plot-two");
     kiln(&[
@@ -539,11 +562,12 @@ fn runs_draw_their_curves_and_plot_puts_runs_side_by_side() {
         "--out",
         two.to_str().unwrap(),
     ]);
-    // Classification: loss, accuracy and rate panels; regression: loss and rate.
+    // Side by side, classification: loss and accuracy panels; regression: the loss alone (a
+    // constant learning rate is named in the legend, not drawn).
     let (w, h) = png_size(&one.join("history.png"));
     let (w2, h2) = png_size(&two.join("history.png"));
-    assert_eq!(w, w2);
-    assert!(h > h2, "three panels against two");
+    assert_eq!(h, h2);
+    assert_eq!(w, 2 * w2, "two panels against one");
     let (cw, ch) = png_size(&one.join("confusion.png"));
     assert!(cw > 200 && ch > 200);
     assert!(
@@ -566,8 +590,8 @@ fn runs_draw_their_curves_and_plot_puts_runs_side_by_side() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("both.png"));
     assert_eq!(
         png_size(&both),
-        (2 * w, h),
-        "two columns, the taller layout"
+        (w, h),
+        "one panel per metric, both runs on it: loss and accuracy"
     );
 
     // A damaged history is an error naming the file, row and column.
@@ -672,4 +696,32 @@ fn lr_find_suggests_a_rate_at_which_the_digits_converge() {
         "test accuracy {accuracy} at the suggested rate {lr}"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A model whose checkpoints will be large says so before its first epoch (a 1,000,000-wide
+/// hidden layer: 75 million parameters, about 1.2 GB per checkpoint with Adam).
+#[test]
+fn a_large_checkpoint_is_announced_before_training() {
+    let dir = scratch("large-checkpoint");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--hidden", "1000000", "--epochs", "1", "--out"])
+        .arg(dir.join("run"))
+        .env_remove("BURN_DEVICE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let note = lines
+        .map_while(Result::ok)
+        .find(|l| l.contains("note:"))
+        .unwrap_or_default();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        note.contains(
+            "the model has 75,000,010 parameters; each checkpoint will take about 1.2 GB"
+        ) && note.contains("model.bpk 300 MB"),
+        "{note}"
+    );
 }

@@ -177,12 +177,15 @@ fn a_transformer_learns_spam_and_tokenises_the_same_way_in_predict() {
         .map(String::from)
         .collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(
-        lines[1..]
-            .iter()
-            .all(|l| l.ends_with(",ham") || l.ends_with(",spam")),
-        "{lines:?}"
-    );
+    assert_eq!(lines[0], "row,class,probability");
+    for line in &lines[1..] {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert!(["ham", "spam"].contains(&cells[1]), "{lines:?}");
+        assert!(
+            (0.5..=1.0).contains(&cells[2].parse::<f64>().unwrap()),
+            "{lines:?}"
+        );
+    }
     let e = kiln_raw(&[
         "train",
         "--quiet",

@@ -76,6 +76,24 @@ pub enum TrainError {
         history: crate::History,
     },
 
+    /// The model's parameters would not fit in this machine's memory (counted before any is
+    /// allocated).
+    #[error(
+        "the model has {} parameters: {what} about {needed}, more than the {available} of \
+         memory available; make it smaller (fewer or narrower layers)",
+        kiln_common::thousands(*n_params)
+    )]
+    ModelTooLarge {
+        /// Its parameters.
+        n_params: usize,
+        /// What needs the memory: "training needs", "its weights need".
+        what: &'static str,
+        /// The bytes needed, for a person.
+        needed: String,
+        /// The bytes available, for a person.
+        available: String,
+    },
+
     /// A component of the run (a logger, say) failed.
     #[error("training stopped: {0}")]
     Component(String),

@@ -27,6 +27,31 @@ pub struct Metrics {
     pub classes: Option<ClassReport>,
 }
 
+impl Metrics {
+    /// Regression metrics of `predicted` against `truth` (row-major, `width` outputs per
+    /// sample): mean squared error (also the loss, as in training), mean absolute error and R².
+    /// For predictions mapped back to the data's units, as from a
+    /// [`kiln_datasets::TargetScaler`].
+    pub fn regression(truth: &[f32], predicted: &[f32], width: usize) -> Self {
+        let (mut se, mut ae) = (0.0, 0.0);
+        for (&y, &p) in truth.iter().zip(predicted) {
+            let (y, p) = (y as f64, p as f64);
+            se += (y - p).powi(2);
+            ae += (y - p).abs();
+        }
+        let m = truth.len().max(1) as f64;
+        Self {
+            task: Task::Regression,
+            loss: se / m,
+            accuracy: None,
+            mse: Some(se / m),
+            mae: Some(ae / m),
+            r2: Some(r2_score(truth, predicted, width)),
+            classes: None,
+        }
+    }
+}
+
 /// The model's outputs for every sample of `data`, in order: `data.len()` rows of `d_output`
 /// values (logits for classification). The model runs in evaluation mode (no dropout).
 pub fn predict<M: Model>(
@@ -97,16 +122,7 @@ pub fn evaluate<M: Model>(
             metrics.classes = Some(ClassReport::new(names.clone(), labels, &predicted_classes));
         }
         (Targets::Values { values, names }, Task::Regression) => {
-            let (mut se, mut ae) = (0.0, 0.0);
-            for (&y, &p) in values.iter().zip(&outputs) {
-                let (y, p) = (y as f64, p as f64);
-                se += (y - p).powi(2);
-                ae += (y - p).abs();
-            }
-            let m = values.len().max(1) as f64;
-            metrics.mse = Some(se / m);
-            metrics.mae = Some(ae / m);
-            metrics.r2 = Some(r2_score(values, &outputs, names.len()));
+            metrics = Metrics::regression(values, &outputs, names.len());
         }
         _ => {}
     }

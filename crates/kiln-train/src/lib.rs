@@ -19,6 +19,7 @@ mod evaluate;
 mod failures;
 mod history;
 mod lr_find;
+mod memory;
 mod metrics;
 mod model;
 mod nan_guard;
@@ -46,6 +47,10 @@ pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};
 pub use history::{EpochRecord, History};
 pub use lr_find::{LrFindResult, LrFinder};
+pub use memory::{
+    available_memory, check_memory, checkpoint_bytes, human_bytes, optimizer_slots, training_bytes,
+    weight_bytes,
+};
 pub use metrics::{
     BatchHits, BatchLoss, BatchSum, EpochAccuracy, EpochLoss, EpochMetric, HitSum, LossSum,
 };

@@ -101,6 +101,7 @@ impl LrFinder {
     ) -> Result<LrFindResult, TrainError> {
         self.check()?;
         config.check()?;
+        config.check_memory(model)?;
         let train_device = device.clone().autodiff();
         train_device.seed(config.seed);
         let mut supervised = Supervised {

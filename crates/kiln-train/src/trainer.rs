@@ -115,6 +115,19 @@ pub struct TrainerConfig {
 }
 
 impl TrainerConfig {
+    /// Errs when training `model` would not fit in this machine's memory: its parameters,
+    /// their gradients and the optimiser's state, counted from the parameters' shapes before
+    /// any is allocated ([`crate::check_memory`]).
+    pub fn check_memory<M: Model>(&self, model: &M) -> Result<(), TrainError> {
+        let n = burn::module::Module::num_params(model);
+        crate::check_memory(
+            n,
+            crate::training_bytes(n, &self.optimizer),
+            "training needs",
+            None,
+        )
+    }
+
     /// The defaults above, for `task`.
     pub fn new(task: Task) -> Self {
         Self {
@@ -345,6 +358,7 @@ impl Trainer {
     ) -> Result<FitResult<M>, TrainError> {
         let (train, valid): (Arc<Data>, Arc<Data>) = (train.into(), valid.into());
         let config = &self.config;
+        config.check_memory(&model)?;
         self.check_fit(&model, &train)?;
         self.check_fit(&model, &valid)?;
         if config.augmentation.is_some() && train.sample_shape.len() != 3 {

@@ -4,19 +4,12 @@ use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::tensor::{Device, Tensor};
-use kiln_datasets::{Data, digits, split};
+use kiln_datasets::{digit_images, digits, split};
 use kiln_fnn::MlpConfig;
 use kiln_train::{
     Augmentation, BatchTargets, DataBatcher, Task, TrainError, Trainer, TrainerConfig, Verbosity,
     evaluate,
 };
-
-/// The digits as 1x8x8 images in [0, 1].
-fn digit_images() -> Data {
-    let d = digits();
-    let x = d.x.iter().map(|v| v / 16.0).collect();
-    Data::new(x, vec![1, 8, 8], d.y).unwrap()
-}
 
 fn augmentation() -> Augmentation {
     Augmentation::new(3).flip().crop(1).rotate(10.0).noise(0.05)

@@ -225,10 +225,12 @@ fn a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary_file() {
     };
     let train = digits_train();
     let device = Device::flex();
-    let fresh = || {
-        device.seed(5);
-        MlpConfig::new(64, vec![32], 10).init(&device)
-    };
+    // One set of initial weights, drawn once: Burn draws a parameter lazily, when first used,
+    // from the device's generator, which this binary's other tests share from their threads.
+    device.seed(5);
+    let config_5 = MlpConfig::new(64, vec![32], 10);
+    let initial = config_5.init(&device).into_record();
+    let fresh = || config_5.init(&device).load_record(initial.clone());
     let checkpoints = disk.0.join("checkpoint");
     let trainer = |epochs: usize| {
         Trainer::new(config(epochs), device.clone())

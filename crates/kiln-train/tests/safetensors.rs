@@ -170,6 +170,17 @@ fn a_file_for_another_model_is_an_error_naming_the_tensors() {
         .to_string();
     assert!(err.contains("torch.safetensors"), "{err}");
     assert!(err.contains("hidden.1") || err.contains("output"), "{err}");
+    // A misshapen tensor in the file's own (PyTorch's) layout, `[out, in]`: Burn compares
+    // the transposes, [4, 2] and [3, 2].
+    let err = import_safetensors(MlpConfig::new(5, vec![4, 4], 2).init(&device), &torch)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "`output.weight`: the model's tensor has shape [2, 4] (PyTorch's layout), the file's [2, 3]"
+        ),
+        "{err}"
+    );
     std::fs::write(&torch, b"not a safetensors file").unwrap();
     let err = import_safetensors(MlpConfig::new(5, vec![4], 2).init(&device), &torch)
         .unwrap_err()

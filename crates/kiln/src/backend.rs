@@ -170,6 +170,18 @@ pub fn devices(list: &str) -> Result<(Backend, Vec<Device>), BackendError> {
         indices.push(index);
     }
     let backend = backend.ok_or_else(|| problem("no devices".into()))?;
+    // A CPU backend has one device; its "devices" are replicas on the same cores, numbered
+    // from 0 (`flex:9` would name nothing).
+    if backend != Backend::Wgpu
+        && let Some(&index) = indices.iter().find(|&&i| i >= indices.len())
+    {
+        return Err(problem(format!(
+            "{backend} has one CPU device, replicated: number {} replicas {backend}:0 to \
+             {backend}:{} (got {backend}:{index})",
+            indices.len(),
+            indices.len() - 1
+        )));
+    }
     let devices = indices
         .into_iter()
         .map(|index| backend.device_at(index))
@@ -196,6 +208,10 @@ mod tests {
             ("flex", "`flex` is not BACKEND:INDEX"),
             ("flex:x", "`x` in `flex:x` is not a device index"),
             ("flex:0,wgpu:1", "all devices must be of one backend"),
+            (
+                "flex:0,flex:9",
+                "flex has one CPU device, replicated: number 2 replicas flex:0 to flex:1 (got flex:9)",
+            ),
             ("cuda:0", "unknown backend `cuda`"),
         ] {
             let e = devices(list).unwrap_err().to_string();

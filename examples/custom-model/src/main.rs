@@ -18,7 +18,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use kiln::cnn::{ConvBlock, ConvBlockConfig, Padding};
 use kiln::common::{Layer, Model, summary};
-use kiln::datasets::{Data, digits, split};
+use kiln::datasets::{digit_images, split};
 use kiln::fnn::{Mlp, MlpConfig};
 use kiln::lstm::{Lstm, LstmConfig};
 use kiln::train::{EarlyStopping, RunDir, Task, Trainer, TrainerConfig, evaluate};
@@ -107,16 +107,9 @@ impl Model for RowReader {
     }
 }
 
-/// The digits as `[1, 8, 8]` images with pixels in [0, 1].
-fn digit_images() -> anyhow::Result<Data> {
-    let mut data = digits();
-    data.x.iter_mut().for_each(|v| *v /= 16.0);
-    Ok(Data::new(data.x, vec![1, 8, 8], data.y)?)
-}
-
 fn main() -> anyhow::Result<()> {
     let (backend, device) = kiln::backend::device(None)?;
-    let parts = split(&digit_images()?, 0.2, 0)?;
+    let parts = split(&digit_images(), 0.2, 0)?;
     let (train, test) = (parts.first, parts.second);
 
     device.seed(42);

@@ -189,6 +189,16 @@ impl CnnConfig {
     pub fn preset(preset: Preset, d_output: usize) -> Self {
         let block = |c_in, c_out| ConvBlockConfig::new([c_in, c_out]).with_pool(Some(Pool::Max));
         match preset {
+            Preset::Digits => {
+                let same = |c_in, c_out| block(c_in, c_out).with_padding(Padding::Same);
+                CnnConfig::new(
+                    1,
+                    [8, 8],
+                    vec![same(1, 32), same(32, 64)],
+                    vec![128],
+                    d_output,
+                )
+            }
             Preset::Mnist => CnnConfig::new(
                 1,
                 [28, 28],
@@ -233,6 +243,9 @@ impl CnnConfig {
 /// Named architectures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preset {
+    /// 1x8x8 (the embedded digits): conv 1->32 3x3 `same`, max pool to 4x4, conv 32->64 3x3
+    /// `same`, max pool to 2x2, dense 128.
+    Digits,
     /// 1x28x28: conv 1->32 3x3, max pool, conv 32->64 3x3, max pool, dense 128 (the Keras and
     /// PyTorch MNIST tutorial net).
     Mnist,
@@ -244,11 +257,28 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 3] = [Preset::Mnist, Preset::Cifar, Preset::CifarBn];
+    pub const ALL: [Preset; 4] = [
+        Preset::Digits,
+        Preset::Mnist,
+        Preset::Cifar,
+        Preset::CifarBn,
+    ];
+
+    /// The preset made for images of `shape` (`[channels, height, width]`): digits for
+    /// 1x8x8, mnist for 1x28x28, cifar for 3x32x32.
+    pub fn for_images(shape: &[usize]) -> Option<Preset> {
+        match shape {
+            [1, 8, 8] => Some(Preset::Digits),
+            [1, 28, 28] => Some(Preset::Mnist),
+            [3, 32, 32] => Some(Preset::Cifar),
+            _ => None,
+        }
+    }
 
     /// The preset's name as the CLI spells it.
     pub fn name(&self) -> &'static str {
         match self {
+            Preset::Digits => "digits",
             Preset::Mnist => "mnist",
             Preset::Cifar => "cifar",
             Preset::CifarBn => "cifar-bn",
@@ -268,7 +298,7 @@ impl FromStr for Preset {
         Preset::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown preset `{s}` (valid: mnist, cifar, cifar-bn)"))
+            .ok_or_else(|| format!("unknown preset `{s}` (valid: digits, mnist, cifar, cifar-bn)"))
     }
 }
 
@@ -333,6 +363,7 @@ mod tests {
     fn presets_give_one_row_of_logits_per_image() {
         let device = Device::flex();
         for (preset, shape) in [
+            (Preset::Digits, [2, 1, 8, 8]),
             (Preset::Mnist, [2, 1, 28, 28]),
             (Preset::Cifar, [2, 3, 32, 32]),
             (Preset::CifarBn, [2, 3, 32, 32]),
@@ -367,6 +398,17 @@ mod tests {
             CnnConfig::preset(Preset::CifarBn, 10).flatten_size(),
             128 * 4 * 4
         );
+        // Digits: 8 -same conv-> 8 -pool-> 4 -same conv-> 4 -pool-> 2; 64 * 2 * 2 = 256;
+        // dense 256*128+128 = 32896.
+        let digits = CnnConfig::preset(Preset::Digits, 10);
+        assert_eq!(digits.flatten_size(), 256);
+        assert_eq!(
+            digits.init(&device).num_params(),
+            320 + 18_496 + 32_896 + 1290
+        );
+        assert_eq!(Preset::for_images(&[1, 8, 8]), Some(Preset::Digits));
+        assert_eq!(Preset::for_images(&[3, 32, 32]), Some(Preset::Cifar));
+        assert_eq!(Preset::for_images(&[64]), None);
     }
 
     #[test]

@@ -23,4 +23,4 @@ mod summary;
 pub use activation::{Activation, UnknownActivation};
 pub use dropout::{Dropout, DropoutConfig, DropoutDraw};
 pub use model::{BatchInput, Model};
-pub use summary::{Layer, Summary, summary};
+pub use summary::{Layer, Summary, summary, thousands};

@@ -126,8 +126,8 @@ impl ModuleVisitor for Counter {
     }
 }
 
-/// `1,234,567`.
-fn thousands(n: usize) -> String {
+/// A count with thousands separators: `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

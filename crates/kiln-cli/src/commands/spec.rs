@@ -1,0 +1,313 @@
+//! The model and trainer a run is made of, from the flags, as `config.json` keeps them.
+
+use anyhow::{Result, bail};
+use kiln::Device;
+use kiln::cnn::{CnnConfig, Preset};
+use kiln::fnn::{MlpConfig, PerceptronConfig};
+use kiln::lstm::{Cell, Pooling, SequenceModelConfig};
+use kiln::train::{
+    Augmentation, EarlyStopping, GradientClip, OptimizerConfig, Task, TrainerConfig, Verbosity,
+};
+use kiln::transformer::{
+    Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::args::{ModelKind, TrainArgs};
+use crate::dataset::{DataConfig, Prepared, Scaler, SequenceOptions};
+
+/// The model's architecture, as `config.json` keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSpec {
+    Mlp(MlpConfig),
+    Cnn(CnnConfig),
+    Sequence(SequenceModelConfig),
+    Transformer(TransformerSpec),
+    Perceptron(PerceptronConfig),
+}
+
+/// A Transformer and what it reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransformerSpec {
+    pub config: SequenceClassifierConfig,
+    pub input: TransformerInput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformerInput {
+    /// Token ids from a vocabulary of this size.
+    Tokens { vocab_size: usize },
+    /// Real-valued steps of this many features.
+    Features { d_input: usize },
+}
+
+impl TransformerSpec {
+    pub(super) fn tokens(&self, device: &Device) -> SequenceClassifier<Tokens> {
+        match self.input {
+            TransformerInput::Tokens { vocab_size } => self.config.init_tokens(vocab_size, device),
+            TransformerInput::Features { .. } => unreachable!("checked by the caller"),
+        }
+    }
+
+    pub(super) fn features(&self, device: &Device) -> SequenceClassifier<Features> {
+        match self.input {
+            TransformerInput::Features { d_input } => self.config.init_features(d_input, device),
+            TransformerInput::Tokens { .. } => unreachable!("checked by the caller"),
+        }
+    }
+}
+
+/// Everything needed to rerun or re-evaluate a run: `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub kiln_version: String,
+    pub model: ModelSpec,
+    pub data: DataConfig,
+    pub trainer: TrainerConfig,
+    /// Keep the best epoch's weights in `best.bpk`.
+    #[serde(default)]
+    pub save_best: bool,
+}
+
+/// Where the data comes from and how it is prepared, from the flags.
+pub(super) fn data_config(args: &TrainArgs) -> DataConfig {
+    DataConfig {
+        dataset: args.dataset.clone(),
+        target: args.target.clone(),
+        test_split: args.test_split,
+        seed: args.seed,
+        normalize: args.normalize,
+        sequence: SequenceOptions {
+            seq_len: args.seq_len,
+            text_column: args.text_column.clone(),
+            tokenizer: args.tokenizer,
+            vocab_size: args.vocab_size,
+            min_freq: args.min_freq,
+            column: args.column.clone(),
+            horizon: args.horizon,
+            season: args.season,
+        },
+        scale_targets: true,
+    }
+}
+
+pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
+    TrainerConfig {
+        task,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr.unwrap_or(1e-3),
+        optimizer: OptimizerConfig {
+            kind: args.optimizer,
+            momentum: args.momentum,
+            nesterov: args.nesterov,
+            weight_decay: args.weight_decay,
+            clip: args
+                .clip_value
+                .map(GradientClip::Value)
+                .or(args.clip_norm.map(GradientClip::Norm)),
+        },
+        lr_schedule: args.lr_schedule,
+        augmentation: args.augment.clone().map(|a| Augmentation {
+            seed: args.seed,
+            ..a
+        }),
+        validation_split: args.validation_split,
+        early_stopping: (args.patience > 0).then_some(EarlyStopping {
+            monitor: args.monitor,
+            min_delta: args.min_delta,
+            patience: args.patience,
+            restore_best_weights: args.restore_best,
+        }),
+        seed: args.seed,
+        devices: Vec::new(),
+        verbosity: if args.quiet {
+            Verbosity::Quiet
+        } else {
+            Verbosity::auto()
+        },
+    }
+}
+
+pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec> {
+    let d_input = data.train.sample_len();
+    let d_output = data.train.y.width();
+    Ok(match args.model {
+        ModelKind::Mlp => {
+            let config = MlpConfig::new(d_input, args.hidden.clone(), d_output)
+                .with_activation(args.activation)
+                .with_dropout(args.dropout)
+                .with_batch_norm(args.batch_norm);
+            config.check()?;
+            ModelSpec::Mlp(config)
+        }
+        ModelKind::Cnn => {
+            let shape = &data.train.sample_shape;
+            let Some(preset) = args.preset.or_else(|| Preset::for_images(shape)) else {
+                bail!(
+                    "the CNN classifies images; {} has samples of shape {shape:?} (the presets \
+                     take 1x8x8 digits, 1x28x28 mnist or 3x32x32 cifar images)",
+                    args.dataset
+                );
+            };
+            let config = CnnConfig::preset(preset, d_output);
+            let expected = [
+                config.in_channels,
+                config.image_size[0],
+                config.image_size[1],
+            ];
+            if data.task != Task::Classification || shape != &expected {
+                bail!(
+                    "the {preset} preset classifies {}x{}x{} images; {} has samples of shape {:?} \
+                     ({}){}",
+                    expected[0],
+                    expected[1],
+                    expected[2],
+                    args.dataset,
+                    shape,
+                    data.task,
+                    Preset::for_images(shape)
+                        .map(|p| format!("; its images take --preset {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            config.check()?;
+            ModelSpec::Cnn(config)
+        }
+        ModelKind::Lstm | ModelKind::Gru => {
+            let [_, d_input] = data.train.sample_shape[..] else {
+                bail!(
+                    "a sequence model reads samples of shape [steps, features]; {} has {:?} \
+                     (try --dataset sequential-mnist)",
+                    args.dataset,
+                    data.train.sample_shape
+                );
+            };
+            let d_hidden = args.hidden.first().copied().unwrap_or(128);
+            let cell = if args.model == ModelKind::Lstm {
+                Cell::Lstm
+            } else {
+                Cell::Gru
+            };
+            let pooling = match args.pooling.as_deref() {
+                None | Some("last") => Pooling::Last,
+                Some("mean") => Pooling::Mean,
+                Some(other) => bail!(
+                    "--pooling {other} is for the transformer; lstm and gru pool by last or mean"
+                ),
+            };
+            let config = SequenceModelConfig::new(d_input, d_hidden, d_output)
+                .with_cell(cell)
+                .with_layers(args.layers)
+                .with_bidirectional(args.bidirectional)
+                .with_dropout(if args.layers > 1 { args.dropout } else { 0.0 })
+                .with_pooling(pooling);
+            config.check()?;
+            ModelSpec::Sequence(config)
+        }
+        ModelKind::Transformer => {
+            let pooling = match args.pooling.as_deref() {
+                None | Some("mean") => kiln::transformer::Pooling::Mean,
+                Some("cls") => kiln::transformer::Pooling::Cls,
+                Some(other) => bail!(
+                    "--pooling {other} is for lstm and gru; the transformer pools by mean or cls"
+                ),
+            };
+            let (input, seq_len) = match (&data.scaler, &data.train.sample_shape[..]) {
+                (Some(Scaler::Text(encoder)), _) => (
+                    TransformerInput::Tokens {
+                        vocab_size: encoder.vocab_size(),
+                    },
+                    encoder.seq_len,
+                ),
+                (_, &[steps, d_input]) => (TransformerInput::Features { d_input }, steps),
+                (_, shape) => bail!(
+                    "the transformer reads texts (spam, text-csv:) or samples of shape [steps, \
+                     features] (sequential-mnist, airline); {} has {shape:?}",
+                    args.dataset
+                ),
+            };
+            let config = SequenceClassifierConfig::new(args.d_model, d_output)
+                .with_n_heads(args.heads)
+                .with_d_ff(args.d_ff)
+                .with_n_blocks(args.layers)
+                .with_dropout(args.dropout)
+                .with_activation(args.activation)
+                .with_max_len(seq_len)
+                .with_positions(if args.positions == "learned" {
+                    Positions::Learned
+                } else {
+                    Positions::Sinusoidal
+                })
+                .with_pooling(pooling);
+            config.check()?;
+            ModelSpec::Transformer(TransformerSpec { config, input })
+        }
+        ModelKind::Perceptron => {
+            if data.task != Task::Classification || d_output != 2 {
+                bail!(
+                    "the perceptron separates two classes; {} has {} {}",
+                    args.dataset,
+                    d_output,
+                    if data.task == Task::Classification {
+                        "classes"
+                    } else {
+                        "regression targets"
+                    }
+                );
+            }
+            ModelSpec::Perceptron(
+                PerceptronConfig::new(d_input).with_learning_rate(args.lr.unwrap_or(1.0)),
+            )
+        }
+    })
+}
+
+pub(super) fn model_name(model: &ModelSpec) -> String {
+    match model {
+        ModelSpec::Mlp(c) => format!(
+            "MLP {}",
+            std::iter::once(c.d_input)
+                .chain(c.hidden.iter().copied())
+                .chain([c.d_output])
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+        ModelSpec::Cnn(c) => format!(
+            "CNN ({} conv blocks, {}x{}x{} images, {} classes)",
+            c.blocks.len(),
+            c.in_channels,
+            c.image_size[0],
+            c.image_size[1],
+            c.d_output
+        ),
+        ModelSpec::Sequence(c) => format!(
+            "{:?} {}x{}{} ({} features per step, {} outputs)",
+            c.cell,
+            c.layers,
+            c.d_hidden,
+            if c.bidirectional {
+                " bidirectional"
+            } else {
+                ""
+            },
+            c.d_input,
+            c.d_output
+        ),
+        ModelSpec::Transformer(t) => format!(
+            "Transformer encoder {}x{} ({} heads, d_ff {}, {})",
+            t.config.n_blocks,
+            t.config.d_model,
+            t.config.n_heads,
+            t.config.d_ff,
+            match t.input {
+                TransformerInput::Tokens { vocab_size } => format!("vocabulary {vocab_size}"),
+                TransformerInput::Features { d_input } => format!("{d_input} features per step"),
+            }
+        ),
+        ModelSpec::Perceptron(c) => format!("perceptron ({} inputs)", c.d_input),
+    }
+}

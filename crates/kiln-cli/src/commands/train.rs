@@ -1,0 +1,412 @@
+//! `kiln train`: a new run, or one resumed from its last checkpoint.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use kiln::Device;
+use kiln::backend;
+use kiln::burn::module::Module;
+use kiln::common::thousands;
+use kiln::train::{
+    CsvLogger, FitResult, History, PlotRun, RunDir, TrainError, Trainer, TrainerConfig, Verbosity,
+    checkpoint_bytes, human_bytes, plot_confusion, plot_histories, weight_bytes, write_atomic,
+};
+
+use crate::args::{ModelKind, TrainArgs};
+use crate::dataset::{DataConfig, Prepared};
+
+use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
+use super::perceptron::train_perceptron;
+use super::predict::COLUMNS;
+use super::report::{Report, print_metrics};
+use super::spec::{ModelSpec, RunConfig, data_config, model_name, model_spec, trainer_config};
+use super::tools::{run_name, summary_of};
+use super::{err_line, out};
+
+/// Checkpoints above this size (1 GB) are announced before the run starts.
+const LARGE_CHECKPOINT: u64 = 1_000_000_000;
+
+/// Flags that may come with `--resume`: they change how the run is shown or how long it goes
+/// on, not what it computes.
+pub(super) const RESUME_FLAGS: [&str; 5] = ["resume", "epochs", "device", "devices", "quiet"];
+
+pub fn train(args: &TrainArgs) -> Result<()> {
+    if let Some(dir) = &args.resume {
+        return resume(args, dir);
+    }
+    let data = data_config(args);
+    let prepared = data.prepare(args.task, args.validation_split)?;
+    let trainer = trainer_config(args, prepared.task);
+    trainer.check().map_err(as_flag)?;
+
+    let model = model_spec(args, &prepared)?;
+    let run = match &args.out {
+        Some(out) if args.overwrite => RunDir::replace(out)?,
+        Some(out) => RunDir::create_new(out)?,
+        None => RunDir::create_new(default_run_dir(args, &data))?,
+    };
+    let config = RunConfig {
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        model,
+        data,
+        trainer,
+        save_best: args.save_best,
+    };
+    let trained = (|| {
+        run.write_json("config.json", &config)?;
+        if let Some(scaler) = &prepared.scaler {
+            run.write_json("scaler.json", scaler)?;
+        }
+        if let Some(targets) = &prepared.targets {
+            run.write_json(TARGET_SCALER, targets)?;
+        }
+        run.write_json(COLUMNS, &prepared.columns)?;
+        run_training(&config, &prepared, &run, args, Start::Fresh)
+    })();
+    // A run that failed before its first checkpoint (a bad --device, a model too large) has
+    // nothing worth keeping: no half-made run directory is left behind.
+    if trained.is_err() && run.checkpoints().latest().ok().flatten().is_none() {
+        let _ = std::fs::remove_dir_all(&run.path);
+    }
+    trained
+}
+
+/// `kiln train --resume DIR`: the run's saved configuration, from its last checkpoint.
+pub(super) fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
+    let conflicting: Vec<String> = args
+        .given
+        .iter()
+        .filter(|flag| !RESUME_FLAGS.contains(&flag.as_str()))
+        .map(|flag| format!("--{}", flag.replace('_', "-")))
+        .collect();
+    if !conflicting.is_empty() {
+        bail!(
+            "--resume continues {} with the configuration it was started with; these flags \
+             conflict with it: {} (only --epochs, --device, --devices and --quiet may come with --resume)",
+            dir.display(),
+            conflicting.join(", ")
+        );
+    }
+    let run = RunDir::open(dir)?;
+    let mut config: RunConfig = run.read_json("config.json")?;
+    let checkpointed = !matches!(config.model, ModelSpec::Perceptron(_));
+    if checkpointed && run.checkpoints().latest()?.is_none() {
+        return Err(run.unfinished().into());
+    }
+    let more_epochs = args.given.iter().any(|f| f == "epochs");
+    let mut start = Start::Resume;
+    // A finished run (its metrics written) resumes only to train on, with more --epochs.
+    if run.file("metrics.json").exists() {
+        let metrics: serde_json::Value = run.read_json("metrics.json")?;
+        let ran = metrics["epochs_run"].as_u64().unwrap_or(0) as usize;
+        let stopped = metrics["stopped_early"].as_bool().unwrap_or(false);
+        let how = if stopped {
+            ", ended by early stopping"
+        } else {
+            ""
+        };
+        if !more_epochs || args.epochs <= ran {
+            bail!(
+                "{}: a finished run ({ran} epochs{how}): nothing to resume; to train it on, give \
+                 --epochs larger than {ran} with --resume (it goes on from epoch {ran}, early \
+                 stopping keeping its best value and starting its patience afresh)",
+                dir.display()
+            );
+        }
+        if stopped {
+            start = Start::TrainOn;
+        }
+    }
+    if more_epochs {
+        config.trainer.epochs = args.epochs;
+        config.trainer.check().map_err(as_flag)?;
+        run.write_json("config.json", &config)?;
+    }
+    let prepared = config
+        .data
+        .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
+    check_scaler(&run, &config, &prepared)?;
+    run_training(&config, &prepared, &run, args, start)
+}
+
+/// How a training command starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Start {
+    /// A new run.
+    Fresh,
+    /// From the run's last checkpoint, to the same end.
+    Resume,
+    /// From the last checkpoint of a run that early stopping ended, on to more epochs.
+    TrainOn,
+}
+
+/// Trains the run's model (afresh, or from its last checkpoint), then evaluates and records it.
+pub(super) fn run_training(
+    config: &RunConfig,
+    prepared: &Prepared,
+    run: &RunDir,
+    args: &TrainArgs,
+    start: Start,
+) -> Result<()> {
+    let resume = start != Start::Fresh;
+    let (backend, devices) = match &args.devices {
+        Some(list) => backend::devices(list)?,
+        None => backend::device(args.device.as_deref()).map(|(b, d)| (b, vec![d]))?,
+    };
+    let device = devices[0].clone();
+    let mut trainer = config.trainer.clone();
+    if devices.len() > 1 {
+        trainer.devices = devices.clone();
+        trainer.check().map_err(as_flag)?;
+    }
+    trainer.verbosity = if args.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::auto()
+    };
+    if !args.quiet {
+        err_line(&format!(
+            "kiln: {} on {} ({} train / {} validation / {} test samples, {}) with backend \
+             {backend}{}{}",
+            model_name(&config.model),
+            config.data.dataset,
+            prepared.train.len(),
+            prepared.valid.len(),
+            prepared.test.len(),
+            prepared.task,
+            match devices.len() {
+                1 => String::new(),
+                n => format!(" on {n} devices"),
+            },
+            if resume { ", resumed" } else { "" }
+        ))?;
+    }
+    let fit = Fit {
+        trainer,
+        prepared,
+        device: &device,
+        run,
+        start,
+        save_best: config.save_best,
+    };
+    device.seed(config.data.seed);
+    let model = &config.model;
+    let report = with_model!(
+        model,
+        &device,
+        |fresh| fit.run(fresh)?,
+        perceptron | cfg | {
+            if resume {
+                bail!("the perceptron trains in one pass without checkpoints: rerun it instead");
+            }
+            if devices.len() > 1 {
+                bail!("the perceptron rule trains on one device: drop --devices");
+            }
+            train_perceptron(
+                cfg,
+                prepared,
+                fit.trainer.epochs,
+                &device,
+                run,
+                fit.trainer.verbosity,
+            )?
+        }
+    );
+    let metrics = report.metrics_json(backend, devices.len(), model);
+    run.write_json("metrics.json", &metrics)?;
+    print_metrics(&report.test, report.forecast.as_ref())?;
+    out(&format!("run directory: {}\n", run.path.display()))
+}
+
+/// One trainer run of a model, recorded in the run directory.
+pub(super) struct Fit<'a> {
+    pub(super) trainer: TrainerConfig,
+    pub(super) prepared: &'a Prepared,
+    pub(super) device: &'a Device,
+    pub(super) run: &'a RunDir,
+    pub(super) start: Start,
+    pub(super) save_best: bool,
+}
+
+impl Fit<'_> {
+    /// Fits `model` (checkpointing every epoch into the run's `checkpoint/`), evaluates it on
+    /// the test set and records the run. A diverged run keeps its last good epoch: its
+    /// weights as `model.bpk` and the history up to it.
+    pub(super) fn run<M: kiln::common::Model>(&self, model: M) -> Result<Report> {
+        let run = self.run;
+        self.trainer.check_memory(&model).map_err(as_flag)?;
+        let quiet = self.trainer.verbosity == Verbosity::Quiet;
+        let n_params = Module::num_params(&model);
+        let checkpoint = checkpoint_bytes(n_params, &self.trainer.optimizer);
+        if checkpoint > LARGE_CHECKPOINT && !quiet {
+            err_line(&format!(
+                "kiln: note: the model has {} parameters; each checkpoint will take about {} \
+                 (weights, best weights and optimiser state; the run keeps the latest) and model.bpk {}",
+                thousands(n_params),
+                human_bytes(checkpoint),
+                human_bytes(weight_bytes(n_params)),
+            ))?;
+        }
+        let table = summary_of(&model, self.prepared)?;
+        run.write_text("summary.txt", &table)?;
+        if !quiet {
+            err_line(table.trim_end())?;
+        }
+        let checkpoints = run.checkpoints();
+        let mut trainer = Trainer::new(self.trainer.clone(), self.device.clone())?
+            .with_checkpoints(&checkpoints.path);
+        if self.save_best {
+            trainer = trainer.with_save_best(run.file("best.bpk"));
+        }
+        match self.start {
+            Start::Fresh => {}
+            Start::Resume => trainer = trainer.resuming(),
+            Start::TrainOn => trainer = trainer.resuming_past_early_stop(),
+        }
+        // history.csv and history.png every epoch, as Keras's CSVLogger: a long run can be
+        // followed, and a killed one keeps its history.
+        let (name, png) = (run_name(run), run.file("history.png"));
+        trainer = trainer
+            .with_callback(CsvLogger::new(run.file("history.csv")))
+            .with_callback(move |history: &History| {
+                let drawn = plot_histories(
+                    &png,
+                    &[PlotRun {
+                        name: &name,
+                        history,
+                        best_epoch: None,
+                    }],
+                );
+                if let Err(e) = drawn {
+                    panic!("drawing {}: {e}", png.display());
+                }
+                ControlFlow::Continue(())
+            });
+        let (train, valid) = (&self.prepared.train, &self.prepared.valid);
+        let fit = match trainer.fit_with_validation(model, train.clone(), valid.clone()) {
+            Ok(fit) => fit,
+            Err(error) => {
+                if let TrainError::NonFiniteLoss { history, .. }
+                | TrainError::OutputClosed { history } = &error
+                {
+                    run.write_text("history.csv", &history.to_csv())?;
+                    if let Some(last_good) = checkpoints.latest_model()? {
+                        let bytes = std::fs::read(&last_good)
+                            .with_context(|| format!("keeping {}", last_good.display()))?;
+                        write_atomic(&run.file(RunDir::MODEL), &bytes)?;
+                    }
+                }
+                return Err(as_flag(error));
+            }
+        };
+        let test = test_metrics(&fit.model, self.prepared, self.device);
+        let forecast = forecast(&fit.model, self.prepared, self.device);
+        if fit.stopped_early && self.trainer.verbosity != Verbosity::Quiet {
+            err_line(&early_stop_note(&self.trainer, &fit))?;
+        }
+        run.write_text("history.csv", &fit.history.to_csv())?;
+        let name = run_name(run);
+        plot_histories(
+            &run.file("history.png"),
+            &[PlotRun {
+                name: &name,
+                history: &fit.history,
+                best_epoch: Some(fit.best_epoch),
+            }],
+        )?;
+        if let Some(report) = &test.classes {
+            plot_confusion(&run.file("confusion.png"), &report.names, &report.confusion)?;
+        }
+        run.save_model(fit.model.clone())?;
+        Ok(Report::from_fit(&fit, test, forecast, n_params))
+    }
+}
+
+/// A trainer option's error in the command line's words: the flag, not the library's field
+/// (`--batch-size: must be at least 1`, not ``invalid trainer option `batch_size` ``).
+pub(super) fn as_flag(error: TrainError) -> anyhow::Error {
+    match error {
+        TrainError::InvalidOption { option, reason } => {
+            let flag = match option {
+                "augmentation" => "augment".to_string(),
+                other => other.replace('_', "-"),
+            };
+            anyhow::anyhow!("--{flag}: {reason}")
+        }
+        other => other.into(),
+    }
+}
+
+/// What Keras prints when early stopping ends a run: the epoch it stopped at, and the epoch
+/// whose weights were restored.
+pub(super) fn early_stop_note<M>(trainer: &TrainerConfig, fit: &FitResult<M>) -> String {
+    let restored = match &trainer.early_stopping {
+        Some(rule) if rule.restore_best_weights => format!(
+            "; restored the weights of epoch {} (the best {})",
+            fit.best_epoch, rule.monitor
+        ),
+        Some(rule) => format!(
+            "; kept the last epoch's weights (the best {} was epoch {})",
+            rule.monitor, fit.best_epoch
+        ),
+        None => String::new(),
+    };
+    format!("Epoch {}: early stopping{restored}", fit.epochs_run)
+}
+
+pub(super) fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
+    let model = match args.model {
+        ModelKind::Mlp => "mlp",
+        ModelKind::Perceptron => "perceptron",
+        ModelKind::Cnn => "cnn",
+        ModelKind::Lstm => "lstm",
+        ModelKind::Gru => "gru",
+        ModelKind::Transformer => "transformer",
+    };
+    let base = PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()));
+    // Two runs started in the same second: the second is `-2`, as Lightning numbers versions.
+    (1..)
+        .map(|n| match n {
+            1 => base.clone(),
+            n => PathBuf::from(format!("{}-{n}", base.display())),
+        })
+        .find(|dir| !dir.exists())
+        .expect("a free name")
+}
+
+/// UTC time as `YYYYMMDD-HHMMSS`.
+pub(super) fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_the_documented_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert!(t.starts_with("20") && t.as_bytes()[8] == b'-', "{t}");
+    }
+}
