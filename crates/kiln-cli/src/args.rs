@@ -37,6 +37,9 @@ pub enum Command {
     Summary(Box<TrainArgs>),
     /// Draw the training curves of one or several runs side by side (PNG).
     Plot(PlotArgs),
+    /// Diagnose a run: what went wrong (a diverged loss, a learning rate too high or too low,
+    /// overfitting, underfitting), what it means and the flag to try.
+    Diagnose(DiagnoseArgs),
     /// Find a learning rate: train on a few hundred batches while the rate grows
     /// exponentially, then plot the loss and suggest the rate where it falls fastest
     /// (Lightning's LR finder). Takes `kiln train`'s model and data flags.
@@ -107,6 +110,14 @@ pub struct PlotArgs {
     /// Where to write the picture [default: RUN/history.png for one run, runs.png for several].
     #[arg(long)]
     pub output: Option<PathBuf>,
+}
+
+/// `kiln diagnose`'s arguments.
+#[derive(Debug, Clone, Args)]
+pub struct DiagnoseArgs {
+    /// The run directory that `kiln train` wrote.
+    #[arg(long)]
+    pub run: PathBuf,
 }
 
 /// Model families this command line trains.

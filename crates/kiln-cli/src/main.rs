@@ -68,6 +68,7 @@ fn run() -> anyhow::Result<()> {
             commands::summary(args)
         }
         Some(Command::Plot(args)) => commands::plot(args),
+        Some(Command::Diagnose(args)) => commands::diagnose_run(args),
         Some(Command::Export(args)) => commands::export(args),
         Some(Command::LrFind(args)) => {
             let lr_find = matches

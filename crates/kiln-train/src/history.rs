@@ -49,7 +49,10 @@ impl History {
     /// The history as CSV, with [`History::CSV_HEADER`] and then a column per user metric;
     /// empty cells for accuracies of a regression run.
     pub fn to_csv(&self) -> String {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+        // Rust's `{:?}` writes the shortest text that reads back to the same f64, in exponent
+        // form when very small or large: a learning rate of 7.32e-7 stays 7.32e-7 (fixed
+        // decimals made it 0.00000073).
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:?}")).unwrap_or_default();
         let extra: BTreeSet<&String> = self.epochs.iter().flat_map(|r| r.metrics.keys()).collect();
         let mut out = Self::CSV_HEADER.to_string();
         for name in &extra {
@@ -59,7 +62,7 @@ impl History {
         out.push('\n');
         for r in &self.epochs {
             out.push_str(&format!(
-                "{},{:.6},{},{:.6},{},{:.8},{:.3}",
+                "{},{:?},{},{:?},{},{:?},{:.3}",
                 r.epoch,
                 r.train_loss,
                 opt(r.train_accuracy),
@@ -303,7 +306,34 @@ mod tests {
         assert_eq!(
             h.to_csv(),
             "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n\
-             1,0.500000,,0.250000,,0.00100000,1.500\n"
+             1,0.5,,0.25,,0.001,1.500\n"
         );
+    }
+
+    /// Every value reads back to the same f64: a cosine schedule's tail rate, a loss with all
+    /// its digits (fixed decimals wrote 7.32e-7 as 0.00000073).
+    #[test]
+    fn csv_values_read_back_exactly() {
+        let record = |epoch, train_loss: f64, lr: f64| EpochRecord {
+            epoch,
+            train_loss,
+            train_accuracy: Some(1.0 / 3.0),
+            val_loss: train_loss.sqrt(),
+            val_accuracy: Some(2.0 / 3.0),
+            lr,
+            seconds: 1.5,
+            train_seconds: None,
+            metrics: BTreeMap::from([("top_2".to_string(), 0.1 + 0.2)]),
+        };
+        let h = History {
+            epochs: vec![
+                record(1, 0.123_456_789_012_345_67, 7.32e-7),
+                record(2, 3.7e26, 1e6),
+                record(3, 1e-12, 1.0 / 7.0),
+            ],
+        };
+        let text = h.to_csv();
+        assert!(text.contains(",7.32e-7,"), "{text}");
+        assert_eq!(History::from_csv(&text), Ok(h));
     }
 }

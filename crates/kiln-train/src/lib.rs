@@ -12,6 +12,7 @@ mod augment;
 mod batch;
 mod callback;
 mod checkpoint;
+mod diagnose;
 mod early_stopping;
 mod epoch_end;
 mod error;
@@ -41,6 +42,7 @@ pub use augment::{Augmentation, CustomTransforms, ImageTransform, Transform, fli
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
 pub use callback::{Callback, CsvLogger};
 pub use checkpoint::CheckpointDir;
+pub use diagnose::{DataProfile, Diagnoser, Diagnosis, Finding, FindingKind, diagnose};
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use epoch_end::Plateau;
 pub use error::TrainError;

@@ -34,6 +34,7 @@ macro_rules! with_model {
     };
 }
 
+mod diagnose;
 mod evaluate;
 mod perceptron;
 mod predict;
@@ -42,6 +43,7 @@ mod spec;
 mod tools;
 mod train;
 
+pub use diagnose::diagnose_run;
 pub use evaluate::eval;
 pub use predict::predict;
 use spec::{ModelSpec, TransformerInput};

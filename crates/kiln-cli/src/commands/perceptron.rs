@@ -10,12 +10,13 @@ use kiln::burn::tensor::{Int, Tensor, TensorData};
 use kiln::datasets::{Data, Targets};
 use kiln::fnn::{Perceptron, PerceptronConfig};
 use kiln::train::{
-    ClassReport, EpochRecord, History, Metrics, PlotRun, RunDir, Task, Verbosity, plot_confusion,
-    plot_histories,
+    ClassReport, EpochRecord, History, Metrics, PlotRun, RunDir, Task, Verbosity, diagnose,
+    plot_confusion, plot_histories,
 };
 
 use crate::dataset::Prepared;
 
+use super::diagnose::{perceptron_profile, record};
 use super::err_line;
 use super::report::Report;
 use super::tools::run_name;
@@ -158,7 +159,12 @@ pub(super) fn train_perceptron(
     }
     let n_params = model.num_params();
     run.save_model(model).context("saving the perceptron")?;
+    let profile = perceptron_profile(&data.train);
+    let diagnosis = diagnose(&history, Some(&profile));
+    record(run, &diagnosis)?;
     Ok(Report {
+        baseline_loss: profile.baseline_loss,
+        diagnosis,
         test,
         best_epoch: epochs_run,
         epochs_run,

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use kiln::backend::Backend;
 use kiln::datasets::ForecastReport;
-use kiln::train::{FitResult, Metrics};
+use kiln::train::{DataProfile, Diagnosis, FitResult, Metrics};
 use serde_json::json;
 
 use super::out;
@@ -19,6 +19,9 @@ pub(super) struct Report {
     pub(super) samples_per_sec: f64,
     pub(super) n_params: usize,
     pub(super) forecast: Option<ForecastReport>,
+    /// The loss of a model that ignores its inputs, which the diagnosis compares against.
+    pub(super) baseline_loss: Option<f64>,
+    pub(super) diagnosis: Diagnosis,
 }
 
 impl Report {
@@ -27,10 +30,14 @@ impl Report {
         test: Metrics,
         forecast: Option<ForecastReport>,
         n_params: usize,
+        profile: &DataProfile,
+        diagnosis: Diagnosis,
     ) -> Self {
         Self {
             forecast,
             test,
+            baseline_loss: profile.baseline_loss,
+            diagnosis,
             best_epoch: fit.best_epoch,
             epochs_run: fit.epochs_run,
             stopped_early: fit.stopped_early,
@@ -58,6 +65,8 @@ impl Report {
             "stopped_early": self.stopped_early,
             "train_seconds": self.train_seconds,
             "samples_per_sec": self.samples_per_sec,
+            "baseline_loss": self.baseline_loss,
+            "findings": self.diagnosis.findings.len(),
         });
         let obj = m.as_object_mut().expect("an object");
         for (key, value) in [

@@ -9,13 +9,15 @@ use kiln::backend;
 use kiln::burn::module::Module;
 use kiln::common::thousands;
 use kiln::train::{
-    CsvLogger, FitResult, History, PlotRun, RunDir, TrainError, Trainer, TrainerConfig, Verbosity,
-    checkpoint_bytes, human_bytes, plot_confusion, plot_histories, weight_bytes, write_atomic,
+    CsvLogger, Diagnoser, FitResult, History, PlotRun, RunDir, TrainError, Trainer, TrainerConfig,
+    Verbosity, checkpoint_bytes, diagnose, human_bytes, plot_confusion, plot_histories,
+    weight_bytes, write_atomic,
 };
 
 use crate::args::{ModelKind, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
 
+use super::diagnose::{profile, record};
 use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
 use super::perceptron::train_perceptron;
 use super::predict::COLUMNS;
@@ -216,6 +218,7 @@ pub(super) fn run_training(
     let metrics = report.metrics_json(backend, devices.len(), model);
     run.write_json("metrics.json", &metrics)?;
     print_metrics(&report.test, report.forecast.as_ref())?;
+    out(&report.diagnosis.to_string())?;
     out(&format!("run directory: {}\n", run.path.display()))
 }
 
@@ -267,8 +270,10 @@ impl Fit<'_> {
         // history.csv and history.png every epoch, as Keras's CSVLogger: a long run can be
         // followed, and a killed one keeps its history.
         let (name, png) = (run_name(run), run.file("history.png"));
+        let profile = profile(self.prepared);
         trainer = trainer
             .with_callback(CsvLogger::new(run.file("history.csv")))
+            .with_callback(Diagnoser::new(Some(profile), self.trainer.verbosity))
             .with_callback(move |history: &History| {
                 let drawn = plot_histories(
                     &png,
@@ -319,7 +324,11 @@ impl Fit<'_> {
             plot_confusion(&run.file("confusion.png"), &report.names, &report.confusion)?;
         }
         run.save_model(fit.model.clone())?;
-        Ok(Report::from_fit(&fit, test, forecast, n_params))
+        let diagnosis = diagnose(&fit.history, Some(&profile));
+        record(run, &diagnosis)?;
+        Ok(Report::from_fit(
+            &fit, test, forecast, n_params, &profile, diagnosis,
+        ))
     }
 }
 

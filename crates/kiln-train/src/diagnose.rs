@@ -1,0 +1,641 @@
+//! Findings about a run from its history, in the learner's words: a loss that diverged, a
+//! learning rate too high or too low, overfitting, a model no better than ignoring its inputs.
+//! Each rule's threshold is a named constant here and in the README; a finding says what was
+//! seen (the statistic, its value, the threshold, the epoch), what it means, and the kiln flag
+//! to try. The rules read only the history and the data's trivial baseline, so the same
+//! history gives the same findings, and a finished run can be diagnosed again from its
+//! `history.csv` (`kiln diagnose`).
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use kiln_datasets::{Data, Targets};
+use serde::{Deserialize, Serialize};
+
+use crate::{Callback, History, Verbosity};
+
+/// What kind of problem a [`Finding`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// The loss grew far beyond where it started or beyond the trivial baseline, though it
+    /// stayed finite.
+    Diverged,
+    /// The loss rises or oscillates while the model is still poor.
+    LrTooHigh,
+    /// The loss barely moves while the model is still poor.
+    LrTooLow,
+    /// The validation loss rose far above its best while the training loss kept falling.
+    Overfitting,
+    /// At the end, the model is no better than one that ignores its inputs.
+    Underfitting,
+    /// The inputs are far from unit scale.
+    UnscaledInputs,
+}
+
+/// One problem seen in a run, as `diagnosis.json` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The problem.
+    pub kind: FindingKind,
+    /// The epoch it was first seen at (from 1).
+    pub epoch: usize,
+    /// The layer it is about; `None` for the whole run.
+    pub layer: Option<String>,
+    /// What was measured.
+    pub statistic: String,
+    /// Its value.
+    pub value: f64,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// What it means, in one sentence.
+    pub message: String,
+    /// The kiln change to try.
+    pub advice: String,
+}
+
+/// A run's findings (problems only: a healthy run's list is empty) and notes (what is merely
+/// worth knowing): `diagnosis.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// The problems, in the order first seen.
+    pub findings: Vec<Finding>,
+    /// What is worth knowing but no problem.
+    pub notes: Vec<String>,
+}
+
+/// A loss this many times the trivial baseline's (or the first epoch's) has diverged.
+pub const DIVERGED_FACTOR: f64 = 10.0;
+/// A model whose training loss is at least this share of the baseline's has learned little.
+pub const STILL_POOR: f64 = 0.8;
+/// Learning rate too high: in the last [`WINDOW`] epochs, at least half of the epoch-to-epoch
+/// changes of a still-poor training loss are rises of more than this fraction...
+pub const RISE: f64 = 0.05;
+/// ... or the loss stands this far above its lowest so far.
+pub const ABOVE_LOWEST: f64 = 1.2;
+/// Learning rate too low: a still-poor training loss that fell less than this fraction per
+/// epoch on average, over at least [`WINDOW`] epochs.
+pub const STALLED: f64 = 0.01;
+/// The epochs the learning-rate rules look back over.
+pub const WINDOW: usize = 5;
+/// Overfitting: the validation loss at this many times its lowest while the training loss
+/// stands below its value at that epoch. A smaller rise (above [`OVERFIT_NOTE`]) is a note.
+pub const OVERFIT: f64 = 1.5;
+/// A validation rise worth a note.
+pub const OVERFIT_NOTE: f64 = 1.1;
+/// The epochs in a row a validation rise must last to count.
+pub const SUSTAINED: usize = 3;
+/// Underfitting: the best validation loss at least this share of the baseline's.
+pub const UNDERFIT: f64 = 0.9;
+/// Unscaled inputs: a feature whose mean or standard deviation is larger than this.
+pub const UNSCALED: f64 = 10.0;
+
+/// What the rules need to know of the training data: the loss of a model that ignores its
+/// inputs, and how far the inputs are from unit scale.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DataProfile {
+    /// Cross-entropy of always predicting the training class frequencies (their entropy), or
+    /// mean squared error of always predicting the training targets' mean (their variance).
+    pub baseline_loss: Option<f64>,
+    /// The largest |mean| or standard deviation of a feature.
+    pub input_scale: f64,
+}
+
+impl DataProfile {
+    /// Profiles the training data.
+    pub fn of(data: &Data) -> Self {
+        let baseline_loss = match &data.y {
+            Targets::Classes { labels, .. } if !labels.is_empty() => {
+                let n = labels.len() as f64;
+                let entropy = data
+                    .class_counts()
+                    .iter()
+                    .filter(|&&c| c > 0)
+                    .map(|&c| {
+                        let p = c as f64 / n;
+                        -p * p.ln()
+                    })
+                    .sum();
+                Some(entropy)
+            }
+            Targets::Values { values, names } if !values.is_empty() => {
+                let width = names.len().max(1);
+                let rows = (values.len() / width) as f64;
+                let variance = (0..width)
+                    .map(|j| {
+                        let column = values.iter().skip(j).step_by(width).map(|&v| v as f64);
+                        let mean = column.clone().sum::<f64>() / rows;
+                        column.map(|v| (v - mean).powi(2)).sum::<f64>() / rows
+                    })
+                    .sum::<f64>()
+                    / width as f64;
+                Some(variance)
+            }
+            _ => None,
+        };
+        let d = data.sample_len().max(1);
+        let n = (data.x.len() / d).max(1) as f64;
+        let input_scale = (0..d)
+            .map(|j| {
+                let column = data.x.iter().skip(j).step_by(d).map(|&v| v as f64);
+                let mean = column.clone().sum::<f64>() / n;
+                let std = (column.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+                mean.abs().max(std)
+            })
+            .fold(0.0, f64::max);
+        Self {
+            baseline_loss,
+            input_scale,
+        }
+    }
+}
+
+/// Reads `history` (and, when known, the data's profile) against every rule.
+pub fn diagnose(history: &History, profile: Option<&DataProfile>) -> Diagnosis {
+    let mut diagnosis = Diagnosis::default();
+    let epochs = &history.epochs;
+    let Some(first) = epochs.first() else {
+        return diagnosis;
+    };
+    let baseline = profile.and_then(|p| p.baseline_loss).filter(|b| *b > 0.0);
+    if let Some(p) = profile
+        && p.input_scale > UNSCALED
+    {
+        diagnosis.findings.push(Finding {
+            kind: FindingKind::UnscaledInputs,
+            epoch: 1,
+            layer: None,
+            statistic: "largest |mean| or std of an input feature".into(),
+            value: p.input_scale,
+            threshold: UNSCALED,
+            message: "the inputs are far from unit scale, so the first layer's weighted sums \
+                      are huge and the gradients badly conditioned"
+                .into(),
+            advice: "standardise the features (kiln does for CSV tables); for images in \
+                     0-255, divide by 255 or use --normalize"
+                .into(),
+        });
+    }
+    let poor = |loss: f64| baseline.is_none_or(|b| loss >= STILL_POOR * b);
+    let mut seen = BTreeSet::new();
+    let mut lowest = f64::INFINITY;
+    for (i, e) in epochs.iter().enumerate() {
+        lowest = lowest.min(e.train_loss);
+        let lr = e.lr;
+        let diverged = seen.contains(&FindingKind::Diverged);
+        let mut push = |kind, statistic: &str, value, threshold, message: &str, advice: String| {
+            if seen.insert(kind) {
+                diagnosis.findings.push(Finding {
+                    kind,
+                    epoch: e.epoch,
+                    layer: None,
+                    statistic: statistic.into(),
+                    value,
+                    threshold,
+                    message: message.into(),
+                    advice,
+                });
+            }
+        };
+        // Diverged: far worse than ignoring the inputs, or than the first epoch.
+        let (ratio, against) = match baseline {
+            Some(b) => (e.train_loss / b, "training loss / baseline loss"),
+            None => (
+                e.train_loss / first.train_loss,
+                "training loss / first epoch's",
+            ),
+        };
+        if ratio >= DIVERGED_FACTOR || (i > 0 && e.train_loss / first.train_loss >= 100.0) {
+            push(
+                FindingKind::Diverged,
+                against,
+                ratio,
+                DIVERGED_FACTOR,
+                "the loss grew far beyond where it started (it stayed finite, so nothing \
+                 stopped the run): the steps are too large and the weights blew up",
+                format!(
+                    "lower the learning rate, for example --lr {:e} (or take `kiln lr-find`'s \
+                     suggestion), and --clip-norm 1 to cap each step",
+                    lr / 100.0
+                ),
+            );
+            continue;
+        }
+        // After a divergence the weights are garbage: the learning-rate rules have nothing to
+        // add to it.
+        if diverged {
+            continue;
+        }
+        let window = &epochs[i.saturating_sub(WINDOW)..=i];
+        if window.len() <= 2 || !poor(e.train_loss) {
+            continue;
+        }
+        let steps = window.len() - 1;
+        let rises = window
+            .windows(2)
+            .filter(|w| w[1].train_loss > w[0].train_loss * (1.0 + RISE))
+            .count();
+        if 2 * rises >= steps || e.train_loss > ABOVE_LOWEST * lowest {
+            push(
+                FindingKind::LrTooHigh,
+                "training-loss rises in the last epochs",
+                rises as f64 / steps as f64,
+                0.5,
+                "the loss goes up and down instead of down: each step overshoots the minimum \
+                 it aims at",
+                format!(
+                    "lower the learning rate, for example --lr {:e} (`kiln lr-find` suggests one)",
+                    lr / 10.0
+                ),
+            );
+        } else if window.len() > WINDOW {
+            let fall = (window[0].train_loss - e.train_loss) / window[0].train_loss / steps as f64;
+            if fall < STALLED {
+                push(
+                    FindingKind::LrTooLow,
+                    "relative fall of the training loss per epoch",
+                    fall,
+                    STALLED,
+                    "the loss barely moves while the model is still poor: the steps are too \
+                     small to get anywhere in the epochs given",
+                    format!(
+                        "raise the learning rate, for example --lr {:e} (`kiln lr-find` \
+                         suggests one)",
+                        lr * 10.0
+                    ),
+                );
+            }
+        }
+    }
+    // A diverged run's validation curve is noise, and a learning-rate finding already names
+    // why a model stayed poor, with its fix.
+    if seen.contains(&FindingKind::Diverged) {
+        return diagnosis;
+    }
+    overfitting(history, &mut diagnosis);
+    if let (Some(b), Some(best)) = (
+        baseline,
+        epochs
+            .iter()
+            .map(|e| e.val_loss)
+            .filter(|v| v.is_finite())
+            .reduce(f64::min),
+    ) && best >= UNDERFIT * b
+        && seen.is_empty()
+        && epochs.len() >= WINDOW
+    {
+        diagnosis.findings.push(Finding {
+            kind: FindingKind::Underfitting,
+            epoch: epochs.len(),
+            layer: None,
+            statistic: "best validation loss / baseline loss".into(),
+            value: best / b,
+            threshold: UNDERFIT,
+            message: "the model is no better than one that ignores its inputs (always the \
+                      most frequent class, or the mean)"
+                .into(),
+            advice: "check the learning rate (`kiln lr-find`), then give the model more \
+                     capacity (--hidden), other activations (--activation relu) or more epochs"
+                .into(),
+        });
+    }
+    diagnosis
+}
+
+/// The validation loss rising above its best while the training loss falls, for
+/// [`SUSTAINED`] epochs in a row (a single noisy epoch of a small validation set is no
+/// trend): a finding when it rose far ([`OVERFIT`]), a note when it rose a little
+/// ([`OVERFIT_NOTE`]).
+fn overfitting(history: &History, diagnosis: &mut Diagnosis) {
+    let epochs: Vec<&crate::EpochRecord> = history
+        .epochs
+        .iter()
+        .filter(|e| e.val_loss.is_finite())
+        .collect();
+    let mut noted = false;
+    for (i, e) in epochs.iter().enumerate() {
+        let Some(best) = epochs[..=i]
+            .iter()
+            .copied()
+            .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        else {
+            continue;
+        };
+        let since = i - epochs
+            .iter()
+            .position(|x| x.epoch == best.epoch)
+            .unwrap_or(i);
+        if since < SUSTAINED || e.train_loss >= best.train_loss {
+            continue;
+        }
+        let last = &epochs[i + 1 - SUSTAINED..=i];
+        let floor = best.val_loss.max(1e-12);
+        let risen = |factor: f64| last.iter().all(|x| x.val_loss >= factor * floor);
+        let ratio = e.val_loss / floor;
+        if risen(OVERFIT) {
+            diagnosis.findings.push(Finding {
+                kind: FindingKind::Overfitting,
+                epoch: e.epoch,
+                layer: None,
+                statistic: format!(
+                    "validation loss / its lowest (epoch {}), {SUSTAINED} epochs running",
+                    best.epoch
+                ),
+                value: ratio,
+                threshold: OVERFIT,
+                message: "the validation loss rose far above its best and stayed there while \
+                          the training loss kept falling: the model memorises the training \
+                          data instead of learning what generalises"
+                    .into(),
+                advice: "regularise: --dropout 0.3, --weight-decay 1e-4, --augment for images, \
+                         or keep the best epoch (--patience 5 restores it)"
+                    .into(),
+            });
+            return;
+        }
+        if risen(OVERFIT_NOTE) && !noted {
+            noted = true;
+            diagnosis.notes.push(format!(
+                "the validation loss stood {:.0}% or more above its lowest (epoch {}) for \
+                 {SUSTAINED} epochs by epoch {} while the training loss kept falling: the \
+                 start of overfitting; epoch {}'s weights are the ones to keep",
+                (OVERFIT_NOTE - 1.0) * 100.0,
+                best.epoch,
+                e.epoch,
+                best.epoch
+            ));
+        }
+    }
+}
+
+impl Finding {
+    /// The finding as one line: what was seen, what it means, what to try.
+    pub fn line(&self) -> String {
+        format!(
+            "{} (epoch {}): {} {} against a threshold of {}; {}. Try: {}",
+            self.kind.name(),
+            self.epoch,
+            self.statistic,
+            short(self.value),
+            short(self.threshold),
+            self.message,
+            self.advice
+        )
+    }
+}
+
+impl FindingKind {
+    /// The kind as `diagnosis.json` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FindingKind::Diverged => "diverged",
+            FindingKind::LrTooHigh => "lr_too_high",
+            FindingKind::LrTooLow => "lr_too_low",
+            FindingKind::Overfitting => "overfitting",
+            FindingKind::Underfitting => "underfitting",
+            FindingKind::UnscaledInputs => "unscaled_inputs",
+        }
+    }
+}
+
+fn short(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e5).contains(&v.abs()) {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+impl std::fmt::Display for Diagnosis {
+    /// The end-of-run report: one line per finding and note, or one line saying the run
+    /// looks healthy.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.findings.is_empty() {
+            writeln!(f, "diagnosis: no problem found")?;
+        }
+        for finding in &self.findings {
+            writeln!(f, "diagnosis: {}", finding.line())?;
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A callback that diagnoses the history after every epoch and prints each finding once, as
+/// one line on standard error, when first seen (quiet under [`Verbosity::Quiet`]).
+pub struct Diagnoser {
+    profile: Option<DataProfile>,
+    verbosity: Verbosity,
+    printed: BTreeSet<FindingKind>,
+}
+
+impl Diagnoser {
+    /// Diagnoses against the training data's `profile` (see [`DataProfile::of`]).
+    pub fn new(profile: Option<DataProfile>, verbosity: Verbosity) -> Self {
+        Self {
+            profile,
+            verbosity,
+            printed: BTreeSet::new(),
+        }
+    }
+}
+
+impl Callback for Diagnoser {
+    fn on_epoch_end(&mut self, history: &History) -> ControlFlow<()> {
+        for finding in diagnose(history, self.profile.as_ref()).findings {
+            if self.printed.insert(finding.kind) && self.verbosity != Verbosity::Quiet {
+                eprintln!("kiln: {}", finding.line());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EpochRecord;
+
+    /// A history of (train_loss, val_loss) pairs at learning rate `lr`.
+    fn history(losses: &[(f64, f64)], lr: f64) -> History {
+        History {
+            epochs: losses
+                .iter()
+                .enumerate()
+                .map(|(i, &(train_loss, val_loss))| EpochRecord {
+                    epoch: i + 1,
+                    train_loss,
+                    train_accuracy: None,
+                    val_loss,
+                    val_accuracy: None,
+                    lr,
+                    seconds: 1.0,
+                    train_seconds: None,
+                    metrics: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn profile(baseline: f64) -> DataProfile {
+        DataProfile {
+            baseline_loss: Some(baseline),
+            input_scale: 1.0,
+        }
+    }
+
+    fn kinds(d: &Diagnosis) -> Vec<(FindingKind, usize)> {
+        d.findings.iter().map(|f| (f.kind, f.epoch)).collect()
+    }
+
+    #[test]
+    fn a_finite_loss_far_above_the_baseline_has_diverged() {
+        // House prices at --lr 1e6: a loss of 3.7e26 every epoch, finite, on scaled targets.
+        let h = history(
+            &[
+                (3.7e26, 3.6e26),
+                (4.1e26, 3.9e26),
+                (2.2e26, 3.0e26),
+                (5.0e26, 4.0e26),
+            ],
+            1e6,
+        );
+        let d = diagnose(&h, Some(&profile(1.0)));
+        assert_eq!(kinds(&d), [(FindingKind::Diverged, 1)]);
+        let f = &d.findings[0];
+        assert_eq!((f.value, f.threshold), (3.7e26, DIVERGED_FACTOR));
+        assert!(
+            f.advice.contains("--lr 1e4") && f.advice.contains("--clip-norm 1"),
+            "{f:?}"
+        );
+        // Without a baseline (a run diagnosed from history.csv alone): against epoch 1.
+        let h = history(&[(2.0, 2.0), (50.0, 60.0), (400.0, 500.0)], 0.1);
+        assert_eq!(kinds(&diagnose(&h, None)), [(FindingKind::Diverged, 2)]);
+    }
+
+    #[test]
+    fn the_learning_rate_rules_read_the_training_loss() {
+        // Oscillating near the baseline (ln 10 = 2.30 for ten balanced classes).
+        let high = [
+            (2.2, 2.2),
+            (2.0, 2.1),
+            (2.3, 2.3),
+            (1.9, 2.0),
+            (2.4, 2.4),
+            (2.1, 2.2),
+        ];
+        let d = diagnose(&history(&high, 0.5), Some(&profile(2.30)));
+        assert_eq!(kinds(&d)[0], (FindingKind::LrTooHigh, 3));
+        assert!(
+            d.findings[0].advice.contains("--lr 5e-2"),
+            "{:?}",
+            d.findings[0]
+        );
+        // Creeping down 0.2% per epoch: stalled.
+        let low: Vec<(f64, f64)> = (0..10)
+            .map(|i| (2.30 * 0.998f64.powi(i), 2.30 * 0.998f64.powi(i)))
+            .collect();
+        let d = diagnose(&history(&low, 1e-7), Some(&profile(2.30)));
+        assert_eq!(kinds(&d)[0], (FindingKind::LrTooLow, 6));
+        assert!(
+            d.findings[0].advice.contains("--lr 1e-6"),
+            "{:?}",
+            d.findings[0]
+        );
+        // The learning rate is named as the cause, not underfitting besides.
+        assert_eq!(kinds(&d), [(FindingKind::LrTooLow, 6)]);
+        // A model that stays at the baseline with the loss settled: underfitting, at the end.
+        let flat = [(2.4, 2.3), (2.3, 2.3), (2.3, 2.3), (2.3, 2.29), (2.3, 2.3)];
+        let d = diagnose(&history(&flat, 1e-3), None);
+        assert!(d.findings.is_empty(), "no baseline, no verdict: {d:?}");
+        let d = diagnose(&history(&flat, 1e-3), Some(&profile(2.30)));
+        assert_eq!(kinds(&d), [(FindingKind::Underfitting, 5)], "{d:?}");
+    }
+
+    #[test]
+    fn overfitting_is_a_finding_when_far_and_a_note_when_mild() {
+        let far = [
+            (1.0, 0.9),
+            (0.6, 0.5),
+            (0.3, 0.4),
+            (0.2, 0.45),
+            (0.1, 0.55),
+            (0.05, 0.65),
+            (0.04, 0.7),
+            (0.03, 0.75),
+        ];
+        let d = diagnose(&history(&far, 1e-3), Some(&profile(2.3)));
+        assert_eq!(kinds(&d), [(FindingKind::Overfitting, 8)], "{d:?}");
+        assert!(d.findings[0].statistic.contains("epoch 3"));
+        assert!(d.notes[0].contains("for 3 epochs by epoch 6"), "{d:?}");
+        // The digits' default run: validation 0.061 at its best, then a little above it.
+        let mild = [
+            (0.5, 0.3),
+            (0.2, 0.12),
+            (0.1, 0.061),
+            (0.05, 0.068),
+            (0.03, 0.070),
+            (0.02, 0.072),
+        ];
+        let d = diagnose(&history(&mild, 1e-3), Some(&profile(2.3)));
+        assert!(d.findings.is_empty(), "{d:?}");
+        assert!(
+            d.notes[0].contains("stood 10% or more above its lowest (epoch 3) for 3 epochs"),
+            "{d:?}"
+        );
+        // One noisy epoch of a small validation set (SGD with momentum on the digits): no
+        // trend, nothing said.
+        let spike = [
+            (1.0, 0.9),
+            (0.5, 0.4),
+            (0.3, 0.3),
+            (0.2, 0.7),
+            (0.15, 0.28),
+            (0.1, 0.27),
+        ];
+        let d = diagnose(&history(&spike, 1e-3), Some(&profile(2.3)));
+        assert_eq!(d, Diagnosis::default());
+    }
+
+    #[test]
+    fn a_healthy_run_has_no_finding_and_says_so() {
+        let healthy = [
+            (1.8, 1.2),
+            (0.9, 0.6),
+            (0.5, 0.4),
+            (0.35, 0.3),
+            (0.3, 0.28),
+            (0.27, 0.27),
+        ];
+        let d = diagnose(&history(&healthy, 1e-3), Some(&profile(2.3)));
+        assert_eq!(d, Diagnosis::default());
+        assert_eq!(d.to_string(), "diagnosis: no problem found\n");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json, serde_json::json!({"findings": [], "notes": []}));
+    }
+
+    #[test]
+    fn the_profile_holds_the_trivial_baseline_and_the_input_scale() {
+        // Classes 3:1: entropy -(0.75 ln 0.75 + 0.25 ln 0.25).
+        let classes = Targets::Classes {
+            labels: vec![0, 0, 0, 1],
+            names: vec!["a".into(), "b".into()],
+        };
+        let data = Data::new(vec![0., 200., 0., 200.], vec![1], classes).unwrap();
+        let p = DataProfile::of(&data);
+        let entropy = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
+        assert!((p.baseline_loss.unwrap() - entropy).abs() < 1e-12);
+        assert_eq!(p.input_scale, 100.0, "mean 100, std 100");
+        let d = diagnose(&history(&[(0.5, 0.5)], 1e-3), Some(&p));
+        assert_eq!(kinds(&d), [(FindingKind::UnscaledInputs, 1)]);
+        // Values 1, 3: variance 1.
+        let values = Targets::Values {
+            values: vec![1., 3.],
+            names: vec!["y".into()],
+        };
+        let data = Data::new(vec![0., 1.], vec![1], values).unwrap();
+        assert_eq!(DataProfile::of(&data).baseline_loss, Some(1.0));
+    }
+}
