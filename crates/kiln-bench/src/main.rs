@@ -87,6 +87,10 @@ struct Args {
     /// Most epochs for `tta-mlp` and `tta-cnn`.
     #[arg(long, default_value_t = 12)]
     max_epochs: usize,
+    /// kiln's per-layer gradient measurements (`TrainerConfig::diagnostics`), on as in every
+    /// run, or off: `scripts/before-after.sh` with two wrappers measures their cost.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    diagnostics: String,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -179,6 +183,7 @@ fn measure<M: Model>(
             batch_size: 64,
             lr: 1e-3,
             verbosity: Verbosity::Quiet,
+            diagnostics: args.diagnostics == "on",
             ..TrainerConfig::new(Task::Classification)
         };
         let fresh = || {

@@ -296,6 +296,10 @@ pub struct TrainArgs {
     /// Print nothing while training.
     #[arg(long)]
     pub quiet: bool,
+    /// Measure gradients, weights and updates per layer (one training step in 16) for the
+    /// diagnosis of vanishing and exploding gradients and dead units: on or off.
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    pub diagnostics: bool,
     /// Continue the run in DIR from its last checkpoint, with its saved configuration (only
     /// --epochs, --device, --devices and --quiet may come with it).
     #[arg(long, value_name = "DIR")]
@@ -342,6 +346,15 @@ pub struct PredictArgs {
     /// Backend [default: $BURN_DEVICE, else flex].
     #[arg(long)]
     pub device: Option<String>,
+}
+
+/// `on` or `off`.
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("`{other}`: expected on or off")),
+    }
 }
 
 /// A count that must be at least 1 (`--seq-len 0` would give samples with no steps).

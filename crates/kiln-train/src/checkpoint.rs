@@ -173,6 +173,7 @@ impl<M: Model> Checkpointer<ModuleRecord> for ModelPart<M> {
         Ok(Supervised {
             model,
             task: template.task,
+            probe: template.probe,
         }
         .into_record())
     }

@@ -8,11 +8,118 @@
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 
 use kiln_datasets::{Data, Targets};
 use serde::{Deserialize, Serialize};
 
-use crate::{Callback, History, Verbosity};
+use crate::{Callback, GradientProbe, History, ParamStats, Verbosity};
+
+/// The columns of `diagnostics.csv`: one row per epoch, parameter tensor and statistic.
+pub const GRADIENTS_CSV_HEADER: &str = "epoch,parameter,statistic,value";
+
+/// The statistics of a [`ParamStats`], by the names `diagnostics.csv` gives them.
+const STATISTICS: [&str; 7] = [
+    "size",
+    "grad_norm",
+    "grad_mean_abs",
+    "zero_grad_share",
+    "weight_norm",
+    "weight_var",
+    "update_ratio",
+];
+
+/// Writes the epochs' statistics as `diagnostics.csv` (values that read back exactly).
+pub fn gradients_to_csv(gradients: &[EpochGradients]) -> String {
+    let mut out = format!("{GRADIENTS_CSV_HEADER}\n");
+    for epoch in gradients {
+        for p in &epoch.params {
+            let values = [
+                Some(p.size as f64),
+                Some(p.grad_norm),
+                Some(p.grad_mean_abs),
+                Some(p.zero_grad_share),
+                Some(p.weight_norm),
+                Some(p.weight_var),
+                p.update_ratio,
+            ];
+            for (statistic, value) in STATISTICS.iter().zip(values) {
+                if let Some(v) = value {
+                    out.push_str(&format!("{},{},{statistic},{v:?}\n", epoch.epoch, p.name));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads back what [`gradients_to_csv`] wrote; a malformed row is an error naming it.
+pub fn gradients_from_csv(text: &str) -> Result<Vec<EpochGradients>, String> {
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(h) if h.trim() == GRADIENTS_CSV_HEADER => {}
+        other => {
+            return Err(format!(
+                "header is {:?}, expected {GRADIENTS_CSV_HEADER:?}",
+                other.unwrap_or("")
+            ));
+        }
+    }
+    let mut out: Vec<EpochGradients> = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let row = i + 1;
+        let cells: Vec<&str> = line.split(',').collect();
+        let [epoch, name, statistic, value] = cells[..] else {
+            return Err(format!("row {row}: expected 4 fields, got {}", cells.len()));
+        };
+        let epoch: usize = epoch
+            .parse()
+            .map_err(|_| format!("row {row}, column epoch: `{epoch}` is not an epoch"))?;
+        let value: f64 = value
+            .parse()
+            .map_err(|_| format!("row {row}, column value: `{value}` is not a number"))?;
+        if out.last().is_none_or(|e| e.epoch != epoch) {
+            out.push(EpochGradients {
+                epoch,
+                params: Vec::new(),
+            });
+        }
+        let params = &mut out.last_mut().expect("pushed").params;
+        if params.last().is_none_or(|p| p.name != name) {
+            params.push(ParamStats {
+                name: name.to_string(),
+                size: 0,
+                grad_norm: 0.0,
+                grad_mean_abs: 0.0,
+                zero_grad_share: 0.0,
+                weight_norm: 0.0,
+                weight_var: 0.0,
+                update_ratio: None,
+            });
+        }
+        let p = params.last_mut().expect("pushed");
+        match statistic {
+            "size" => p.size = value as usize,
+            "grad_norm" => p.grad_norm = value,
+            "grad_mean_abs" => p.grad_mean_abs = value,
+            "zero_grad_share" => p.zero_grad_share = value,
+            "weight_norm" => p.weight_norm = value,
+            "weight_var" => p.weight_var = value,
+            "update_ratio" => p.update_ratio = Some(value),
+            other => return Err(format!("row {row}, column statistic: unknown `{other}`")),
+        }
+    }
+    Ok(out)
+}
+
+/// One epoch's gradient, weight and update statistics, per parameter tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochGradients {
+    /// The epoch (from 1).
+    pub epoch: usize,
+    /// Every parameter tensor's statistics, in the model's order.
+    pub params: Vec<ParamStats>,
+}
 
 /// What kind of problem a [`Finding`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -31,6 +138,12 @@ pub enum FindingKind {
     Underfitting,
     /// The inputs are far from unit scale.
     UnscaledInputs,
+    /// The first layers' gradients are a vanishing fraction of the last layer's.
+    VanishingGradients,
+    /// An optimiser step changes a weight tensor by as much as its own size.
+    ExplodingGradients,
+    /// Most of a layer's weights get exactly zero gradient: its units never activate.
+    DeadUnits,
 }
 
 /// One problem seen in a run, as `diagnosis.json` keeps it.
@@ -90,6 +203,113 @@ pub const UNDERFIT: f64 = 0.9;
 /// Unscaled inputs: a feature whose mean or standard deviation is larger than this.
 pub const UNSCALED: f64 = 10.0;
 
+/// Vanishing gradients: the first weight tensor's mean |gradient| below this fraction of the
+/// last one's (a sigmoid's derivative is at most 1/4, so ten sigmoid layers scale the
+/// gradient by 1e-6 or less on its way back).
+pub const VANISHING: f64 = 1e-3;
+/// Exploding gradients: one optimiser step changing a weight tensor by this much of its own
+/// norm (healthy steps change weights by about 1e-3 of it).
+pub const EXPLODING: f64 = 1.0;
+/// Dead units: this share of a layer's units with an exactly-zero gradient, read from its
+/// bias (a ReLU unit that never activates in a batch passes it no gradient).
+pub const DEAD: f64 = 0.5;
+
+/// The weight tensors the gradient rules judge: matrices and kernels, not biases,
+/// normalisation scales or embeddings (whose rows only get a gradient for the tokens in the
+/// batch).
+fn judged(p: &ParamStats) -> bool {
+    p.name.contains("weight")
+        && !p.name.contains("embedding")
+        && !p.name.contains("norm")
+        && p.size > 1
+}
+
+/// The module a parameter tensor belongs to: its path without the last part.
+fn layer_of(name: &str) -> String {
+    name.rsplit_once('.')
+        .map_or(name, |(layer, _)| layer)
+        .to_string()
+}
+
+/// The findings the gradient statistics show, each kind once, at the first epoch it shows.
+fn gradient_findings(gradients: &[EpochGradients], diagnosis: &mut Diagnosis) {
+    let mut seen = BTreeSet::new();
+    for epoch in gradients {
+        let weights: Vec<&ParamStats> = epoch.params.iter().filter(|p| judged(p)).collect();
+        let mut push = |kind,
+                        layer: String,
+                        statistic: String,
+                        value,
+                        threshold,
+                        message: &str,
+                        advice: &str| {
+            if seen.insert(kind) {
+                diagnosis.findings.push(Finding {
+                    kind,
+                    epoch: epoch.epoch,
+                    layer: Some(layer),
+                    statistic,
+                    value,
+                    threshold,
+                    message: message.into(),
+                    advice: advice.into(),
+                });
+            }
+        };
+        if let (Some(first), Some(last)) = (weights.first(), weights.last())
+            && weights.len() >= 3
+            && last.grad_mean_abs > 0.0
+            && first.grad_mean_abs / last.grad_mean_abs < VANISHING
+        {
+            push(
+                FindingKind::VanishingGradients,
+                layer_of(&first.name),
+                format!("mean |gradient| of {} / of {}", first.name, last.name),
+                first.grad_mean_abs / last.grad_mean_abs,
+                VANISHING,
+                "the gradient shrinks on its way back through the layers, so the first layers \
+                 barely learn (saturating activations such as sigmoid and tanh multiply it by \
+                 at most 1/4 or 1 per layer)",
+                "--activation relu (or leaky-relu), --batch-norm, or fewer layers",
+            );
+        }
+        if let Some(p) = weights
+            .iter()
+            .find(|p| p.update_ratio.is_some_and(|r| r >= EXPLODING))
+        {
+            push(
+                FindingKind::ExplodingGradients,
+                layer_of(&p.name),
+                format!("update ratio ||dW|| / ||W|| of {}", p.name),
+                p.update_ratio.unwrap_or_default(),
+                EXPLODING,
+                "one step changes the weights by as much as their own size: the gradient (or \
+                 the learning rate) is so large that each step throws the weights away",
+                "--clip-norm 1 to cap each step, and a lower --lr",
+            );
+        }
+        // A dead unit passes no gradient to its bias; an input that is zero throughout a batch
+        // zeroes a column of the weight's gradient too, so the bias is the unit's witness.
+        if let Some(p) = epoch.params.iter().find(|p| {
+            p.name.ends_with("bias")
+                && p.size > 1
+                && !p.name.contains("norm")
+                && p.zero_grad_share >= DEAD
+        }) {
+            push(
+                FindingKind::DeadUnits,
+                layer_of(&p.name),
+                format!("share of units with exactly-zero gradient ({})", p.name),
+                p.zero_grad_share,
+                DEAD,
+                "most of the layer's units never activate (a ReLU whose input stays negative \
+                 outputs 0 and passes no gradient), so they have stopped learning for good",
+                "--activation leaky-relu (or elu), a lower --lr, or --batch-norm",
+            );
+        }
+    }
+}
+
 /// What the rules need to know of the training data: the loss of a model that ignores its
 /// inputs, and how far the inputs are from unit scale.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -102,6 +322,16 @@ pub struct DataProfile {
 }
 
 impl DataProfile {
+    /// Profiles the training data of a model `M`: ids (token ids) are indices, not
+    /// magnitudes, so their scale is not judged.
+    pub fn for_model<M: crate::Model>(data: &Data) -> Self {
+        let mut profile = Self::of(data);
+        if <M::Input as kiln_common::BatchInput>::IDS {
+            profile.input_scale = 0.0;
+        }
+        profile
+    }
+
     /// Profiles the training data.
     pub fn of(data: &Data) -> Self {
         let baseline_loss = match &data.y {
@@ -150,9 +380,21 @@ impl DataProfile {
     }
 }
 
-/// Reads `history` (and, when known, the data's profile) against every rule.
-pub fn diagnose(history: &History, profile: Option<&DataProfile>) -> Diagnosis {
+/// Reads `history` (and, when known, the data's profile and the gradients' statistics)
+/// against every rule.
+pub fn diagnose(
+    history: &History,
+    profile: Option<&DataProfile>,
+    gradients: &[EpochGradients],
+) -> Diagnosis {
     let mut diagnosis = Diagnosis::default();
+    gradient_findings(gradients, &mut diagnosis);
+    let gradient_cause = diagnosis.findings.iter().any(|f| {
+        matches!(
+            f.kind,
+            FindingKind::VanishingGradients | FindingKind::DeadUnits
+        )
+    });
     let epochs = &history.epochs;
     let Some(first) = epochs.first() else {
         return diagnosis;
@@ -221,9 +463,9 @@ pub fn diagnose(history: &History, profile: Option<&DataProfile>) -> Diagnosis {
             );
             continue;
         }
-        // After a divergence the weights are garbage: the learning-rate rules have nothing to
-        // add to it.
-        if diverged {
+        // After a divergence the weights are garbage, and a gradient finding names why the
+        // loss stalls: the learning-rate rules have nothing to add to them.
+        if diverged || gradient_cause {
             continue;
         }
         let window = &epochs[i.saturating_sub(WINDOW)..=i];
@@ -270,6 +512,7 @@ pub fn diagnose(history: &History, profile: Option<&DataProfile>) -> Diagnosis {
     // A diverged run's validation curve is noise, and a learning-rate finding already names
     // why a model stayed poor, with its fix.
     if seen.contains(&FindingKind::Diverged) {
+        settle(&mut diagnosis);
         return diagnosis;
     }
     overfitting(history, &mut diagnosis);
@@ -282,6 +525,7 @@ pub fn diagnose(history: &History, profile: Option<&DataProfile>) -> Diagnosis {
             .reduce(f64::min),
     ) && best >= UNDERFIT * b
         && seen.is_empty()
+        && !gradient_cause
         && epochs.len() >= WINDOW
     {
         diagnosis.findings.push(Finding {
@@ -299,7 +543,29 @@ pub fn diagnose(history: &History, profile: Option<&DataProfile>) -> Diagnosis {
                 .into(),
         });
     }
+    settle(&mut diagnosis);
     diagnosis
+}
+
+/// Orders the findings by the epoch first seen, and drops those that a blown-up run causes
+/// (its units die and its gradients vanish once the weights are huge): its finding is the
+/// divergence, with the fix.
+fn settle(diagnosis: &mut Diagnosis) {
+    let blown_up = diagnosis.findings.iter().any(|f| {
+        matches!(
+            f.kind,
+            FindingKind::Diverged | FindingKind::ExplodingGradients
+        )
+    });
+    if blown_up {
+        diagnosis.findings.retain(|f| {
+            !matches!(
+                f.kind,
+                FindingKind::VanishingGradients | FindingKind::DeadUnits
+            )
+        });
+    }
+    diagnosis.findings.sort_by_key(|f| f.epoch);
 }
 
 /// The validation loss rising above its best while the training loss falls, for
@@ -394,6 +660,9 @@ impl FindingKind {
             FindingKind::Overfitting => "overfitting",
             FindingKind::Underfitting => "underfitting",
             FindingKind::UnscaledInputs => "unscaled_inputs",
+            FindingKind::VanishingGradients => "vanishing_gradients",
+            FindingKind::ExplodingGradients => "exploding_gradients",
+            FindingKind::DeadUnits => "dead_units",
         }
     }
 }
@@ -423,11 +692,14 @@ impl std::fmt::Display for Diagnosis {
     }
 }
 
-/// A callback that diagnoses the history after every epoch and prints each finding once, as
-/// one line on standard error, when first seen (quiet under [`Verbosity::Quiet`]).
+/// A callback that diagnoses the history (and the gradients a [`GradientProbe`] measured)
+/// after every epoch and prints each finding once, as one line on standard error, when first
+/// seen (quiet under [`Verbosity::Quiet`]). The trainer runs one in every `fit`.
 pub struct Diagnoser {
     profile: Option<DataProfile>,
     verbosity: Verbosity,
+    probe: Option<Arc<GradientProbe>>,
+    gradients: Arc<Mutex<Vec<EpochGradients>>>,
     printed: BTreeSet<FindingKind>,
 }
 
@@ -437,14 +709,34 @@ impl Diagnoser {
         Self {
             profile,
             verbosity,
+            probe: None,
+            gradients: Arc::default(),
             printed: BTreeSet::new(),
         }
+    }
+
+    /// Reads the gradient statistics `probe` measures, taking each epoch's at its end.
+    pub fn with_probe(mut self, probe: Option<Arc<GradientProbe>>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// The epochs' gradient statistics so far, shared with the caller.
+    pub fn gradients(&self) -> Arc<Mutex<Vec<EpochGradients>>> {
+        self.gradients.clone()
     }
 }
 
 impl Callback for Diagnoser {
     fn on_epoch_end(&mut self, history: &History) -> ControlFlow<()> {
-        for finding in diagnose(history, self.profile.as_ref()).findings {
+        let mut gradients = self.gradients.lock().expect("gradients lock");
+        if let (Some(probe), Some(last)) = (&self.probe, history.epochs.last()) {
+            gradients.push(EpochGradients {
+                epoch: last.epoch,
+                params: probe.take_epoch(),
+            });
+        }
+        for finding in diagnose(history, self.profile.as_ref(), &gradients).findings {
             if self.printed.insert(finding.kind) && self.verbosity != Verbosity::Quiet {
                 eprintln!("kiln: {}", finding.line());
             }
@@ -502,7 +794,7 @@ mod tests {
             ],
             1e6,
         );
-        let d = diagnose(&h, Some(&profile(1.0)));
+        let d = diagnose(&h, Some(&profile(1.0)), &[]);
         assert_eq!(kinds(&d), [(FindingKind::Diverged, 1)]);
         let f = &d.findings[0];
         assert_eq!((f.value, f.threshold), (3.7e26, DIVERGED_FACTOR));
@@ -512,7 +804,10 @@ mod tests {
         );
         // Without a baseline (a run diagnosed from history.csv alone): against epoch 1.
         let h = history(&[(2.0, 2.0), (50.0, 60.0), (400.0, 500.0)], 0.1);
-        assert_eq!(kinds(&diagnose(&h, None)), [(FindingKind::Diverged, 2)]);
+        assert_eq!(
+            kinds(&diagnose(&h, None, &[])),
+            [(FindingKind::Diverged, 2)]
+        );
     }
 
     #[test]
@@ -526,7 +821,7 @@ mod tests {
             (2.4, 2.4),
             (2.1, 2.2),
         ];
-        let d = diagnose(&history(&high, 0.5), Some(&profile(2.30)));
+        let d = diagnose(&history(&high, 0.5), Some(&profile(2.30)), &[]);
         assert_eq!(kinds(&d)[0], (FindingKind::LrTooHigh, 3));
         assert!(
             d.findings[0].advice.contains("--lr 5e-2"),
@@ -537,7 +832,7 @@ mod tests {
         let low: Vec<(f64, f64)> = (0..10)
             .map(|i| (2.30 * 0.998f64.powi(i), 2.30 * 0.998f64.powi(i)))
             .collect();
-        let d = diagnose(&history(&low, 1e-7), Some(&profile(2.30)));
+        let d = diagnose(&history(&low, 1e-7), Some(&profile(2.30)), &[]);
         assert_eq!(kinds(&d)[0], (FindingKind::LrTooLow, 6));
         assert!(
             d.findings[0].advice.contains("--lr 1e-6"),
@@ -548,9 +843,9 @@ mod tests {
         assert_eq!(kinds(&d), [(FindingKind::LrTooLow, 6)]);
         // A model that stays at the baseline with the loss settled: underfitting, at the end.
         let flat = [(2.4, 2.3), (2.3, 2.3), (2.3, 2.3), (2.3, 2.29), (2.3, 2.3)];
-        let d = diagnose(&history(&flat, 1e-3), None);
+        let d = diagnose(&history(&flat, 1e-3), None, &[]);
         assert!(d.findings.is_empty(), "no baseline, no verdict: {d:?}");
-        let d = diagnose(&history(&flat, 1e-3), Some(&profile(2.30)));
+        let d = diagnose(&history(&flat, 1e-3), Some(&profile(2.30)), &[]);
         assert_eq!(kinds(&d), [(FindingKind::Underfitting, 5)], "{d:?}");
     }
 
@@ -566,7 +861,7 @@ mod tests {
             (0.04, 0.7),
             (0.03, 0.75),
         ];
-        let d = diagnose(&history(&far, 1e-3), Some(&profile(2.3)));
+        let d = diagnose(&history(&far, 1e-3), Some(&profile(2.3)), &[]);
         assert_eq!(kinds(&d), [(FindingKind::Overfitting, 8)], "{d:?}");
         assert!(d.findings[0].statistic.contains("epoch 3"));
         assert!(d.notes[0].contains("for 3 epochs by epoch 6"), "{d:?}");
@@ -579,7 +874,7 @@ mod tests {
             (0.03, 0.070),
             (0.02, 0.072),
         ];
-        let d = diagnose(&history(&mild, 1e-3), Some(&profile(2.3)));
+        let d = diagnose(&history(&mild, 1e-3), Some(&profile(2.3)), &[]);
         assert!(d.findings.is_empty(), "{d:?}");
         assert!(
             d.notes[0].contains("stood 10% or more above its lowest (epoch 3) for 3 epochs"),
@@ -595,7 +890,7 @@ mod tests {
             (0.15, 0.28),
             (0.1, 0.27),
         ];
-        let d = diagnose(&history(&spike, 1e-3), Some(&profile(2.3)));
+        let d = diagnose(&history(&spike, 1e-3), Some(&profile(2.3)), &[]);
         assert_eq!(d, Diagnosis::default());
     }
 
@@ -609,7 +904,7 @@ mod tests {
             (0.3, 0.28),
             (0.27, 0.27),
         ];
-        let d = diagnose(&history(&healthy, 1e-3), Some(&profile(2.3)));
+        let d = diagnose(&history(&healthy, 1e-3), Some(&profile(2.3)), &[]);
         assert_eq!(d, Diagnosis::default());
         assert_eq!(d.to_string(), "diagnosis: no problem found\n");
         let json = serde_json::to_value(&d).unwrap();
@@ -628,7 +923,7 @@ mod tests {
         let entropy = -(0.75f64 * 0.75f64.ln() + 0.25 * 0.25f64.ln());
         assert!((p.baseline_loss.unwrap() - entropy).abs() < 1e-12);
         assert_eq!(p.input_scale, 100.0, "mean 100, std 100");
-        let d = diagnose(&history(&[(0.5, 0.5)], 1e-3), Some(&p));
+        let d = diagnose(&history(&[(0.5, 0.5)], 1e-3), Some(&p), &[]);
         assert_eq!(kinds(&d), [(FindingKind::UnscaledInputs, 1)]);
         // Values 1, 3: variance 1.
         let values = Targets::Values {
@@ -637,5 +932,90 @@ mod tests {
         };
         let data = Data::new(vec![0., 1.], vec![1], values).unwrap();
         assert_eq!(DataProfile::of(&data).baseline_loss, Some(1.0));
+    }
+
+    fn param(name: &str, grad_mean_abs: f64, zero: f64, update: f64) -> ParamStats {
+        ParamStats {
+            name: name.into(),
+            size: 64,
+            grad_norm: grad_mean_abs * 8.0,
+            grad_mean_abs,
+            zero_grad_share: zero,
+            weight_norm: 1.0,
+            weight_var: 0.01,
+            update_ratio: Some(update),
+        }
+    }
+
+    fn layers(first: f64, dead_bias: f64, update: f64) -> Vec<ParamStats> {
+        vec![
+            param("hidden.0.linear.weight", first, 0.05, update),
+            param("hidden.0.linear.bias", first, dead_bias, update),
+            param("hidden.1.linear.weight", 1e-2, 0.0, 1e-3),
+            param("output.weight", 1e-2, 0.0, 1e-3),
+        ]
+    }
+
+    #[test]
+    fn the_gradient_rules_name_the_layer_and_a_blown_up_run_only_its_cause() {
+        let healthy = layers(3e-3, 0.0, 1e-3);
+        let vanishing = layers(3e-9, 0.0, 1e-3);
+        let dead = layers(3e-3, 0.7, 1e-3);
+        let epochs = |params: Vec<Vec<ParamStats>>| -> Vec<EpochGradients> {
+            params
+                .into_iter()
+                .enumerate()
+                .map(|(i, params)| EpochGradients {
+                    epoch: i + 1,
+                    params,
+                })
+                .collect()
+        };
+        let h = history(&[(1.0, 1.0), (0.8, 0.8), (0.6, 0.6)], 1e-3);
+        let d = diagnose(
+            &h,
+            None,
+            &epochs(vec![healthy.clone(), vanishing, healthy.clone()]),
+        );
+        assert_eq!(kinds(&d), [(FindingKind::VanishingGradients, 2)]);
+        assert_eq!(d.findings[0].layer.as_deref(), Some("hidden.0.linear"));
+        assert!(d.findings[0].advice.contains("--activation relu"));
+        let d = diagnose(&h, None, &epochs(vec![dead.clone()]));
+        assert_eq!(kinds(&d), [(FindingKind::DeadUnits, 1)]);
+        assert!(d.findings[0].advice.contains("leaky-relu"));
+        // A weight moved by twice its norm in one step: exploding, and the dead units it left
+        // behind are its consequence, not a finding of their own.
+        let mut blown = dead;
+        blown[0].update_ratio = Some(2.0);
+        let d = diagnose(&h, None, &epochs(vec![healthy, blown]));
+        assert_eq!(kinds(&d), [(FindingKind::ExplodingGradients, 2)]);
+        assert!(d.findings[0].advice.contains("--clip-norm 1"));
+    }
+
+    #[test]
+    fn gradient_statistics_read_back_from_their_csv() {
+        let gradients = vec![
+            EpochGradients {
+                epoch: 1,
+                params: layers(3e-3, 0.0, 1e-3),
+            },
+            EpochGradients {
+                epoch: 2,
+                params: vec![ParamStats {
+                    update_ratio: None,
+                    ..param("output.weight", 1.0 / 3.0, 0.0, 0.0)
+                }],
+            },
+        ];
+        let text = gradients_to_csv(&gradients);
+        assert!(
+            text.starts_with(
+                "epoch,parameter,statistic,value\n1,hidden.0.linear.weight,size,64.0\n"
+            )
+        );
+        assert_eq!(gradients_from_csv(&text), Ok(gradients));
+        let err =
+            gradients_from_csv("epoch,parameter,statistic,value\n1,w,grad_norm,x\n").unwrap_err();
+        assert_eq!(err, "row 1, column value: `x` is not a number");
     }
 }

@@ -254,7 +254,9 @@ pub(crate) struct RunState {
     pub stopped: bool,
     /// Names of the users' metrics, recorded in each epoch's history row.
     pub metric_names: Vec<String>,
-    /// The users' callbacks, run after each epoch's bookkeeping.
+    /// The run's diagnosis, after each epoch's bookkeeping.
+    pub diagnoser: crate::Diagnoser,
+    /// The users' callbacks, run after the diagnosis.
     pub callbacks: Vec<Box<dyn Callback>>,
     /// A failure of the hook: it stops the run, and the trainer returns it.
     pub error: Option<TrainError>,
@@ -350,6 +352,9 @@ impl RunState {
             self.lr.set(next);
         }
         self.history.epochs.push(record);
+        // The diagnosis first: it reads the epoch's gradient measurements before a user's
+        // callback can stop the run. It never stops one.
+        let _ = self.diagnoser.on_epoch_end(&self.history);
         for (i, callback) in self.callbacks.iter_mut().enumerate() {
             let history = &self.history;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -18,6 +18,7 @@ mod epoch_end;
 mod error;
 mod evaluate;
 mod failures;
+mod gradients;
 mod history;
 mod lr_find;
 mod memory;
@@ -42,11 +43,15 @@ pub use augment::{Augmentation, CustomTransforms, ImageTransform, Transform, fli
 pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
 pub use callback::{Callback, CsvLogger};
 pub use checkpoint::CheckpointDir;
-pub use diagnose::{DataProfile, Diagnoser, Diagnosis, Finding, FindingKind, diagnose};
+pub use diagnose::{
+    DataProfile, Diagnoser, Diagnosis, EpochGradients, Finding, FindingKind, GRADIENTS_CSV_HEADER,
+    diagnose, gradients_from_csv, gradients_to_csv,
+};
 pub use early_stopping::{EarlyStopping, Monitor};
 pub use epoch_end::Plateau;
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};
+pub use gradients::{GradientProbe, ParamStats};
 pub use history::{EpochRecord, History};
 pub use lr_find::{LrFindResult, LrFinder};
 pub use memory::{
@@ -58,7 +63,7 @@ pub use metrics::{
 };
 pub use model::{Model, StepOutput, Supervised, Task};
 pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
-pub use plot::{PlotCurve, PlotRun, plot_confusion, plot_curve, plot_histories};
+pub use plot::{PlotCurve, PlotRun, plot_confusion, plot_curve, plot_gradients, plot_histories};
 pub use progress::Verbosity;
 /// The random-number crate of [`ImageTransform`]'s generator, re-exported so that a transform of
 /// your own uses the same version (`use kiln_train::rand::RngExt;`).

@@ -107,6 +107,7 @@ impl LrFinder {
         let mut supervised = Supervised {
             model: model.clone().train().fork(&train_device),
             task: config.task,
+            probe: None,
         };
         let mut optim = config.optimizer.build();
         let batcher = DataBatcher::<M::Input>::new(Arc::new(data.clone()));

@@ -13,6 +13,9 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 pub use kiln_common::Model;
 
+use std::sync::Arc;
+
+use crate::GradientProbe;
 use crate::batch::{Batch, BatchTargets};
 use crate::metrics::{BatchHits, BatchLoss};
 use crate::steps::StepOutputs;
@@ -66,6 +69,9 @@ pub struct Supervised<M> {
     #[module(skip)]
     /// Which loss the step computes.
     pub task: Task,
+    #[module(skip)]
+    /// Measures the gradients of a sample of the steps (diagnostics on).
+    pub probe: Option<Arc<GradientProbe>>,
 }
 
 impl<M: Model> Supervised<M> {
@@ -217,7 +223,11 @@ impl<M: Model> TrainStep for Supervised<M> {
         } else {
             (item.loss.clone() * item.share).backward()
         };
-        TrainOutput::new(self, grads, item.into())
+        let output = TrainOutput::new(self, grads, item.into());
+        if let Some(probe) = &self.probe {
+            probe.step(&self.model, &output.grads);
+        }
+        output
     }
 }
 

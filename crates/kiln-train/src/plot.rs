@@ -41,7 +41,7 @@ const RATE: RGBColor = RGBColor(148, 103, 189);
 const GREY: RGBColor = RGBColor(110, 110, 110);
 /// One colour per run when several are compared (matplotlib's tab10, orange and green first
 /// skipped so that a single run's colours keep their meaning).
-const RUNS: [RGBColor; 8] = [
+const RUNS: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -50,6 +50,10 @@ const RUNS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
+    RGBColor(127, 127, 127),
+    RGBColor(57, 59, 121),
+    RGBColor(99, 121, 57),
 ];
 /// A panel's size in pixels, and the legend strip's height above the panels.
 const PANEL: (u32, u32) = (520, 340);
@@ -273,14 +277,7 @@ where
         .label_style((FONT, 12))
         .x_labels(epochs.clamp(2, 10) + 1)
         .y_labels(6)
-        .x_label_formatter(&|v| {
-            let whole = v.round();
-            if (v - whole).abs() < 1e-6 && whole >= 1.0 {
-                format!("{whole:.0}")
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|v| integer_tick(*v))
         .y_label_formatter(&|v| tick(*v))
         .light_line_style(TRANSPARENT)
         .bold_line_style(BLACK.mix(0.12))
@@ -331,6 +328,150 @@ fn tick(v: f64) -> String {
         format!("{v:.3}")
     } else {
         format!("{v:.2e}")
+    }
+}
+
+/// Draws `diagnostics.png`: each weight tensor's gradient norm against epochs on a log scale
+/// (a vanishing gradient shows as the first layers' lines far below the last's), and each
+/// one's share of exactly-zero gradients (dead units), a colour per tensor.
+pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Result<(), TrainError> {
+    register();
+    let mut names: Vec<&str> = Vec::new();
+    for p in gradients.iter().flat_map(|e| &e.params) {
+        if p.name.contains("weight") && p.size > 1 && !names.contains(&p.name.as_str()) {
+            names.push(&p.name);
+        }
+    }
+    let series = |name: &str, f: fn(&crate::ParamStats) -> f64| -> Vec<(f64, f64)> {
+        gradients
+            .iter()
+            .filter_map(|e| {
+                let p = e.params.iter().find(|p| p.name == name)?;
+                Some((e.epoch as f64, f(p))).filter(|(_, v)| v.is_finite())
+            })
+            .collect()
+    };
+    let epochs = gradients.iter().map(|e| e.epoch).max().unwrap_or(1);
+    let first = gradients.iter().map(|e| e.epoch).min().unwrap_or(1);
+    // The legend: a layer's name (its weight's path without `.weight`), in rows that fit.
+    let width = 2 * PANEL.0;
+    let labels: Vec<String> = names
+        .iter()
+        .map(|n| n.trim_end_matches(".weight").to_string())
+        .collect();
+    let mut places = Vec::new();
+    let (mut x, mut y) = (12i32, 16i32);
+    for label in &labels {
+        let w = 28 + 7 * label.chars().count() as i32 + 20;
+        if x + w > width as i32 && x > 12 {
+            (x, y) = (12, y + 20);
+        }
+        places.push((x, y));
+        x += w;
+    }
+    let legend_height = (y + 16) as u32;
+    let height = PANEL.1 + legend_height;
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        let draw = || -> DrawResult {
+            root.fill(&WHITE)?;
+            let (legend, body) = root.split_vertically(legend_height);
+            let left = Pos::new(HPos::Left, VPos::Center);
+            for (i, (label, &(x, y))) in labels.iter().zip(&places).enumerate() {
+                let colour = RUNS[i % RUNS.len()];
+                legend.draw(&PathElement::new(
+                    [(x, y), (x + 22, y)],
+                    colour.stroke_width(2),
+                ))?;
+                legend.draw(&Text::new(
+                    label.clone(),
+                    (x + 28, y),
+                    (FONT, 12).into_font().color(&BLACK).pos(left),
+                ))?;
+            }
+            let panels = body.split_evenly((1, 2));
+            let x_range = first as f64 - 0.5..epochs as f64 + 0.5;
+            let norms: Vec<f64> = names
+                .iter()
+                .flat_map(|n| series(n, |p| p.grad_norm))
+                .map(|p| p.1)
+                .filter(|v| *v > 0.0)
+                .collect();
+            let (lo, hi) = range(norms.into_iter());
+            let (lo, hi) = if lo > 0.0 {
+                (lo / 2.0, hi * 2.0)
+            } else {
+                (1e-8, 1.0)
+            };
+            let mut chart = ChartBuilder::on(&panels[0])
+                .caption("gradient norm (log scale)", (FONT, 16))
+                .margin(10)
+                .x_label_area_size(34)
+                .y_label_area_size(66)
+                .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .label_style((FONT, 12))
+                .x_label_formatter(&|v| integer_tick(*v))
+                .y_label_formatter(&|v| tick(*v))
+                .light_line_style(TRANSPARENT)
+                .bold_line_style(BLACK.mix(0.12))
+                .draw()?;
+            for (i, name) in names.iter().enumerate() {
+                let colour = RUNS[i % RUNS.len()];
+                let points: Vec<(f64, f64)> = series(name, |p| p.grad_norm)
+                    .into_iter()
+                    .filter(|p| p.1 > 0.0)
+                    .collect();
+                chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
+                chart.draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, colour.filled())),
+                )?;
+            }
+            let mut chart = ChartBuilder::on(&panels[1])
+                .caption("share of exactly-zero gradients", (FONT, 16))
+                .margin(10)
+                .x_label_area_size(34)
+                .y_label_area_size(66)
+                .build_cartesian_2d(x_range, -0.02..1.02)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .label_style((FONT, 12))
+                .x_label_formatter(&|v| integer_tick(*v))
+                .y_label_formatter(&|v| format!("{v:.1}"))
+                .light_line_style(TRANSPARENT)
+                .bold_line_style(BLACK.mix(0.12))
+                .draw()?;
+            for (i, name) in names.iter().enumerate() {
+                let colour = RUNS[i % RUNS.len()];
+                let points = series(name, |p| p.zero_grad_share);
+                chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
+                chart.draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, colour.filled())),
+                )?;
+            }
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(draw_error(path))?;
+    }
+    write_png(path, &pixels, width, height)
+}
+
+/// An epoch axis label: whole epochs only.
+fn integer_tick(v: f64) -> String {
+    let whole = v.round();
+    if (v - whole).abs() < 1e-6 && whole >= 1.0 {
+        format!("{whole:.0}")
+    } else {
+        String::new()
     }
 }
 

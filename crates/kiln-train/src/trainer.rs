@@ -33,8 +33,9 @@ use crate::steps::PerStep;
 use crate::strategy::GroupedSingleDevice;
 use crate::user_metric::UserMetric;
 use crate::{
-    Augmentation, EarlyStopping, History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task,
-    TrainError, Verbosity,
+    Augmentation, DataProfile, Diagnoser, Diagnosis, EarlyStopping, EpochGradients, GradientProbe,
+    History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task, TrainError, Verbosity,
+    diagnose,
 };
 
 /// Everything a training run needs besides the model and the data; saved as `config.json`.
@@ -112,6 +113,16 @@ pub struct TrainerConfig {
     /// What to print while training. Default: a bar on a terminal, lines otherwise.
     #[serde(skip, default = "Verbosity::auto")]
     pub verbosity: Verbosity,
+    /// Measure gradients, weights and updates per parameter tensor on one training step in
+    /// [`GradientProbe::EVERY`](crate::GradientProbe::EVERY), for the diagnosis of vanishing
+    /// and exploding gradients and dead units ([`FitResult::gradients`]). The findings that
+    /// read the history alone are made either way. Default: on.
+    #[serde(default = "on")]
+    pub diagnostics: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl TrainerConfig {
@@ -143,6 +154,7 @@ impl TrainerConfig {
             seed: 42,
             devices: Vec::new(),
             verbosity: Verbosity::auto(),
+            diagnostics: true,
         }
     }
 
@@ -204,6 +216,11 @@ pub struct FitResult<M> {
     pub train_seconds: f64,
     /// Training samples processed per second of `train_seconds`.
     pub samples_per_sec: f64,
+    /// What the run's history and gradients say is wrong ([`crate::diagnose`]).
+    pub diagnosis: Diagnosis,
+    /// The gradient, weight and update statistics of every epoch trained by this `fit` (none
+    /// with [`TrainerConfig::diagnostics`] off).
+    pub gradients: Vec<EpochGradients>,
 }
 
 /// kiln's trainer: Keras's `fit` on top of burn-train.
@@ -431,10 +448,17 @@ impl Trainer {
             step: done * steps_per_epoch,
             plateau_lr: shared_lr.clone(),
         };
+        let probe = config
+            .diagnostics
+            .then(|| GradientProbe::new(GradientProbe::EVERY));
         let supervised = Supervised {
             model: model.train(),
             task: config.task,
+            probe: probe.clone(),
         };
+        let profile = DataProfile::for_model::<M>(&train);
+        let diagnoser = Diagnoser::new(Some(profile), config.verbosity).with_probe(probe);
+        let gradients = diagnoser.gradients();
         let learner = Learner::new(supervised, config.optimizer.build(), scheduler);
 
         let scratch = std::env::temp_dir().join(format!("kiln-train-{}", std::process::id()));
@@ -523,6 +547,7 @@ impl Trainer {
             valid_started,
             stopped: false,
             metric_names,
+            diagnoser,
             callbacks: std::mem::take(&mut *self.callbacks.lock().expect("callbacks lock")),
             error: None,
         };
@@ -605,7 +630,10 @@ impl Trainer {
             })?;
         }
         let trained_now = epochs_run - done.min(epochs_run);
+        let gradients = std::mem::take(&mut *gradients.lock().expect("gradients lock"));
         Ok(FitResult {
+            diagnosis: diagnose(&history, Some(&profile), &gradients),
+            gradients,
             model: trained.model.valid(),
             best_epoch,
             epochs_run,

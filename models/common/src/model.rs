@@ -28,6 +28,9 @@ pub trait Model: Module + ModuleDisplay + fmt::Display + 'static {
 
 /// A batch of model inputs built from samples stored flat, one after the other.
 pub trait BatchInput: Clone + Send + Sync + fmt::Debug + 'static {
+    /// Whether the values are ids (token ids), not magnitudes: their scale means nothing.
+    const IDS: bool = false;
+
     /// Builds the batch from `batch` samples of shape `sample_shape`, row-major in `values`.
     fn from_samples(
         values: Vec<f32>,
@@ -60,6 +63,8 @@ impl<const D: usize> BatchInput for Tensor<D> {
 }
 
 impl<const D: usize> BatchInput for Tensor<D, Int> {
+    const IDS: bool = true;
+
     /// Ids (token ids) stored as exact whole numbers in the f32 values, shaped like
     /// [`Tensor<D>`]'s batches: `[batch, seq]` for a `Tensor<2, Int>` of token sequences.
     fn from_samples(

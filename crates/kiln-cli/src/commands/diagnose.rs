@@ -3,24 +3,54 @@
 
 use anyhow::{Context, Result};
 use kiln::datasets::Data;
-use kiln::train::{DataProfile, Diagnosis, History, RunDir, diagnose};
+use kiln::train::{
+    DataProfile, Diagnosis, EpochGradients, History, RunDir, diagnose, gradients_from_csv,
+    gradients_to_csv, plot_gradients,
+};
 
 use crate::args::DiagnoseArgs;
-use crate::dataset::{Prepared, Scaler};
 
 use super::out;
 
 /// The file a run keeps its diagnosis in.
 pub(super) const DIAGNOSIS: &str = "diagnosis.json";
+/// The file a run keeps its gradient statistics in, and their picture.
+pub(super) const GRADIENTS: &str = "diagnostics.csv";
+const GRADIENTS_PNG: &str = "diagnostics.png";
 
-/// The training data's profile for the rules. Token ids are indices, not magnitudes: a text
-/// run's inputs are not judged for their scale.
-pub(super) fn profile(prepared: &Prepared) -> DataProfile {
-    let mut profile = DataProfile::of(&prepared.train);
-    if matches!(prepared.scaler, Some(Scaler::Text(_))) {
-        profile.input_scale = 0.0;
+/// The run's gradient statistics as `diagnostics.csv`, none where it has none.
+fn read_gradients(run: &RunDir) -> Result<Vec<EpochGradients>> {
+    let path = run.file(GRADIENTS);
+    if !path.exists() {
+        return Ok(Vec::new());
     }
-    profile
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    gradients_from_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Writes this fit's gradient statistics (after those of the epochs a resumed run had
+/// already recorded) as `diagnostics.csv` and `diagnostics.png`, and returns them all.
+pub(super) fn record_gradients(
+    run: &RunDir,
+    new: &[EpochGradients],
+    resumed: bool,
+) -> Result<Vec<EpochGradients>> {
+    let first_new = new.first().map_or(usize::MAX, |e| e.epoch);
+    let mut all: Vec<EpochGradients> = if resumed {
+        read_gradients(run)?
+            .into_iter()
+            .filter(|e| e.epoch < first_new)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    all.extend(new.iter().cloned());
+    if !all.is_empty() {
+        run.write_text(GRADIENTS, &gradients_to_csv(&all))?;
+        plot_gradients(&run.file(GRADIENTS_PNG), &all)?;
+    }
+    Ok(all)
 }
 
 /// The perceptron's profile: its "loss" is the error rate, whose baseline is the error rate of
@@ -34,9 +64,9 @@ pub(super) fn perceptron_profile(train: &Data) -> DataProfile {
     }
 }
 
-/// `kiln diagnose --run DIR`: the run's diagnosis again, from its `history.csv` and the
-/// baseline its `metrics.json` records (a run made before kiln recorded it is read from its
-/// history alone).
+/// `kiln diagnose --run DIR`: the run's diagnosis again, from its `history.csv`, its
+/// `diagnostics.csv` and the baseline its `metrics.json` records (a run made before kiln
+/// recorded them is read from its history alone).
 pub fn diagnose_run(args: &DiagnoseArgs) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let path = run.file("history.csv");
@@ -59,7 +89,8 @@ pub fn diagnose_run(args: &DiagnoseArgs) -> Result<()> {
         baseline_loss: Some(b),
         input_scale: 0.0,
     });
-    let diagnosis: Diagnosis = diagnose(&history, profile.as_ref());
+    let gradients = read_gradients(&run)?;
+    let diagnosis: Diagnosis = diagnose(&history, profile.as_ref(), &gradients);
     out(&diagnosis.to_string())
 }
 

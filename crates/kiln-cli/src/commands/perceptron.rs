@@ -160,7 +160,7 @@ pub(super) fn train_perceptron(
     let n_params = model.num_params();
     run.save_model(model).context("saving the perceptron")?;
     let profile = perceptron_profile(&data.train);
-    let diagnosis = diagnose(&history, Some(&profile));
+    let diagnosis = diagnose(&history, Some(&profile), &[]);
     record(run, &diagnosis)?;
     Ok(Report {
         baseline_loss: profile.baseline_loss,

@@ -128,6 +128,7 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
         } else {
             Verbosity::auto()
         },
+        diagnostics: args.diagnostics,
     }
 }
 

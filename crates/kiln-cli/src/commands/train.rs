@@ -9,15 +9,15 @@ use kiln::backend;
 use kiln::burn::module::Module;
 use kiln::common::thousands;
 use kiln::train::{
-    CsvLogger, Diagnoser, FitResult, History, PlotRun, RunDir, TrainError, Trainer, TrainerConfig,
-    Verbosity, checkpoint_bytes, diagnose, human_bytes, plot_confusion, plot_histories,
-    weight_bytes, write_atomic,
+    CsvLogger, DataProfile, FitResult, History, PlotRun, RunDir, TrainError, Trainer,
+    TrainerConfig, Verbosity, checkpoint_bytes, diagnose, human_bytes, plot_confusion,
+    plot_histories, weight_bytes, write_atomic,
 };
 
 use crate::args::{ModelKind, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
 
-use super::diagnose::{profile, record};
+use super::diagnose::{record, record_gradients};
 use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
 use super::perceptron::train_perceptron;
 use super::predict::COLUMNS;
@@ -270,10 +270,8 @@ impl Fit<'_> {
         // history.csv and history.png every epoch, as Keras's CSVLogger: a long run can be
         // followed, and a killed one keeps its history.
         let (name, png) = (run_name(run), run.file("history.png"));
-        let profile = profile(self.prepared);
         trainer = trainer
             .with_callback(CsvLogger::new(run.file("history.csv")))
-            .with_callback(Diagnoser::new(Some(profile), self.trainer.verbosity))
             .with_callback(move |history: &History| {
                 let drawn = plot_histories(
                     &png,
@@ -324,7 +322,10 @@ impl Fit<'_> {
             plot_confusion(&run.file("confusion.png"), &report.names, &report.confusion)?;
         }
         run.save_model(fit.model.clone())?;
-        let diagnosis = diagnose(&fit.history, Some(&profile));
+        // The trainer diagnosed this fit; a resumed run is diagnosed again over all its epochs.
+        let profile = DataProfile::for_model::<M>(&self.prepared.train);
+        let gradients = record_gradients(run, &fit.gradients, self.start != Start::Fresh)?;
+        let diagnosis = diagnose(&fit.history, Some(&profile), &gradients);
         record(run, &diagnosis)?;
         Ok(Report::from_fit(
             &fit, test, forecast, n_params, &profile, diagnosis,

@@ -1,0 +1,319 @@
+//! Gradient and weight statistics per parameter tensor, measured on a sample of the training
+//! steps: what the diagnosis reads to find vanishing and exploding gradients and dead units.
+//!
+//! Every [`GradientProbe::every`]-th step records, for each parameter tensor, the gradient's L2
+//! norm, its mean absolute value and its share of exactly-zero entries, and the weight's norm
+//! and variance; the step after it records the update ratio `||W_{k+1} - W_k|| / ||W_k||`. Each
+//! measurement is one small reduction per tensor and one read per step measured, so that the
+//! measurements can stay on by default.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// One parameter tensor's statistics over an epoch's measured steps (means over them; the
+/// weight's at the last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamStats {
+    /// The parameter's path in the model (`hidden.0.linear.weight`).
+    pub name: String,
+    /// How many values it has.
+    pub size: usize,
+    /// The gradient's L2 norm.
+    pub grad_norm: f64,
+    /// The gradient's mean absolute value.
+    pub grad_mean_abs: f64,
+    /// The share of the gradient's entries that are exactly zero.
+    pub zero_grad_share: f64,
+    /// The weight's L2 norm.
+    pub weight_norm: f64,
+    /// The variance of the weight's values.
+    pub weight_var: f64,
+    /// `||W_{k+1} - W_k|| / ||W_k||` of one optimiser step; `None` where not measured.
+    pub update_ratio: Option<f64>,
+}
+
+/// What one measured step saw of one parameter tensor.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    size: usize,
+    grad_sq: f64,
+    grad_abs: f64,
+    zeros: f64,
+    weight_sq: f64,
+    weight_sum: f64,
+    update: Option<f64>,
+}
+
+/// Measures every `every`-th training step (shared by the step and the epoch's end).
+pub struct GradientProbe {
+    every: usize,
+    steps: AtomicUsize,
+    state: Mutex<ProbeState>,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    /// The epoch's measurements so far.
+    seen: Vec<Seen>,
+    /// The weights at the last measured step, to take the next step's update from.
+    before: Option<(Device, Vec<(String, Tensor<1>)>)>,
+    /// Update ratios waiting for their step's entry, by name.
+    updates: Vec<(String, f64)>,
+}
+
+impl std::fmt::Debug for GradientProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GradientProbe")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GradientProbe {
+    /// The default sampling: one training step in 16.
+    pub const EVERY: usize = 16;
+
+    /// Measures one step in `every` (at least 1), from the first.
+    pub fn new(every: usize) -> Arc<Self> {
+        Arc::new(Self {
+            every: every.max(1),
+            steps: AtomicUsize::new(0),
+            state: Mutex::default(),
+        })
+    }
+
+    /// Called by the training step with the model it ran and its gradients.
+    pub(crate) fn step<M: Module>(&self, model: &M, grads: &GradientsParams) {
+        let n = self.steps.fetch_add(1, Ordering::Relaxed);
+        let measure = n.is_multiple_of(self.every);
+        let mut state = self.state.lock().expect("probe lock");
+        if state.before.is_none() && !measure {
+            return;
+        }
+        let mut tensors = Tensors::default();
+        model.visit(&mut tensors);
+        if let Some((device, before)) = state.before.take() {
+            let mut updates = Vec::new();
+            for ((name, w), (old_name, old)) in tensors.weights.iter().zip(&before) {
+                if name != old_name || w.device() != device {
+                    continue;
+                }
+                let diff = w.clone() - old.clone();
+                let parts = Tensor::cat(
+                    vec![
+                        (diff.clone() * diff).sum(),
+                        (old.clone() * old.clone()).sum(),
+                    ],
+                    0,
+                );
+                let v: Vec<f32> = parts.into_data().try_to_vec().unwrap_or_default();
+                if let [d, o] = v[..] {
+                    updates.push((
+                        name.clone(),
+                        (d as f64).sqrt() / (o as f64).sqrt().max(1e-30),
+                    ));
+                }
+            }
+            for (name, ratio) in updates {
+                if let Some(seen) = state.seen.iter_mut().rev().find(|s| s.name == name) {
+                    seen.update = Some(ratio);
+                }
+            }
+        }
+        if !measure {
+            return;
+        }
+        for (i, (name, weight)) in tensors.weights.iter().enumerate() {
+            let Some(grad) = tensors.grad(i, grads) else {
+                continue;
+            };
+            let size = weight.dims()[0];
+            let parts = Tensor::cat(
+                vec![
+                    (grad.clone() * grad.clone()).sum(),
+                    grad.clone().abs().sum(),
+                    grad.equal_elem(0.0).float().sum(),
+                    (weight.clone() * weight.clone()).sum(),
+                    weight.clone().sum(),
+                ],
+                0,
+            );
+            let v: Vec<f32> = parts.into_data().try_to_vec().unwrap_or_default();
+            if let [grad_sq, grad_abs, zeros, weight_sq, weight_sum] = v[..] {
+                state.seen.push(Seen {
+                    name: name.clone(),
+                    size,
+                    grad_sq: grad_sq as f64,
+                    grad_abs: grad_abs as f64,
+                    zeros: zeros as f64,
+                    weight_sq: weight_sq as f64,
+                    weight_sum: weight_sum as f64,
+                    update: None,
+                });
+            }
+        }
+        let device = tensors.weights.first().map(|(_, w)| w.device());
+        state.before = device.map(|d| (d, tensors.weights));
+    }
+
+    /// The epoch's statistics per parameter tensor, in the model's order; the measurements
+    /// start afresh.
+    pub fn take_epoch(&self) -> Vec<ParamStats> {
+        let mut state = self.state.lock().expect("probe lock");
+        let seen = std::mem::take(&mut state.seen);
+        state.updates.clear();
+        let mut names: Vec<&str> = Vec::new();
+        for s in &seen {
+            if !names.contains(&s.name.as_str()) {
+                names.push(&s.name);
+            }
+        }
+        names
+            .iter()
+            .map(|name| {
+                let of: Vec<&Seen> = seen.iter().filter(|s| s.name == *name).collect();
+                let count = of.len() as f64;
+                let mean = |f: &dyn Fn(&Seen) -> f64| of.iter().map(|s| f(s)).sum::<f64>() / count;
+                let last = of.last().expect("at least one");
+                let size = last.size.max(1) as f64;
+                let updates: Vec<f64> = of.iter().filter_map(|s| s.update).collect();
+                let weight_mean = last.weight_sum / size;
+                ParamStats {
+                    name: name.to_string(),
+                    size: last.size,
+                    grad_norm: mean(&|s| s.grad_sq.sqrt()),
+                    grad_mean_abs: mean(&|s| s.grad_abs / s.size.max(1) as f64),
+                    zero_grad_share: mean(&|s| s.zeros / s.size.max(1) as f64),
+                    weight_norm: last.weight_sq.sqrt(),
+                    weight_var: (last.weight_sq / size - weight_mean * weight_mean).max(0.0),
+                    update_ratio: (!updates.is_empty())
+                        .then(|| updates.iter().sum::<f64>() / updates.len() as f64),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The float parameters of a module, flattened, with their paths and ids.
+#[derive(Default)]
+struct Tensors {
+    path: Vec<String>,
+    weights: Vec<(String, Tensor<1>)>,
+    ids: Vec<(burn::module::ParamId, usize)>,
+}
+
+impl Tensors {
+    /// The `i`-th parameter's gradient, flattened.
+    fn grad(&self, i: usize, grads: &GradientsParams) -> Option<Tensor<1>> {
+        let (id, rank) = self.ids[i];
+        macro_rules! flat {
+            ($($d:literal),*) => {
+                match rank {
+                    $($d => grads.get::<$d>(id).map(|g| g.flatten::<1>(0, $d - 1)),)*
+                    _ => None,
+                }
+            };
+        }
+        flat!(1, 2, 3, 4, 5)
+    }
+}
+
+impl ModuleVisitor for Tensors {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let value = if value.device().is_autodiff() {
+            value.inner()
+        } else {
+            value
+        };
+        let flat = if D == 1 {
+            value.reshape([-1])
+        } else {
+            value.flatten::<1>(0, D - 1)
+        };
+        self.weights.push((self.path.join("."), flat));
+        self.ids.push((param.id, D));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::TensorData;
+
+    #[derive(Module, Debug)]
+    struct Net {
+        linear: Linear,
+    }
+
+    /// One linear layer, y = x W + b, loss = sum(y): dL/dW[i][j] = sum over the batch of
+    /// x[i], dL/db[j] = batch size; by hand for x = [[1, 2], [3, -4]].
+    #[test]
+    fn gradients_weights_and_updates_match_hand_computation() {
+        let device = Device::flex().autodiff();
+        device.seed(0);
+        let net = Net {
+            linear: LinearConfig::new(2, 3).init(&device),
+        };
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1f32, 2., 3., -4.], [2, 2]), &device);
+        let loss = net.linear.forward(x).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let probe = GradientProbe::new(2);
+        probe.step(&net, &grads);
+        // Weight gradient: rows [4, 4, 4] and [-2, -2, -2]; bias gradient [2, 2, 2].
+        let stats = probe.take_epoch();
+        let names: Vec<&str> = stats.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["linear.weight", "linear.bias"]);
+        let w = &stats[0];
+        assert!(
+            (w.grad_norm - (3.0f64 * 16.0 + 3.0 * 4.0).sqrt()).abs() < 1e-5,
+            "{w:?}"
+        );
+        assert!((w.grad_mean_abs - 3.0).abs() < 1e-6, "{w:?}");
+        assert_eq!((w.size, w.zero_grad_share), (6, 0.0));
+        let values: Vec<f32> = net.linear.weight.val().into_data().try_to_vec().unwrap();
+        let norm = values
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((w.weight_norm - norm).abs() < 1e-5);
+        let mean = values.iter().map(|v| *v as f64).sum::<f64>() / 6.0;
+        let var = values
+            .iter()
+            .map(|v| (*v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / 6.0;
+        assert!((w.weight_var - var).abs() < 1e-6);
+        assert!((stats[1].grad_norm - 12f64.sqrt()).abs() < 1e-6);
+
+        // A step of -0.1 * gradient on the weight; the next step measures its ratio.
+        let probe = GradientProbe::new(2);
+        probe.step(&net, &grads);
+        let mut moved = net.clone();
+        let g: Tensor<2> = grads.get::<2>(net.linear.weight.id).unwrap();
+        let step = net.linear.weight.val().inner() - g * 0.1;
+        moved.linear.weight = Param::from_tensor(Tensor::from_inner(step));
+        probe.step(&moved, &grads);
+        let stats = probe.take_epoch();
+        let expected = 0.1 * (3.0f64 * 16.0 + 3.0 * 4.0).sqrt() / norm;
+        let ratio = stats[0].update_ratio.unwrap();
+        assert!((ratio - expected).abs() < 1e-4, "{ratio} vs {expected}");
+        assert_eq!(stats[1].update_ratio, Some(0.0), "the bias did not move");
+    }
+}
