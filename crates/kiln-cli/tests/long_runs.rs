@@ -78,6 +78,20 @@ fn kill_after(out: &Path, after: usize) {
     );
 }
 
+/// The records of every TensorBoard event file of a run, each checked whole (both CRCs).
+fn tensorboard_records(run: &Path) -> usize {
+    std::fs::read_dir(run.join("tensorboard"))
+        .unwrap()
+        .flatten()
+        .map(|f| {
+            let bytes = std::fs::read(f.path()).unwrap();
+            kiln::train::read_records(&bytes)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.path().display()))
+                .len()
+        })
+        .sum()
+}
+
 #[test]
 fn a_killed_run_resumed_ends_with_the_same_history_and_weights() {
     let whole = scratch("resume-whole");
@@ -91,6 +105,13 @@ fn a_killed_run_resumed_ends_with_the_same_history_and_weights() {
     let history = std::fs::read_to_string(once.join("history.csv")).unwrap();
     assert!(history.lines().count() >= 3, "{history}");
     assert!(once.join("history.png").is_file());
+    // Its TensorBoard file ends at a record boundary: every record whole, one per epoch done.
+    let events = tensorboard_records(&once);
+    assert_eq!(
+        events,
+        history.lines().count(),
+        "the file version, then the epochs"
+    );
     // eval and predict name it as unfinished and say how to continue it.
     for args in [
         vec!["eval", "--run", once.to_str().unwrap()],
@@ -135,6 +156,8 @@ fn a_killed_run_resumed_ends_with_the_same_history_and_weights() {
     let weights = std::fs::read(whole.join("model.bpk")).unwrap();
     for resumed in [&once, &twice] {
         assert_eq!(history_without_seconds(resumed), expected);
+        // A file per process, each whole: every epoch is in one of them.
+        assert!(tensorboard_records(resumed) >= expected.lines().count());
         assert!(
             std::fs::read(resumed.join("model.bpk")).unwrap() == weights,
             "{} has other weights",

@@ -725,6 +725,23 @@ impl Diagnoser {
     pub fn gradients(&self) -> Arc<Mutex<Vec<EpochGradients>>> {
         self.gradients.clone()
     }
+
+    /// The last epoch's gradient statistics, if measured.
+    pub fn last_gradients(&self) -> Option<EpochGradients> {
+        self.gradients
+            .lock()
+            .expect("gradients lock")
+            .last()
+            .cloned()
+    }
+
+    /// The last epoch's weight and gradient histograms (none without a probe keeping them).
+    pub fn take_histograms(&self) -> Vec<crate::ParamHistograms> {
+        self.probe
+            .as_ref()
+            .map(|p| p.take_histograms())
+            .unwrap_or_default()
+    }
 }
 
 impl Callback for Diagnoser {

@@ -256,6 +256,8 @@ pub(crate) struct RunState {
     pub metric_names: Vec<String>,
     /// The run's diagnosis, after each epoch's bookkeeping.
     pub diagnoser: crate::Diagnoser,
+    /// The TensorBoard event file, written after the diagnosis.
+    pub tensorboard: Option<crate::TensorBoardWriter>,
     /// The users' callbacks, run after the diagnosis.
     pub callbacks: Vec<Box<dyn Callback>>,
     /// A failure of the hook: it stops the run, and the trainer returns it.
@@ -355,6 +357,12 @@ impl RunState {
         // The diagnosis first: it reads the epoch's gradient measurements before a user's
         // callback can stop the run. It never stops one.
         let _ = self.diagnoser.on_epoch_end(&self.history);
+        if let Some(writer) = &mut self.tensorboard {
+            let record = self.history.epochs.last().expect("pushed above");
+            let gradients = self.diagnoser.last_gradients();
+            let histograms = self.diagnoser.take_histograms();
+            writer.write_epoch(record, gradients.as_ref(), &histograms)?;
+        }
         for (i, callback) in self.callbacks.iter_mut().enumerate() {
             let history = &self.history;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

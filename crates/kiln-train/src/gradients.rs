@@ -37,6 +37,87 @@ pub struct ParamStats {
     pub update_ratio: Option<f64>,
 }
 
+/// A distribution of values as TensorBoard's `HistogramProto` holds it: 30 equal-width buckets
+/// between the smallest and the largest value, each bucket's right edge and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+    /// How many values.
+    pub num: f64,
+    /// Their sum.
+    pub sum: f64,
+    /// The sum of their squares.
+    pub sum_squares: f64,
+    /// Each bucket's right edge, increasing.
+    pub bucket_limit: Vec<f64>,
+    /// Each bucket's count.
+    pub bucket: Vec<f64>,
+}
+
+impl Histogram {
+    /// The buckets of a histogram.
+    pub const BUCKETS: usize = 30;
+
+    /// The histogram of `values` (empty: no buckets).
+    pub fn of(values: &[f32]) -> Self {
+        let (mut min, mut max, mut sum, mut sum_squares) =
+            (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0.0);
+        for &v in values {
+            let v = v as f64;
+            min = min.min(v);
+            max = max.max(v);
+            sum += v;
+            sum_squares += v * v;
+        }
+        if values.is_empty() {
+            (min, max) = (0.0, 0.0);
+        }
+        let width = (max - min) / Self::BUCKETS as f64;
+        let mut bucket = vec![0.0; if values.is_empty() { 0 } else { Self::BUCKETS }];
+        for &v in values {
+            let i = if width > 0.0 {
+                (((v as f64 - min) / width) as usize).min(Self::BUCKETS - 1)
+            } else {
+                Self::BUCKETS - 1
+            };
+            bucket[i] += 1.0;
+        }
+        let bucket_limit = (1..=bucket.len())
+            .map(|i| {
+                if i == bucket.len() {
+                    max
+                } else {
+                    min + width * i as f64
+                }
+            })
+            .collect();
+        Self {
+            min,
+            max,
+            num: values.len() as f64,
+            sum,
+            sum_squares,
+            bucket_limit,
+            bucket,
+        }
+    }
+}
+
+/// An epoch's weight (at its end) and gradient (at its last measured step) histograms of one
+/// parameter tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamHistograms {
+    /// The parameter's path in the model.
+    pub name: String,
+    /// Its values at the end of the epoch.
+    pub weights: Histogram,
+    /// Its gradient at the epoch's last measured step.
+    pub gradients: Option<Histogram>,
+}
+
 /// What one measured step saw of one parameter tensor.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -53,6 +134,8 @@ struct Seen {
 /// Measures every `every`-th training step (shared by the step and the epoch's end).
 pub struct GradientProbe {
     every: usize,
+    /// Keep each epoch's final weights and last gradients for histograms.
+    histograms: bool,
     steps: AtomicUsize,
     state: Mutex<ProbeState>,
 }
@@ -65,6 +148,10 @@ struct ProbeState {
     before: Option<(Device, Vec<(String, Tensor<1>)>)>,
     /// Update ratios waiting for their step's entry, by name.
     updates: Vec<(String, f64)>,
+    /// The last measured step's gradients, by name, for the epoch's histograms.
+    last_grads: Vec<(String, Tensor<1>)>,
+    /// The weights as validation first saw them this epoch (its end), by name.
+    end_weights: Option<Vec<(String, Tensor<1>)>>,
 }
 
 impl std::fmt::Debug for GradientProbe {
@@ -83,9 +170,23 @@ impl GradientProbe {
     pub fn new(every: usize) -> Arc<Self> {
         Arc::new(Self {
             every: every.max(1),
+            histograms: false,
             steps: AtomicUsize::new(0),
             state: Mutex::default(),
         })
+    }
+
+    /// Also keeps, for [`take_histograms`](Self::take_histograms), each epoch's final weights
+    /// (as validation sees them) and its last measured step's gradients.
+    pub fn with_histograms(self: Arc<Self>, histograms: bool) -> Arc<Self> {
+        let mut probe = Arc::try_unwrap(self).unwrap_or_else(|shared| Self {
+            every: shared.every,
+            histograms: shared.histograms,
+            steps: AtomicUsize::new(0),
+            state: Mutex::default(),
+        });
+        probe.histograms = histograms;
+        Arc::new(probe)
     }
 
     /// Called by the training step with the model it ran and its gradients.
@@ -129,10 +230,14 @@ impl GradientProbe {
         if !measure {
             return;
         }
+        state.last_grads.clear();
         for (i, (name, weight)) in tensors.weights.iter().enumerate() {
             let Some(grad) = tensors.grad(i, grads) else {
                 continue;
             };
+            if self.histograms {
+                state.last_grads.push((name.clone(), grad.clone()));
+            }
             let size = weight.dims()[0];
             let parts = Tensor::cat(
                 vec![
@@ -160,6 +265,40 @@ impl GradientProbe {
         }
         let device = tensors.weights.first().map(|(_, w)| w.device());
         state.before = device.map(|d| (d, tensors.weights));
+    }
+
+    /// Called by the validation step: the first call of an epoch keeps the weights it
+    /// validates, which are the epoch's final ones.
+    pub(crate) fn validation_step<M: Module>(&self, model: &M) {
+        if !self.histograms {
+            return;
+        }
+        let mut state = self.state.lock().expect("probe lock");
+        if state.end_weights.is_none() {
+            let mut tensors = Tensors::default();
+            model.visit(&mut tensors);
+            state.end_weights = Some(tensors.weights);
+        }
+    }
+
+    /// The epoch's weight and gradient histograms, per parameter tensor, read to the host;
+    /// the next epoch's start afresh.
+    pub fn take_histograms(&self) -> Vec<ParamHistograms> {
+        let mut state = self.state.lock().expect("probe lock");
+        let weights = state.end_weights.take().unwrap_or_default();
+        let grads = std::mem::take(&mut state.last_grads);
+        let host = |t: &Tensor<1>| -> Vec<f32> { t.to_data().try_to_vec().unwrap_or_default() };
+        weights
+            .iter()
+            .map(|(name, w)| ParamHistograms {
+                name: name.clone(),
+                weights: Histogram::of(&host(w)),
+                gradients: grads
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, g)| Histogram::of(&host(g))),
+            })
+            .collect()
     }
 
     /// The epoch's statistics per parameter tensor, in the model's order; the measurements
@@ -254,6 +393,25 @@ impl ModuleVisitor for Tensors {
 mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
+
+    #[test]
+    fn histograms_count_sum_and_bucket_every_value() {
+        let h = Histogram::of(&[0.0, 1.0, 2.0, 3.0, 30.0]);
+        assert_eq!(
+            (h.min, h.max, h.num, h.sum, h.sum_squares),
+            (0.0, 30.0, 5.0, 36.0, 914.0)
+        );
+        assert_eq!(h.bucket.len(), Histogram::BUCKETS);
+        assert_eq!(h.bucket.iter().sum::<f64>(), 5.0);
+        assert_eq!(
+            (h.bucket[0], h.bucket[1], h.bucket[29]),
+            (1.0, 1.0, 1.0),
+            "{h:?}"
+        );
+        assert_eq!((h.bucket_limit[0], h.bucket_limit[29]), (1.0, 30.0));
+        let constant = Histogram::of(&[2.0; 4]);
+        assert_eq!((constant.num, constant.bucket[29]), (4.0, 4.0));
+    }
     use burn::tensor::TensorData;
 
     #[derive(Module, Debug)]

@@ -236,6 +236,9 @@ impl<M: Model> InferenceStep for Supervised<M> {
     type Output = StepOutputs;
 
     fn step(&self, batch: Self::Input) -> StepOutputs {
+        if let Some(probe) = &self.probe {
+            probe.validation_step(&self.model);
+        }
         self.forward_loss(batch).into()
     }
 }

@@ -34,8 +34,8 @@ use crate::strategy::GroupedSingleDevice;
 use crate::user_metric::UserMetric;
 use crate::{
     Augmentation, DataProfile, Diagnoser, Diagnosis, EarlyStopping, EpochGradients, GradientProbe,
-    History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task, TrainError, Verbosity,
-    diagnose,
+    History, LrSchedule, Monitor, OptimizerConfig, Supervised, Task, TensorBoardWriter, TrainError,
+    Verbosity, diagnose,
 };
 
 /// Everything a training run needs besides the model and the data; saved as `config.json`.
@@ -229,6 +229,8 @@ pub struct Trainer {
     device: Device,
     checkpoints: Option<CheckpointDir>,
     save_best: Option<PathBuf>,
+    /// Where to write TensorBoard event files, if anywhere.
+    tensorboard: Option<PathBuf>,
     resume: bool,
     /// With `resume`: train on past an early stop (Keras's `fit` called again).
     train_on: bool,
@@ -258,6 +260,7 @@ impl Trainer {
             device,
             checkpoints: None,
             save_best: None,
+            tensorboard: None,
             resume: false,
             train_on: false,
             loggers: Mutex::default(),
@@ -283,6 +286,15 @@ impl Trainer {
     /// validation loss.
     pub fn with_save_best(mut self, path: impl Into<PathBuf>) -> Self {
         self.save_best = Some(path.into());
+        self
+    }
+
+    /// Writes TensorBoard event files into `dir` (a new file per `fit`): every epoch's losses,
+    /// accuracies, learning rate and users' metrics, and with [`TrainerConfig::diagnostics`]
+    /// each parameter tensor's gradient norm and update ratio, and histograms of its weights
+    /// (at the epoch's end) and gradients. `tensorboard --logdir DIR` shows them.
+    pub fn with_tensorboard(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.tensorboard = Some(dir.into());
         self
     }
 
@@ -448,9 +460,14 @@ impl Trainer {
             step: done * steps_per_epoch,
             plateau_lr: shared_lr.clone(),
         };
-        let probe = config
-            .diagnostics
-            .then(|| GradientProbe::new(GradientProbe::EVERY));
+        let probe = config.diagnostics.then(|| {
+            GradientProbe::new(GradientProbe::EVERY).with_histograms(self.tensorboard.is_some())
+        });
+        let tensorboard = self
+            .tensorboard
+            .as_deref()
+            .map(TensorBoardWriter::create)
+            .transpose()?;
         let supervised = Supervised {
             model: model.train(),
             task: config.task,
@@ -548,6 +565,7 @@ impl Trainer {
             stopped: false,
             metric_names,
             diagnoser,
+            tensorboard,
             callbacks: std::mem::take(&mut *self.callbacks.lock().expect("callbacks lock")),
             error: None,
         };

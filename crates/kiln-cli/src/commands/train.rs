@@ -258,7 +258,8 @@ impl Fit<'_> {
         }
         let checkpoints = run.checkpoints();
         let mut trainer = Trainer::new(self.trainer.clone(), self.device.clone())?
-            .with_checkpoints(&checkpoints.path);
+            .with_checkpoints(&checkpoints.path)
+            .with_tensorboard(run.file("tensorboard"));
         if self.save_best {
             trainer = trainer.with_save_best(run.file("best.bpk"));
         }
