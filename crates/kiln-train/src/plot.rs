@@ -333,7 +333,8 @@ fn tick(v: f64) -> String {
 
 /// Draws `diagnostics.png`: each weight tensor's gradient norm against epochs on a log scale
 /// (a vanishing gradient shows as the first layers' lines far below the last's), and each
-/// one's share of exactly-zero gradients (dead units), a colour per tensor.
+/// layer's share of units whose gradient is exactly zero (its bias's entries: dead units), a
+/// colour per layer.
 pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Result<(), TrainError> {
     register();
     let mut names: Vec<&str> = Vec::new();
@@ -433,7 +434,7 @@ pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Resul
                 )?;
             }
             let mut chart = ChartBuilder::on(&panels[1])
-                .caption("share of exactly-zero gradients", (FONT, 16))
+                .caption("share of units with zero gradient (dead)", (FONT, 16))
                 .margin(10)
                 .x_label_area_size(34)
                 .y_label_area_size(66)
@@ -449,7 +450,9 @@ pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Resul
                 .draw()?;
             for (i, name) in names.iter().enumerate() {
                 let colour = RUNS[i % RUNS.len()];
-                let points = series(name, |p| p.zero_grad_share);
+                // A layer's units are its bias's entries (the dead-unit rule's witness).
+                let bias = format!("{}.bias", name.trim_end_matches(".weight"));
+                let points = series(&bias, |p| p.zero_grad_share);
                 chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
                 chart.draw_series(
                     points
