@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::csv_table::finite;
+use crate::text::csv_error;
 use crate::{Data, DataError, Targets};
 
 /// Rows to predict on ([`load_inputs_csv`]): the features, in the order the model reads them,
@@ -238,13 +239,6 @@ pub fn predictions_csv(header: &[String], rows: &[Vec<String>]) -> String {
         writer.write_record(record).expect("writing to memory");
     }
     String::from_utf8(writer.into_inner().expect("writing to memory")).expect("UTF-8 cells")
-}
-
-fn csv_error(path: &Path, e: csv::Error) -> DataError {
-    DataError::Csv {
-        path: path.into(),
-        reason: e.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -381,7 +381,7 @@ fn csv_reader(path: &Path) -> Result<csv::Reader<std::fs::File>, DataError> {
         .map_err(|e| csv_error(path, e))
 }
 
-fn csv_error(path: &Path, e: csv::Error) -> DataError {
+pub(crate) fn csv_error(path: &Path, e: csv::Error) -> DataError {
     DataError::Csv {
         path: path.into(),
         reason: e.to_string(),

@@ -146,8 +146,6 @@ struct ProbeState {
     seen: Vec<Seen>,
     /// The weights at the last measured step, to take the next step's update from.
     before: Option<(Device, Vec<(String, Tensor<1>)>)>,
-    /// Update ratios waiting for their step's entry, by name.
-    updates: Vec<(String, f64)>,
     /// The last measured step's gradients, by name, for the epoch's histograms.
     last_grads: Vec<(String, Tensor<1>)>,
     /// The weights as validation first saw them this epoch (its end), by name.
@@ -166,27 +164,16 @@ impl GradientProbe {
     /// The default sampling: one training step in 16.
     pub const EVERY: usize = 16;
 
-    /// Measures one step in `every` (at least 1), from the first.
-    pub fn new(every: usize) -> Arc<Self> {
+    /// Measures one step in `every` (at least 1), from the first; with `histograms`, also
+    /// keeps each epoch's final weights (as validation sees them) and its last measured step's
+    /// gradients for [`take_histograms`](Self::take_histograms).
+    pub fn new(every: usize, histograms: bool) -> Arc<Self> {
         Arc::new(Self {
             every: every.max(1),
-            histograms: false,
+            histograms,
             steps: AtomicUsize::new(0),
             state: Mutex::default(),
         })
-    }
-
-    /// Also keeps, for [`take_histograms`](Self::take_histograms), each epoch's final weights
-    /// (as validation sees them) and its last measured step's gradients.
-    pub fn with_histograms(self: Arc<Self>, histograms: bool) -> Arc<Self> {
-        let mut probe = Arc::try_unwrap(self).unwrap_or_else(|shared| Self {
-            every: shared.every,
-            histograms: shared.histograms,
-            steps: AtomicUsize::new(0),
-            state: Mutex::default(),
-        });
-        probe.histograms = histograms;
-        Arc::new(probe)
     }
 
     /// Called by the training step with the model it ran and its gradients.
@@ -306,7 +293,6 @@ impl GradientProbe {
     pub fn take_epoch(&self) -> Vec<ParamStats> {
         let mut state = self.state.lock().expect("probe lock");
         let seen = std::mem::take(&mut state.seen);
-        state.updates.clear();
         let mut names: Vec<&str> = Vec::new();
         for s in &seen {
             if !names.contains(&s.name.as_str()) {
@@ -431,7 +417,7 @@ mod tests {
         let x = Tensor::<2>::from_data(TensorData::new(vec![1f32, 2., 3., -4.], [2, 2]), &device);
         let loss = net.linear.forward(x).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &net);
-        let probe = GradientProbe::new(2);
+        let probe = GradientProbe::new(2, false);
         probe.step(&net, &grads);
         // Weight gradient: rows [4, 4, 4] and [-2, -2, -2]; bias gradient [2, 2, 2].
         let stats = probe.take_epoch();
@@ -461,7 +447,7 @@ mod tests {
         assert!((stats[1].grad_norm - 12f64.sqrt()).abs() < 1e-6);
 
         // A step of -0.1 * gradient on the weight; the next step measures its ratio.
-        let probe = GradientProbe::new(2);
+        let probe = GradientProbe::new(2, false);
         probe.step(&net, &grads);
         let mut moved = net.clone();
         let g: Tensor<2> = grads.get::<2>(net.linear.weight.id).unwrap();

@@ -460,9 +460,9 @@ impl Trainer {
             step: done * steps_per_epoch,
             plateau_lr: shared_lr.clone(),
         };
-        let probe = config.diagnostics.then(|| {
-            GradientProbe::new(GradientProbe::EVERY).with_histograms(self.tensorboard.is_some())
-        });
+        let probe = config
+            .diagnostics
+            .then(|| GradientProbe::new(GradientProbe::EVERY, self.tensorboard.is_some()));
         let tensorboard = self
             .tensorboard
             .as_deref()

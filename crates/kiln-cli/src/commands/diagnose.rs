@@ -93,9 +93,3 @@ pub fn diagnose_run(args: &DiagnoseArgs) -> Result<()> {
     let diagnosis: Diagnosis = diagnose(&history, profile.as_ref(), &gradients);
     out(&diagnosis.to_string())
 }
-
-/// Writes the diagnosis into the run.
-pub(super) fn record(run: &RunDir, diagnosis: &Diagnosis) -> Result<()> {
-    run.write_json(DIAGNOSIS, diagnosis)?;
-    Ok(())
-}

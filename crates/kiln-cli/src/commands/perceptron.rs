@@ -16,7 +16,7 @@ use kiln::train::{
 
 use crate::dataset::Prepared;
 
-use super::diagnose::{perceptron_profile, record};
+use super::diagnose::{DIAGNOSIS, perceptron_profile};
 use super::err_line;
 use super::report::Report;
 use super::tools::run_name;
@@ -161,7 +161,7 @@ pub(super) fn train_perceptron(
     run.save_model(model).context("saving the perceptron")?;
     let profile = perceptron_profile(&data.train);
     let diagnosis = diagnose(&history, Some(&profile), &[]);
-    record(run, &diagnosis)?;
+    run.write_json(DIAGNOSIS, &diagnosis)?;
     Ok(Report {
         baseline_loss: profile.baseline_loss,
         diagnosis,

@@ -17,7 +17,7 @@ use kiln::train::{
 use crate::args::{ModelKind, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
 
-use super::diagnose::{record, record_gradients};
+use super::diagnose::{DIAGNOSIS, record_gradients};
 use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
 use super::perceptron::train_perceptron;
 use super::predict::COLUMNS;
@@ -327,7 +327,7 @@ impl Fit<'_> {
         let profile = DataProfile::for_model::<M>(&self.prepared.train);
         let gradients = record_gradients(run, &fit.gradients, self.start != Start::Fresh)?;
         let diagnosis = diagnose(&fit.history, Some(&profile), &gradients);
-        record(run, &diagnosis)?;
+        run.write_json(DIAGNOSIS, &diagnosis)?;
         Ok(Report::from_fit(
             &fit, test, forecast, n_params, &profile, diagnosis,
         ))
