@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use kiln_datasets::{Data, Targets};
 use serde::{Deserialize, Serialize};
 
-use crate::{Callback, GradientProbe, History, ParamStats, Verbosity};
+use crate::{Callback, GradientProbe, History, ParamStats, UnitStats, Verbosity};
 
 /// The columns of `diagnostics.csv`: one row per epoch, parameter tensor and statistic.
 pub const GRADIENTS_CSV_HEADER: &str = "epoch,parameter,statistic,value";
@@ -46,6 +46,18 @@ pub fn gradients_to_csv(gradients: &[EpochGradients]) -> String {
             for (statistic, value) in STATISTICS.iter().zip(values) {
                 if let Some(v) = value {
                     out.push_str(&format!("{},{},{statistic},{v:?}\n", epoch.epoch, p.name));
+                }
+            }
+        }
+        for u in &epoch.units {
+            let values = [
+                ("units", Some(u.units as f64)),
+                ("dead_share", u.dead_share),
+                ("saturated_share", u.saturated_share),
+            ];
+            for (statistic, value) in values {
+                if let Some(v) = value {
+                    out.push_str(&format!("{},{},{statistic},{v:?}\n", epoch.epoch, u.layer));
                 }
             }
         }
@@ -82,7 +94,26 @@ pub fn gradients_from_csv(text: &str) -> Result<Vec<EpochGradients>, String> {
             out.push(EpochGradients {
                 epoch,
                 params: Vec::new(),
+                units: Vec::new(),
             });
+        }
+        if let "units" | "dead_share" | "saturated_share" = statistic {
+            let units = &mut out.last_mut().expect("pushed").units;
+            if units.last().is_none_or(|u| u.layer != name) {
+                units.push(UnitStats {
+                    layer: name.to_string(),
+                    units: 0,
+                    dead_share: None,
+                    saturated_share: None,
+                });
+            }
+            let u = units.last_mut().expect("pushed");
+            match statistic {
+                "units" => u.units = value as usize,
+                "dead_share" => u.dead_share = Some(value),
+                _ => u.saturated_share = Some(value),
+            }
+            continue;
         }
         let params = &mut out.last_mut().expect("pushed").params;
         if params.last().is_none_or(|p| p.name != name) {
@@ -119,6 +150,9 @@ pub struct EpochGradients {
     pub epoch: usize,
     /// Every parameter tensor's statistics, in the model's order.
     pub params: Vec<ParamStats>,
+    /// Every activation layer's units on the probe batch, in the model's order.
+    #[serde(default)]
+    pub units: Vec<UnitStats>,
 }
 
 /// What kind of problem a [`Finding`] is.
@@ -142,8 +176,10 @@ pub enum FindingKind {
     VanishingGradients,
     /// An optimiser step changes a weight tensor by as much as its own size.
     ExplodingGradients,
-    /// Most of a layer's weights get exactly zero gradient: its units never activate.
+    /// Most of a ReLU layer's units never activate on the probe batch.
     DeadUnits,
+    /// Most of a sigmoid or tanh layer's units sit in their flat tails on the probe batch.
+    SaturatedUnits,
 }
 
 /// One problem seen in a run, as `diagnosis.json` keeps it.
@@ -210,9 +246,12 @@ pub const VANISHING: f64 = 1e-3;
 /// Exploding gradients: one optimiser step changing a weight tensor by this much of its own
 /// norm (healthy steps change weights by about 1e-3 of it).
 pub const EXPLODING: f64 = 1.0;
-/// Dead units: this share of a layer's units with an exactly-zero gradient, read from its
-/// bias (a ReLU unit that never activates in a batch passes it no gradient).
+/// Dead units: this share of a ReLU layer's units inactive on every sample of the probe batch
+/// ([`UnitStats::dead_share`]).
 pub const DEAD: f64 = 0.5;
+/// Saturated units: this share of a sigmoid or tanh layer's units in their flat tails on the
+/// probe batch ([`UnitStats::saturated_share`]).
+pub const SATURATED: f64 = 0.5;
 
 /// The weight tensors the gradient rules judge: matrices and kernels, not biases,
 /// normalisation scales or embeddings (whose rows only get a gradient for the tokens in the
@@ -288,23 +327,43 @@ fn gradient_findings(gradients: &[EpochGradients], diagnosis: &mut Diagnosis) {
                 "--clip-norm 1 to cap each step, and a lower --lr",
             );
         }
-        // A dead unit passes no gradient to its bias; an input that is zero throughout a batch
-        // zeroes a column of the weight's gradient too, so the bias is the unit's witness.
-        if let Some(p) = epoch.params.iter().find(|p| {
-            p.name.ends_with("bias")
-                && p.size > 1
-                && !p.name.contains("norm")
-                && p.zero_grad_share >= DEAD
-        }) {
+        if let Some(u) = epoch
+            .units
+            .iter()
+            .find(|u| u.dead_share.is_some_and(|d| d >= DEAD))
+        {
             push(
                 FindingKind::DeadUnits,
-                layer_of(&p.name),
-                format!("share of units with exactly-zero gradient ({})", p.name),
-                p.zero_grad_share,
+                u.layer.clone(),
+                format!(
+                    "share of the layer's {} units inactive on all {} probe samples",
+                    u.units,
+                    crate::gradients::PROBE_SAMPLES
+                ),
+                u.dead_share.unwrap_or_default(),
                 DEAD,
                 "most of the layer's units never activate (a ReLU whose input stays negative \
                  outputs 0 and passes no gradient), so they have stopped learning for good",
                 "--activation leaky-relu (or elu), a lower --lr, or --batch-norm",
+            );
+        }
+        if let Some(u) = epoch
+            .units
+            .iter()
+            .find(|u| u.saturated_share.is_some_and(|d| d >= SATURATED))
+        {
+            push(
+                FindingKind::SaturatedUnits,
+                u.layer.clone(),
+                format!(
+                    "share of the layer's {} units in their flat tails on the probe samples",
+                    u.units
+                ),
+                u.saturated_share.unwrap_or_default(),
+                SATURATED,
+                "most of the layer's sigmoid or tanh units are pinned near their limits, where \
+                 the slope is almost 0: they pass almost no gradient and barely learn",
+                "scale the inputs (--normalize), --batch-norm, a lower --lr, or --activation relu",
             );
         }
     }
@@ -392,7 +451,7 @@ pub fn diagnose(
     let gradient_cause = diagnosis.findings.iter().any(|f| {
         matches!(
             f.kind,
-            FindingKind::VanishingGradients | FindingKind::DeadUnits
+            FindingKind::VanishingGradients | FindingKind::DeadUnits | FindingKind::SaturatedUnits
         )
     });
     let epochs = &history.epochs;
@@ -561,7 +620,9 @@ fn settle(diagnosis: &mut Diagnosis) {
         diagnosis.findings.retain(|f| {
             !matches!(
                 f.kind,
-                FindingKind::VanishingGradients | FindingKind::DeadUnits
+                FindingKind::VanishingGradients
+                    | FindingKind::DeadUnits
+                    | FindingKind::SaturatedUnits
             )
         });
     }
@@ -663,6 +724,7 @@ impl FindingKind {
             FindingKind::VanishingGradients => "vanishing_gradients",
             FindingKind::ExplodingGradients => "exploding_gradients",
             FindingKind::DeadUnits => "dead_units",
+            FindingKind::SaturatedUnits => "saturated_units",
         }
     }
 }
@@ -751,6 +813,7 @@ impl Callback for Diagnoser {
             gradients.push(EpochGradients {
                 epoch: last.epoch,
                 params: probe.take_epoch(),
+                units: probe.take_units(),
             });
         }
         for finding in diagnose(history, self.profile.as_ref(), &gradients).findings {
@@ -964,30 +1027,41 @@ mod tests {
         }
     }
 
-    fn layers(first: f64, dead_bias: f64, update: f64) -> Vec<ParamStats> {
+    fn layers(first: f64, update: f64) -> Vec<ParamStats> {
         vec![
             param("hidden.0.linear.weight", first, 0.05, update),
-            param("hidden.0.linear.bias", first, dead_bias, update),
+            param("hidden.0.linear.bias", first, 0.0, update),
             param("hidden.1.linear.weight", 1e-2, 0.0, 1e-3),
             param("output.weight", 1e-2, 0.0, 1e-3),
         ]
     }
 
+    fn units(dead: Option<f64>, saturated: Option<f64>) -> Vec<UnitStats> {
+        vec![UnitStats {
+            layer: "hidden.0".into(),
+            units: 64,
+            dead_share: dead,
+            saturated_share: saturated,
+        }]
+    }
+
+    fn epochs(measured: Vec<(Vec<ParamStats>, Vec<UnitStats>)>) -> Vec<EpochGradients> {
+        measured
+            .into_iter()
+            .enumerate()
+            .map(|(i, (params, units))| EpochGradients {
+                epoch: i + 1,
+                params,
+                units,
+            })
+            .collect()
+    }
+
     #[test]
     fn the_gradient_rules_name_the_layer_and_a_blown_up_run_only_its_cause() {
-        let healthy = layers(3e-3, 0.0, 1e-3);
-        let vanishing = layers(3e-9, 0.0, 1e-3);
-        let dead = layers(3e-3, 0.7, 1e-3);
-        let epochs = |params: Vec<Vec<ParamStats>>| -> Vec<EpochGradients> {
-            params
-                .into_iter()
-                .enumerate()
-                .map(|(i, params)| EpochGradients {
-                    epoch: i + 1,
-                    params,
-                })
-                .collect()
-        };
+        let healthy = (layers(3e-3, 1e-3), units(Some(0.1), None));
+        let vanishing = (layers(3e-9, 1e-3), units(Some(0.1), None));
+        let dead = (layers(3e-3, 1e-3), units(Some(0.7), None));
         let h = history(&[(1.0, 1.0), (0.8, 0.8), (0.6, 0.6)], 1e-3);
         let d = diagnose(
             &h,
@@ -997,13 +1071,21 @@ mod tests {
         assert_eq!(kinds(&d), [(FindingKind::VanishingGradients, 2)]);
         assert_eq!(d.findings[0].layer.as_deref(), Some("hidden.0.linear"));
         assert!(d.findings[0].advice.contains("--activation relu"));
-        let d = diagnose(&h, None, &epochs(vec![dead.clone()]));
-        assert_eq!(kinds(&d), [(FindingKind::DeadUnits, 1)]);
+        let d = diagnose(&h, None, &epochs(vec![healthy.clone(), dead.clone()]));
+        assert_eq!(kinds(&d), [(FindingKind::DeadUnits, 2)]);
+        assert_eq!(d.findings[0].layer.as_deref(), Some("hidden.0"));
         assert!(d.findings[0].advice.contains("leaky-relu"));
+        let saturated = (layers(3e-3, 1e-3), units(None, Some(0.6)));
+        let d = diagnose(&h, None, &epochs(vec![saturated]));
+        assert_eq!(kinds(&d), [(FindingKind::SaturatedUnits, 1)]);
+        assert!(d.findings[0].advice.contains("--normalize"));
+        let just_under = (layers(3e-3, 1e-3), units(Some(0.49), Some(0.49)));
+        let d = diagnose(&h, None, &epochs(vec![just_under]));
+        assert_eq!(kinds(&d), []);
         // A weight moved by twice its norm in one step: exploding, and the dead units it left
         // behind are its consequence, not a finding of their own.
         let mut blown = dead;
-        blown[0].update_ratio = Some(2.0);
+        blown.0[0].update_ratio = Some(2.0);
         let d = diagnose(&h, None, &epochs(vec![healthy, blown]));
         assert_eq!(kinds(&d), [(FindingKind::ExplodingGradients, 2)]);
         assert!(d.findings[0].advice.contains("--clip-norm 1"));
@@ -1014,7 +1096,8 @@ mod tests {
         let gradients = vec![
             EpochGradients {
                 epoch: 1,
-                params: layers(3e-3, 0.0, 1e-3),
+                params: layers(3e-3, 1e-3),
+                units: units(Some(0.25), None),
             },
             EpochGradients {
                 epoch: 2,
@@ -1022,6 +1105,7 @@ mod tests {
                     update_ratio: None,
                     ..param("output.weight", 1.0 / 3.0, 0.0, 0.0)
                 }],
+                units: units(None, Some(1.0 / 3.0)),
             },
         ];
         let text = gradients_to_csv(&gradients);

@@ -1,5 +1,6 @@
 //! Gradient and weight statistics per parameter tensor, measured on a sample of the training
-//! steps: what the diagnosis reads to find vanishing and exploding gradients and dead units.
+//! steps, and the activation layers' units on a fixed probe batch: what the diagnosis reads to
+//! find vanishing and exploding gradients and dead and saturated units.
 //!
 //! Every [`GradientProbe::every`]-th step records, for each parameter tensor, the gradient's L2
 //! norm, its mean absolute value and its share of exactly-zero entries, and the weight's norm
@@ -7,12 +8,13 @@
 //! measurement is one small reduction per tensor and one read per step measured, so that the
 //! measurements can stay on by default.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use kiln_common::{Activation, BatchInput, LayerActivations, Model};
 use serde::{Deserialize, Serialize};
 
 /// One parameter tensor's statistics over an epoch's measured steps (means over them; the
@@ -35,6 +37,75 @@ pub struct ParamStats {
     pub weight_var: f64,
     /// `||W_{k+1} - W_k|| / ||W_k||` of one optimiser step; `None` where not measured.
     pub update_ratio: Option<f64>,
+}
+
+/// A unit is saturated on an observation where its activation's slope is below this share of
+/// the slope's peak (sigmoid: |x| > 5.99; tanh: |x| > 2.99): it passes almost no gradient.
+pub const SATURATION_SLOPE: f64 = 0.01;
+/// A unit is saturated when it is so on at least this share of the probe's observations.
+pub const SATURATED_OBSERVATIONS: f64 = 0.9;
+/// How many training samples the probe batch holds: the first ones, the same every epoch.
+pub const PROBE_SAMPLES: usize = 256;
+
+/// One activation layer's units on the probe batch at the end of an epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitStats {
+    /// The layer's path in the model (`hidden.0`).
+    pub layer: String,
+    /// How many units it has (channels, for a convolution).
+    pub units: usize,
+    /// ReLU layers: the share of units whose input is at most 0 on every probe observation,
+    /// which output 0 and pass no gradient for any of them. `None` for other activations
+    /// (leaky ReLU, ELU and GELU pass a gradient below 0: their units do not die).
+    pub dead_share: Option<f64>,
+    /// Sigmoid and tanh layers: the share of units in their flat tails (see
+    /// [`SATURATION_SLOPE`]) on at least [`SATURATED_OBSERVATIONS`] of the observations.
+    /// `None` for other activations.
+    pub saturated_share: Option<f64>,
+}
+
+impl UnitStats {
+    /// Measures one layer's pre-activations.
+    pub fn of(layer: &LayerActivations) -> Self {
+        let [observations, units] = layer.pre.dims();
+        let share = |t: Tensor<2>| -> f64 {
+            let v: Vec<f32> = t.sum().into_data().try_to_vec().unwrap_or_default();
+            v.first().map_or(0.0, |&c| c as f64 / units.max(1) as f64)
+        };
+        let pre = layer.pre.clone();
+        let dead_share = (layer.activation == Activation::Relu && observations > 0).then(|| {
+            let active = pre.clone().greater_elem(0.0).float().sum_dim(0);
+            share(active.equal_elem(0.0).float())
+        });
+        let tail = match layer.activation {
+            Activation::Sigmoid => {
+                // sigma (1 - sigma) = c * 1/4 where sigma = (1 - sqrt(1 - c)) / 2.
+                let sigma = (1.0 - (1.0 - SATURATION_SLOPE).sqrt()) / 2.0;
+                Some((sigma / (1.0 - sigma)).ln().abs())
+            }
+            // 1 - tanh^2 = c.
+            Activation::Tanh => Some((1.0 - SATURATION_SLOPE).sqrt().atanh()),
+            _ => None,
+        };
+        let saturated_share = tail.filter(|_| observations > 0).map(|bound| {
+            let flat = pre.abs().greater_elem(bound).float().mean_dim(0);
+            share(flat.greater_equal_elem(SATURATED_OBSERVATIONS).float())
+        });
+        Self {
+            layer: layer.layer.clone(),
+            units,
+            dead_share,
+            saturated_share,
+        }
+    }
+}
+
+/// The probe batch: a fixed set of training samples, stored flat.
+#[derive(Debug, Clone)]
+struct ProbeBatch {
+    values: Vec<f32>,
+    samples: usize,
+    sample_shape: Vec<usize>,
 }
 
 /// A distribution of values as TensorBoard's `HistogramProto` holds it: 30 equal-width buckets
@@ -134,6 +205,8 @@ struct Seen {
 /// Measures every `every`-th training step (shared by the step and the epoch's end).
 pub struct GradientProbe {
     every: usize,
+    /// The samples the units are measured on; `None`: units not measured.
+    batch: Option<ProbeBatch>,
     /// Keep each epoch's final weights and last gradients for histograms.
     histograms: bool,
     steps: AtomicUsize,
@@ -150,6 +223,8 @@ struct ProbeState {
     last_grads: Vec<(String, Tensor<1>)>,
     /// The weights as validation first saw them this epoch (its end), by name.
     end_weights: Option<Vec<(String, Tensor<1>)>>,
+    /// The units as validation first saw them this epoch.
+    end_units: Option<Vec<UnitStats>>,
 }
 
 impl std::fmt::Debug for GradientProbe {
@@ -167,13 +242,26 @@ impl GradientProbe {
     /// Measures one step in `every` (at least 1), from the first; with `histograms`, also
     /// keeps each epoch's final weights (as validation sees them) and its last measured step's
     /// gradients for [`take_histograms`](Self::take_histograms).
-    pub fn new(every: usize, histograms: bool) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(every: usize, histograms: bool) -> Self {
+        Self {
             every: every.max(1),
+            batch: None,
             histograms,
             steps: AtomicUsize::new(0),
             state: Mutex::default(),
-        })
+        }
+    }
+
+    /// Also measures the activation layers' units ([`UnitStats`]) at each epoch's end, on the
+    /// first [`PROBE_SAMPLES`] samples of `data`.
+    pub fn with_units(mut self, data: &kiln_datasets::Data) -> Self {
+        let samples = data.len().min(PROBE_SAMPLES);
+        self.batch = Some(ProbeBatch {
+            values: data.x[..samples * data.sample_len()].to_vec(),
+            samples,
+            sample_shape: data.sample_shape.clone(),
+        });
+        self
     }
 
     /// Called by the training step with the model it ran and its gradients.
@@ -254,18 +342,38 @@ impl GradientProbe {
         state.before = device.map(|d| (d, tensors.weights));
     }
 
-    /// Called by the validation step: the first call of an epoch keeps the weights it
-    /// validates, which are the epoch's final ones.
-    pub(crate) fn validation_step<M: Module>(&self, model: &M) {
-        if !self.histograms {
+    /// Called by the validation step: the first call of an epoch sees the epoch's final
+    /// weights, keeps them for the histograms and measures the units on the probe batch.
+    pub(crate) fn validation_step<M: Model>(&self, model: &M) {
+        if !self.histograms && self.batch.is_none() {
             return;
         }
         let mut state = self.state.lock().expect("probe lock");
-        if state.end_weights.is_none() {
+        if self.histograms && state.end_weights.is_none() {
             let mut tensors = Tensors::default();
             model.visit(&mut tensors);
             state.end_weights = Some(tensors.weights);
         }
+        if let (Some(batch), None) = (&self.batch, &state.end_units)
+            && let Some(device) = model.devices().into_iter().next()
+            && batch.samples > 0
+        {
+            let input = <M::Input as BatchInput>::from_samples(
+                batch.values.clone(),
+                batch.samples,
+                &batch.sample_shape,
+                &device,
+            );
+            let units = model.activations(input).iter().map(UnitStats::of).collect();
+            state.end_units = Some(units);
+        }
+    }
+
+    /// The units measured at the epoch's end (none before validation); the next epoch's
+    /// start afresh.
+    pub fn take_units(&self) -> Vec<UnitStats> {
+        let mut state = self.state.lock().expect("probe lock");
+        state.end_units.take().unwrap_or_default()
     }
 
     /// The epoch's weight and gradient histograms, per parameter tensor, read to the host;
@@ -379,6 +487,42 @@ impl ModuleVisitor for Tensors {
 mod tests {
     use super::*;
     use burn::nn::{Linear, LinearConfig};
+
+    #[test]
+    fn dead_and_saturated_units_are_counted_by_hand() {
+        let device = Device::flex();
+        // Four units over three observations: unit 1 is never above 0 (dead for a ReLU);
+        // units 2 and 3 stay beyond tanh's tail (2.99) on every observation, unit 2 also
+        // beyond sigmoid's (5.99); unit 0 crosses both.
+        let pre = Tensor::<2>::from_floats(
+            [
+                [1.0, -1.0, 7.0, -4.0],
+                [-2.0, 0.0, -8.0, 3.5],
+                [0.5, -3.0, 6.5, 3.2],
+            ],
+            &device,
+        );
+        let of = |activation| {
+            UnitStats::of(&LayerActivations {
+                layer: "hidden.0".into(),
+                activation,
+                pre: pre.clone(),
+            })
+        };
+        let relu = of(Activation::Relu);
+        assert_eq!(relu.units, 4);
+        assert_eq!((relu.dead_share, relu.saturated_share), (Some(0.25), None));
+        assert_eq!(of(Activation::Tanh).saturated_share, Some(0.5));
+        assert_eq!(of(Activation::Sigmoid).saturated_share, Some(0.25));
+        let leaky = of(Activation::LeakyRelu);
+        assert_eq!((leaky.dead_share, leaky.saturated_share), (None, None));
+        // The tails' edges: where the slope is 1% of its peak.
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let slope = |x: f64| sigmoid(x) * (1.0 - sigmoid(x)) / 0.25;
+        assert!(slope(5.98) > SATURATION_SLOPE && slope(6.0) < SATURATION_SLOPE);
+        let tanh_slope = |x: f64| 1.0 - x.tanh().powi(2);
+        assert!(tanh_slope(2.98) > SATURATION_SLOPE && tanh_slope(3.0) < SATURATION_SLOPE);
+    }
 
     #[test]
     fn histograms_count_sum_and_bucket_every_value() {

@@ -52,7 +52,10 @@ pub use early_stopping::{EarlyStopping, Monitor};
 pub use epoch_end::Plateau;
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, predict};
-pub use gradients::{GradientProbe, Histogram, ParamHistograms, ParamStats};
+pub use gradients::{
+    GradientProbe, Histogram, PROBE_SAMPLES, ParamHistograms, ParamStats, SATURATED_OBSERVATIONS,
+    SATURATION_SLOPE, UnitStats,
+};
 pub use history::{EpochRecord, History};
 pub use lr_find::{LrFindResult, LrFinder};
 pub use memory::{

@@ -333,14 +333,20 @@ fn tick(v: f64) -> String {
 
 /// Draws `diagnostics.png`: each weight tensor's gradient norm against epochs on a log scale
 /// (a vanishing gradient shows as the first layers' lines far below the last's), and each
-/// layer's share of units whose gradient is exactly zero (its bias's entries: dead units), a
-/// colour per layer.
+/// activation layer's share of dead (ReLU) or saturated (sigmoid, tanh) units on the probe
+/// batch, a colour per layer.
 pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Result<(), TrainError> {
     register();
     let mut names: Vec<&str> = Vec::new();
     for p in gradients.iter().flat_map(|e| &e.params) {
         if p.name.contains("weight") && p.size > 1 && !names.contains(&p.name.as_str()) {
             names.push(&p.name);
+        }
+    }
+    let mut layers: Vec<&str> = Vec::new();
+    for u in gradients.iter().flat_map(|e| &e.units) {
+        if !layers.contains(&u.layer.as_str()) {
+            layers.push(&u.layer);
         }
     }
     let series = |name: &str, f: fn(&crate::ParamStats) -> f64| -> Vec<(f64, f64)> {
@@ -434,7 +440,10 @@ pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Resul
                 )?;
             }
             let mut chart = ChartBuilder::on(&panels[1])
-                .caption("share of units with zero gradient (dead)", (FONT, 16))
+                .caption(
+                    "share of units dead (ReLU) or saturated (sigmoid, tanh)",
+                    (FONT, 16),
+                )
                 .margin(10)
                 .x_label_area_size(34)
                 .y_label_area_size(66)
@@ -448,11 +457,21 @@ pub fn plot_gradients(path: &Path, gradients: &[crate::EpochGradients]) -> Resul
                 .light_line_style(TRANSPARENT)
                 .bold_line_style(BLACK.mix(0.12))
                 .draw()?;
-            for (i, name) in names.iter().enumerate() {
+            for (j, layer) in layers.iter().enumerate() {
+                // A layer's colour is its first weight's, so the panels read together.
+                let prefix = format!("{layer}.");
+                let i = names
+                    .iter()
+                    .position(|n| n.starts_with(&prefix))
+                    .unwrap_or(names.len() + j);
                 let colour = RUNS[i % RUNS.len()];
-                // A layer's units are its bias's entries (the dead-unit rule's witness).
-                let bias = format!("{}.bias", name.trim_end_matches(".weight"));
-                let points = series(&bias, |p| p.zero_grad_share);
+                let points: Vec<(f64, f64)> = gradients
+                    .iter()
+                    .filter_map(|e| {
+                        let u = e.units.iter().find(|u| &u.layer == layer)?;
+                        Some((e.epoch as f64, u.dead_share.or(u.saturated_share)?))
+                    })
+                    .collect();
                 chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
                 chart.draw_series(
                     points

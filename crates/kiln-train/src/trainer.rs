@@ -460,9 +460,10 @@ impl Trainer {
             step: done * steps_per_epoch,
             plateau_lr: shared_lr.clone(),
         };
-        let probe = config
-            .diagnostics
-            .then(|| GradientProbe::new(GradientProbe::EVERY, self.tensorboard.is_some()));
+        let probe = config.diagnostics.then(|| {
+            let probe = GradientProbe::new(GradientProbe::EVERY, self.tensorboard.is_some());
+            Arc::new(probe.with_units(&train))
+        });
         let tensorboard = self
             .tensorboard
             .as_deref()

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use kiln_common::{Activation, Layer, Model};
+use kiln_common::{Activation, Layer, LayerActivations, Model};
 use kiln_fnn::{Mlp, MlpConfig};
 
 use crate::conv_block::{ConvBlock, ConvBlockConfig, Padding, Pool};
@@ -328,6 +328,25 @@ impl Model for Cnn {
         Cnn::forward(self, input)
     }
 
+    /// Each convolutional block's pre-activations (`blocks.0`, ..., one column per channel),
+    /// then the dense head's (`head.hidden.0`, ...).
+    fn activations(&self, input: Tensor<4>) -> Vec<LayerActivations> {
+        let mut layers = Vec::new();
+        let mut x = input;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (out, pre) = block.activations(x);
+            layers.push(LayerActivations {
+                layer: format!("blocks.{i}"),
+                activation: block.activation,
+                pre,
+            });
+            x = out;
+        }
+        let (_, head) = self.head.hidden_activations(x.flatten(1, 3));
+        layers.extend(head.into_iter().map(|l| l.within("head")));
+        layers
+    }
+
     fn layers(&self, sample_shape: &[usize]) -> Vec<Layer> {
         let model = self.valid();
         let mut shape = [1, 1, 1, 1];
@@ -358,6 +377,28 @@ impl Model for Cnn {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+
+    /// The probe's path (unfused) ends where the fused forward pass does, and names a column
+    /// per channel for every convolution.
+    #[test]
+    fn activations_follow_the_fused_forward_pass() {
+        let device = Device::flex();
+        let cnn = CnnConfig::preset(Preset::Digits, 10).init(&device);
+        let images = Tensor::<4>::random([3, 1, 8, 8], Distribution::Default, &device);
+        let layers = Model::activations(&cnn, images.clone());
+        let names: Vec<&str> = layers.iter().map(|l| l.layer.as_str()).collect();
+        assert_eq!(names, ["blocks.0", "blocks.1", "head.hidden.0"]);
+        let channels = cnn.blocks[0].conv.weight.dims()[0];
+        assert_eq!(layers[0].pre.dims(), [3 * 8 * 8, channels], "{:?}", cnn);
+        let mut x = images.clone();
+        for block in &cnn.blocks {
+            x = block.activations(x).0;
+        }
+        let (last, _) = cnn.head.hidden_activations(x.flatten(1, 3));
+        let out = cnn.head.output.forward(last);
+        let gap: f32 = (out - cnn.forward(images)).abs().max().into_scalar();
+        assert!(gap < 1e-4, "{gap}");
+    }
 
     #[test]
     fn presets_give_one_row_of_logits_per_image() {

@@ -170,6 +170,33 @@ impl ConvBlock {
 }
 
 impl ConvBlock {
+    /// The block's output for `x` in inference mode, and what its activation received, one
+    /// column per channel.
+    ///
+    /// # Shapes
+    /// - x: `[batch, channels_in, height, width]`
+    /// - output: `[batch, channels_out, height', width']`, and the pre-activations
+    ///   `[batch * height_conv * width_conv, channels_out]`
+    pub fn activations(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<2>) {
+        let pre = self.conv.forward(x);
+        let pre = match &self.norm {
+            Some(norm) => norm.forward(pre),
+            None => pre,
+        };
+        let [batch, channels, height, width] = pre.dims();
+        let columns = pre
+            .clone()
+            .permute([0, 2, 3, 1])
+            .reshape([batch * height * width, channels]);
+        let x = self.activation.forward(pre);
+        let x = match (&self.max_pool, &self.avg_pool) {
+            (Some(pool), _) => pool.forward(x),
+            (_, Some(pool)) => pool.forward(x),
+            _ => x,
+        };
+        (x, columns)
+    }
+
     /// The block's rows in a model summary, for the input `x` (one sample), and its output.
     pub fn layers(&self, x: Tensor<4>) -> (Tensor<4>, Vec<Layer>) {
         let [_, _, kh, kw] = self.conv.weight.dims();

@@ -19,8 +19,10 @@ mod dropout;
 pub mod kernel;
 mod model;
 mod summary;
+mod units;
 
 pub use activation::{Activation, UnknownActivation};
 pub use dropout::{Dropout, DropoutConfig, DropoutDraw};
 pub use model::{BatchInput, Model};
 pub use summary::{Layer, Summary, summary, thousands};
+pub use units::LayerActivations;

@@ -24,6 +24,14 @@ pub trait Model: Module + ModuleDisplay + fmt::Display + 'static {
         let _ = sample_shape;
         Vec::new()
     }
+
+    /// The inputs of the model's activation layers for `input`, in inference mode: what the
+    /// trainer's diagnosis reads, on a fixed batch of training samples after each epoch, to
+    /// find dead and saturated units. The default lists none (no unit is judged).
+    fn activations(&self, input: Self::Input) -> Vec<crate::LayerActivations> {
+        let _ = input;
+        Vec::new()
+    }
 }
 
 /// A batch of model inputs built from samples stored flat, one after the other.

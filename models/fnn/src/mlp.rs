@@ -3,7 +3,7 @@ use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use kiln_common::dense::dense;
-use kiln_common::{Activation, Dropout, DropoutConfig, Layer, Model};
+use kiln_common::{Activation, Dropout, DropoutConfig, Layer, LayerActivations, Model};
 
 /// A hyper-parameter of [`MlpConfig`] that cannot work, found by [`MlpConfig::check`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -161,6 +161,20 @@ impl DenseBlock {
         }
     }
 
+    /// The block's output for `x` in inference mode, and what its activation received.
+    ///
+    /// # Shapes
+    /// - x: `[batch, d_in]`
+    /// - output: `[batch, d_out]`, and the pre-activations `[batch, d_out]`
+    pub fn activations(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let pre = self.linear.forward(x);
+        let pre = match &self.norm {
+            Some(norm) => norm.forward(pre),
+            None => pre,
+        };
+        (self.activation.forward(pre.clone()), pre)
+    }
+
     /// The block's rows in a model summary, for the input `x` (one sample), and its output.
     pub fn layers(&self, x: Tensor<2>) -> (Tensor<2>, Vec<Layer>) {
         let x = self.linear.forward(x);
@@ -228,6 +242,34 @@ impl Model for Mlp {
         self.valid()
             .layers_from(Tensor::zeros([1, d_input], &device))
     }
+
+    /// Each hidden layer's pre-activations (`hidden.0`, ...).
+    fn activations(&self, input: Tensor<2>) -> Vec<LayerActivations> {
+        self.hidden_activations(input).1
+    }
+}
+
+impl Mlp {
+    /// The output of the last hidden layer for `x` in inference mode, and what each hidden
+    /// layer's activation received.
+    ///
+    /// # Shapes
+    /// - x: `[batch, d_input]`
+    /// - output: `[batch, last hidden width]`, and per layer `[batch, its width]`
+    pub fn hidden_activations(&self, x: Tensor<2>) -> (Tensor<2>, Vec<LayerActivations>) {
+        let mut layers = Vec::new();
+        let mut x = x;
+        for (i, block) in self.hidden.iter().enumerate() {
+            let (out, pre) = block.activations(x);
+            layers.push(LayerActivations {
+                layer: format!("hidden.{i}"),
+                activation: block.activation,
+                pre,
+            });
+            x = out;
+        }
+        (x, layers)
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +280,26 @@ mod tests {
 
     fn config() -> MlpConfig {
         MlpConfig::new(784, vec![128, 64], 10)
+    }
+
+    #[test]
+    fn activations_are_each_hidden_layers_affine_map_on_the_forward_path() {
+        let device = Device::flex();
+        let mlp = MlpConfig::new(6, vec![5, 4], 3)
+            .with_activation(Activation::Tanh)
+            .init(&device);
+        let x = Tensor::<2>::random([7, 6], Distribution::Default, &device);
+        let layers = Model::activations(&mlp, x.clone());
+        let names: Vec<&str> = layers.iter().map(|l| l.layer.as_str()).collect();
+        assert_eq!(names, ["hidden.0", "hidden.1"]);
+        assert_eq!(layers[1].activation, Activation::Tanh);
+        let first = mlp.hidden[0].linear.forward(x.clone());
+        let gap: f32 = (layers[0].pre.clone() - first).abs().max().into_scalar();
+        assert!(gap < 1e-6, "{gap}");
+        let (last, _) = mlp.hidden_activations(x.clone());
+        let out = mlp.output.forward(last);
+        let gap: f32 = (out - mlp.forward(x)).abs().max().into_scalar();
+        assert!(gap < 1e-5, "{gap}");
     }
 
     #[test]

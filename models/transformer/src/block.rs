@@ -114,6 +114,36 @@ impl EncoderBlock {
         }
     }
 
+    /// The block's output in inference mode, and what the feed-forward activation received
+    /// at every position (padded ones included).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`, and the pre-activations `[batch * seq, d_ff]`
+    pub fn activations(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let [batch, seq, d_model] = x.dims();
+        let ffn = |x: Tensor<3>| {
+            let pre = self.linear1.forward(x.reshape([batch * seq, d_model]));
+            let out = self.linear2.forward(self.activation.forward(pre.clone()));
+            (out.reshape([batch, seq, d_model]), pre)
+        };
+        if self.norm_first {
+            let x = x.clone() + self.self_attn.forward(self.norm1.forward(x), padding);
+            let (out, pre) = ffn(self.norm2.forward(x.clone()));
+            (x + out, pre)
+        } else {
+            let x = self
+                .norm1
+                .forward(x.clone() + self.self_attn.forward(x, padding));
+            let (out, pre) = ffn(x.clone());
+            (self.norm2.forward(x + out), pre)
+        }
+    }
+
     fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = dense(&self.linear1, x, Some(self.activation), Some(&self.dropout));
         dense(&self.linear2, hidden, None, Some(&self.dropout))
@@ -130,6 +160,20 @@ mod tests {
             .with_dropout(0.0)
             .with_norm_first(norm_first)
             .init(&Device::flex())
+    }
+
+    #[test]
+    fn activations_follow_the_forward_pass_and_give_the_ffn_inputs() {
+        let device = Device::flex();
+        for norm_first in [false, true] {
+            let block = block(norm_first);
+            let x = Tensor::<3>::random([2, 5, 8], Distribution::Default, &device);
+            let (out, pre) = block.activations(x.clone(), None);
+            let want = block.forward(x, None);
+            let gap: f32 = (out - want).abs().max().into_scalar();
+            assert!(gap < 1e-5, "norm_first {norm_first}: {gap}");
+            assert_eq!(pre.dims(), [10, 16], "every position by d_ff units");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use burn::nn::{
 };
 use burn::tensor::{Bool, Device, Int, Tensor};
 use kiln_common::dense::dense;
-use kiln_common::{Activation, BatchInput, Dropout, DropoutConfig, Layer, Model};
+use kiln_common::{Activation, BatchInput, Dropout, DropoutConfig, Layer, LayerActivations, Model};
 
 use crate::{
     Encoder, EncoderBlockConfig, EncoderConfig, PositionalEncoding, PositionalEncodingConfig,
@@ -264,6 +264,16 @@ impl<E: Embed> SequenceClassifier<E> {
     /// # Shapes
     /// - output: `[batch, seq (+1 with CLS), d_model]`, and `[batch, seq (+1)]`
     pub fn encode(&self, input: E::Input) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
+        let (x, padding) = self.embed(input);
+        let mut x = self.encoder.forward(x, padding.clone());
+        if let Some(norm) = &self.final_norm {
+            x = norm.forward(x);
+        }
+        (x, padding)
+    }
+
+    /// The encoder's input: embeddings, the `[CLS]` vector and positions, and the padding.
+    fn embed(&self, input: E::Input) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
         let (mut x, mut padding) = self.input.embed(input);
         let [batch, _, d_model] = x.dims();
         if let Some(cls) = &self.cls {
@@ -273,12 +283,7 @@ impl<E: Embed> SequenceClassifier<E> {
                 Tensor::cat(vec![real, p], 1)
             });
         }
-        let x = self.dropout.forward(self.positions.forward(x));
-        let mut x = self.encoder.forward(x, padding.clone());
-        if let Some(norm) = &self.final_norm {
-            x = norm.forward(x);
-        }
-        (x, padding)
+        (self.dropout.forward(self.positions.forward(x)), padding)
     }
 
     /// One vector per sequence: the `[CLS]` output, or the mean over non-padded positions.
@@ -317,6 +322,13 @@ impl<E: Embed> Model for SequenceClassifier<E> {
             None,
             None,
         )
+    }
+
+    /// Each encoder block's feed-forward pre-activations (`encoder.blocks.0`, ...).
+    fn activations(&self, input: E::Input) -> Vec<LayerActivations> {
+        let (x, padding) = self.embed(input);
+        let (_, layers) = self.encoder.activations(x, padding);
+        layers.into_iter().map(|l| l.within("encoder")).collect()
     }
 
     /// The embedding, each encoder block, the pooling and the head.

@@ -2,6 +2,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor};
 
+use kiln_common::LayerActivations;
+
 use crate::{EncoderBlock, EncoderBlockConfig};
 
 /// A stack of identical [`EncoderBlock`]s (PyTorch's `TransformerEncoder`).
@@ -54,6 +56,31 @@ impl Encoder {
         self.blocks
             .iter()
             .fold(x, |x, block| block.forward(x, padding.clone()))
+    }
+
+    /// The output in inference mode, and each block's feed-forward pre-activations
+    /// (`blocks.0`, ...).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`, and per block `[batch * seq, d_ff]`
+    pub fn activations(
+        &self,
+        x: Tensor<3>,
+        padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, Vec<LayerActivations>) {
+        let mut layers = Vec::new();
+        let mut x = x;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (out, pre) = block.activations(x, padding.clone());
+            layers.push(LayerActivations {
+                layer: format!("blocks.{i}"),
+                activation: block.activation,
+                pre,
+            });
+            x = out;
+        }
+        (x, layers)
     }
 }
 
