@@ -232,16 +232,16 @@ pub struct TrainArgs {
     /// Rescale gradients whose L2 norm exceeds V.
     #[arg(long)]
     pub clip_norm: Option<f32>,
-    /// Dropout after each hidden layer.
+    /// Dropout after each hidden layer (the CNN's dense head: its preset's, 0, unless given).
     #[arg(long, default_value_t = 0.2)]
     pub dropout: f64,
-    /// Batch normalisation after each hidden layer.
+    /// Batch normalisation after each hidden layer (and each CNN block).
     #[arg(long)]
     pub batch_norm: bool,
-    /// Hidden layer widths, comma-separated.
+    /// Hidden layer widths, comma-separated (the CNN's dense head: its preset's unless given).
     #[arg(long, value_delimiter = ',', default_value = "128,64")]
     pub hidden: Vec<usize>,
-    /// Hidden activation: relu, leaky-relu, elu, gelu, sigmoid, tanh.
+    /// Hidden activation: relu, leaky-relu, elu, gelu, sigmoid, tanh (also every CNN block's).
     #[arg(long, default_value = "relu")]
     pub activation: Activation,
     /// Early stopping: epochs without improvement before stopping; 0 turns it off.

@@ -128,7 +128,8 @@ fn a_learning_rate_too_low_is_found_early_and_a_healthy_run_says_so() {
 
 /// Broken runs on real data, each found with its kind and layer within the first 30% of its
 /// epochs: a ten-layer sigmoid MLP (vanishing gradients), dying ReLUs in an MLP and a CNN at
-/// Adam's --lr 0.05 (dead units); `--diagnostics off` measures nothing.
+/// Adam's --lr 0.05 and 0.02 (dead units, read on the probe batch); `--diagnostics off`
+/// measures nothing.
 #[test]
 fn gradient_problems_are_found_in_their_layer() {
     let dir = scratch("diagnose-gradients");
@@ -172,13 +173,19 @@ fn gradient_problems_are_found_in_their_layer() {
         csv.contains("\n10,hidden.9.linear.weight,grad_norm,"),
         "every epoch, every layer"
     );
-    for (name, model) in [("dead-mlp", "mlp"), ("dead-cnn", "cnn")] {
-        let out = run(name, &["--model", model, "--lr", "0.05"]);
+    for (name, model, lr, layer) in [
+        ("dead-mlp", "mlp", "0.05", "hidden.1"),
+        ("dead-cnn", "cnn", "0.02", "blocks.1"),
+    ] {
+        let out = run(name, &["--model", model, "--lr", lr]);
         let d = diagnosis(&out);
         let found = kinds(&d);
         assert_eq!(found.len(), 1, "{d}");
         assert_eq!(found[0].0, "dead_units", "{d}");
         assert!(found[0].1 <= 3, "{d}");
+        assert_eq!(d["findings"][0]["layer"], layer, "{d}");
+        let csv = std::fs::read_to_string(out.join("diagnostics.csv")).unwrap();
+        assert!(csv.contains(&format!(",{layer},dead_share,")), "{csv}");
     }
     let off = run("off", &["--diagnostics", "off"]);
     assert!(!off.join("diagnostics.csv").exists());

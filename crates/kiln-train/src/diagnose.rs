@@ -230,6 +230,10 @@ pub const WINDOW: usize = 5;
 /// Overfitting: the validation loss at this many times its lowest while the training loss
 /// stands below its value at that epoch. A smaller rise (above [`OVERFIT_NOTE`]) is a note.
 pub const OVERFIT: f64 = 1.5;
+/// Overfitting, the gap: the validation loss at least this many times the training loss...
+pub const GAP_RATIO: f64 = 3.0;
+/// ... and above it by at least this share of the baseline loss, [`SUSTAINED`] epochs running.
+pub const GAP: f64 = 0.1;
 /// A validation rise worth a note.
 pub const OVERFIT_NOTE: f64 = 1.1;
 /// The epochs in a row a validation rise must last to count.
@@ -484,6 +488,9 @@ pub fn diagnose(
         lowest = lowest.min(e.train_loss);
         let lr = e.lr;
         let diverged = seen.contains(&FindingKind::Diverged);
+        // One verdict on the learning rate: a run's later stretch does not reverse it.
+        let judged =
+            seen.contains(&FindingKind::LrTooHigh) || seen.contains(&FindingKind::LrTooLow);
         let mut push = |kind, statistic: &str, value, threshold, message: &str, advice: String| {
             if seen.insert(kind) {
                 diagnosis.findings.push(Finding {
@@ -524,7 +531,7 @@ pub fn diagnose(
         }
         // After a divergence the weights are garbage, and a gradient finding names why the
         // loss stalls: the learning-rate rules have nothing to add to them.
-        if diverged || gradient_cause {
+        if diverged || gradient_cause || judged {
             continue;
         }
         let window = &epochs[i.saturating_sub(WINDOW)..=i];
@@ -536,12 +543,22 @@ pub fn diagnose(
             .windows(2)
             .filter(|w| w[1].train_loss > w[0].train_loss * (1.0 + RISE))
             .count();
-        if 2 * rises >= steps || e.train_loss > ABOVE_LOWEST * lowest {
+        let above = e.train_loss / lowest;
+        if 2 * rises >= steps || above > ABOVE_LOWEST {
+            let (statistic, value, threshold) = if 2 * rises >= steps {
+                (
+                    "share of the last epochs whose training loss rose",
+                    rises as f64 / steps as f64,
+                    0.5,
+                )
+            } else {
+                ("training loss / its lowest so far", above, ABOVE_LOWEST)
+            };
             push(
                 FindingKind::LrTooHigh,
-                "training-loss rises in the last epochs",
-                rises as f64 / steps as f64,
-                0.5,
+                statistic,
+                value,
+                threshold,
                 "the loss goes up and down instead of down: each step overshoots the minimum \
                  it aims at",
                 format!(
@@ -574,7 +591,7 @@ pub fn diagnose(
         settle(&mut diagnosis);
         return diagnosis;
     }
-    overfitting(history, &mut diagnosis);
+    overfitting(history, baseline, &mut diagnosis);
     if let (Some(b), Some(best)) = (
         baseline,
         epochs
@@ -606,6 +623,45 @@ pub fn diagnose(
     diagnosis
 }
 
+/// The diagnosis of a run that TerminateOnNaN stopped: the rules on the epochs it completed
+/// and the measurements up to the failing step (`gradients` ends with the failing epoch's
+/// part), and the non-finite loss itself as a divergence.
+pub(crate) fn diagnose_non_finite(
+    history: &History,
+    profile: Option<&DataProfile>,
+    gradients: &[EpochGradients],
+    epoch: usize,
+    loss: f64,
+    lr: f64,
+) -> Diagnosis {
+    let mut diagnosis = diagnose(history, profile, gradients);
+    if !diagnosis
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::Diverged)
+    {
+        diagnosis.findings.push(Finding {
+            kind: FindingKind::Diverged,
+            epoch,
+            layer: None,
+            statistic: "training loss".into(),
+            value: loss,
+            threshold: f64::INFINITY,
+            message: format!(
+                "the loss became {loss} and the run stopped (TerminateOnNaN): the steps grew \
+                 until the numbers overflowed"
+            ),
+            advice: format!(
+                "lower the learning rate, for example --lr {:e}, and --clip-norm 1 to cap each \
+                 step",
+                lr / 10.0
+            ),
+        });
+    }
+    settle(&mut diagnosis);
+    diagnosis
+}
+
 /// Orders the findings by the epoch first seen, and drops those that a blown-up run causes
 /// (its units die and its gradients vanish once the weights are huge): its finding is the
 /// divergence, with the fix.
@@ -629,11 +685,12 @@ fn settle(diagnosis: &mut Diagnosis) {
     diagnosis.findings.sort_by_key(|f| f.epoch);
 }
 
-/// The validation loss rising above its best while the training loss falls, for
-/// [`SUSTAINED`] epochs in a row (a single noisy epoch of a small validation set is no
+/// The validation loss rising above its best while the training loss falls (and stands below
+/// [`STILL_POOR`] of the baseline), for [`SUSTAINED`] epochs in a row, and never back below
+/// that best later (a single noisy epoch of a small validation set is no
 /// trend): a finding when it rose far ([`OVERFIT`]), a note when it rose a little
 /// ([`OVERFIT_NOTE`]).
-fn overfitting(history: &History, diagnosis: &mut Diagnosis) {
+fn overfitting(history: &History, baseline: Option<f64>, diagnosis: &mut Diagnosis) {
     let epochs: Vec<&crate::EpochRecord> = history
         .epochs
         .iter()
@@ -641,6 +698,31 @@ fn overfitting(history: &History, diagnosis: &mut Diagnosis) {
         .collect();
     let mut noted = false;
     for (i, e) in epochs.iter().enumerate() {
+        // The gap: far better on the training data than on data not trained on, whether or
+        // not the validation loss has started to rise.
+        if let Some(b) = baseline
+            && i + 1 >= SUSTAINED
+            && epochs[i + 1 - SUSTAINED..=i].iter().all(|x| {
+                x.val_loss >= GAP_RATIO * x.train_loss && x.val_loss - x.train_loss >= GAP * b
+            })
+        {
+            diagnosis.findings.push(Finding {
+                kind: FindingKind::Overfitting,
+                epoch: e.epoch,
+                layer: None,
+                statistic: format!("validation loss / training loss, {SUSTAINED} epochs running"),
+                value: e.val_loss / e.train_loss.max(1e-12),
+                threshold: GAP_RATIO,
+                message: "the model does far better on its training data than on data it has \
+                          not seen: it memorises the training data instead of learning what \
+                          generalises"
+                    .into(),
+                advice: "regularise: --dropout 0.3, --weight-decay 1e-4, --augment for images, \
+                         or more training data"
+                    .into(),
+            });
+            return;
+        }
         let Some(best) = epochs[..=i]
             .iter()
             .copied()
@@ -652,14 +734,20 @@ fn overfitting(history: &History, diagnosis: &mut Diagnosis) {
             .iter()
             .position(|x| x.epoch == best.epoch)
             .unwrap_or(i);
-        if since < SUSTAINED || e.train_loss >= best.train_loss {
+        // A model still near the baseline has learned nothing to overfit with: its rising
+        // validation loss is a learning-rate problem.
+        let learned = baseline.is_none_or(|b| e.train_loss < STILL_POOR * b);
+        if since < SUSTAINED || e.train_loss >= best.train_loss || !learned {
             continue;
         }
         let last = &epochs[i + 1 - SUSTAINED..=i];
         let floor = best.val_loss.max(1e-12);
         let risen = |factor: f64| last.iter().all(|x| x.val_loss >= factor * floor);
         let ratio = e.val_loss / floor;
-        if risen(OVERFIT) {
+        // A rise that a later epoch undid (a new lowest validation loss) was noise (SGD with
+        // momentum on a small validation set), not memorising.
+        let undone = epochs[i + 1..].iter().any(|x| x.val_loss < best.val_loss);
+        if risen(OVERFIT) && !undone {
             diagnosis.findings.push(Finding {
                 kind: FindingKind::Overfitting,
                 epoch: e.epoch,
@@ -680,7 +768,7 @@ fn overfitting(history: &History, diagnosis: &mut Diagnosis) {
             });
             return;
         }
-        if risen(OVERFIT_NOTE) && !noted {
+        if risen(OVERFIT_NOTE) && !noted && !undone {
             noted = true;
             diagnosis.notes.push(format!(
                 "the validation loss stood {:.0}% or more above its lowest (epoch {}) for \
@@ -692,6 +780,31 @@ fn overfitting(history: &History, diagnosis: &mut Diagnosis) {
                 best.epoch
             ));
         }
+    }
+}
+
+impl Diagnosis {
+    /// The diagnosis of a run whose early stopping kept the weights of `epoch`: overfitting
+    /// first seen after it is no problem of the model kept, only worth a note (Keras's
+    /// `restore_best_weights` did its job).
+    pub fn kept_epoch(mut self, epoch: usize) -> Self {
+        let (after, kept): (Vec<Finding>, Vec<Finding>) = self
+            .findings
+            .into_iter()
+            .partition(|f| f.kind == FindingKind::Overfitting && f.epoch > epoch);
+        self.findings = kept;
+        for f in after {
+            self.notes.push(format!(
+                "overfitting from epoch {} ({} {} against {}); early stopping kept epoch \
+                 {epoch}'s weights, from before it. To train on for longer: {}",
+                f.epoch,
+                f.statistic,
+                short(f.value),
+                short(f.threshold),
+                f.advice
+            ));
+        }
+        self
     }
 }
 
@@ -786,6 +899,23 @@ impl Diagnoser {
     /// The epochs' gradient statistics so far, shared with the caller.
     pub fn gradients(&self) -> Arc<Mutex<Vec<EpochGradients>>> {
         self.gradients.clone()
+    }
+
+    /// Every epoch's gradient statistics, with the measurements of the epoch under way (a run
+    /// stopped mid-epoch) as its own last entry.
+    pub(crate) fn gradients_so_far(&self, epoch: usize) -> Vec<EpochGradients> {
+        let mut all = self.gradients.lock().expect("gradients lock").clone();
+        if let Some(probe) = &self.probe {
+            let params = probe.take_epoch();
+            if !params.is_empty() {
+                all.push(EpochGradients {
+                    epoch,
+                    params,
+                    units: Vec::new(),
+                });
+            }
+        }
+        all
     }
 
     /// The last epoch's gradient statistics, if measured.
@@ -935,11 +1065,11 @@ mod tests {
             (1.0, 0.9),
             (0.6, 0.5),
             (0.3, 0.4),
-            (0.2, 0.45),
-            (0.1, 0.55),
-            (0.05, 0.65),
-            (0.04, 0.7),
-            (0.03, 0.75),
+            (0.28, 0.45),
+            (0.26, 0.55),
+            (0.25, 0.65),
+            (0.24, 0.7),
+            (0.23, 0.75),
         ];
         let d = diagnose(&history(&far, 1e-3), Some(&profile(2.3)), &[]);
         assert_eq!(kinds(&d), [(FindingKind::Overfitting, 8)], "{d:?}");
@@ -972,6 +1102,124 @@ mod tests {
         ];
         let d = diagnose(&history(&spike, 1e-3), Some(&profile(2.3)), &[]);
         assert_eq!(d, Diagnosis::default());
+        // Three epochs far above the best, then a new best: SGD with momentum at --lr 0.02 on
+        // the digits' 360 validation samples.
+        let back = [
+            (0.33, 0.216),
+            (0.14, 0.107),
+            (0.096, 0.113),
+            (0.086, 0.209),
+            (0.068, 0.216),
+            (0.058, 0.207),
+            (0.056, 0.19),
+            (0.048, 0.065),
+        ];
+        let d = diagnose(&history(&back, 1e-3), Some(&profile(2.3)), &[]);
+        assert_eq!(d, Diagnosis::default());
+        let d = diagnose(&history(&back[..7], 1e-3), Some(&profile(2.3)), &[]);
+        assert_eq!(
+            kinds(&d),
+            [(FindingKind::Overfitting, 6)],
+            "until the new best"
+        );
+    }
+
+    #[test]
+    fn overfitting_after_the_epoch_early_stopping_kept_is_a_note() {
+        let far = [
+            (1.0, 0.9),
+            (0.6, 0.5),
+            (0.3, 0.4),
+            (0.28, 0.65),
+            (0.26, 0.65),
+            (0.25, 0.65),
+        ];
+        let d = diagnose(&history(&far, 1e-3), Some(&profile(2.3)), &[]);
+        assert_eq!(kinds(&d), [(FindingKind::Overfitting, 6)]);
+        let kept = d.clone().kept_epoch(3);
+        assert_eq!(kinds(&kept), []);
+        assert!(
+            kept.notes
+                .iter()
+                .any(|n| n.contains("overfitting from epoch 6") && n.contains("kept epoch 3")),
+            "{kept:?}"
+        );
+        assert_eq!(d.clone().kept_epoch(6), d, "kept after it: still a finding");
+    }
+
+    #[test]
+    fn a_wide_gap_is_overfitting_unless_the_model_learned_nothing() {
+        // 150 digits and a wide network: the training loss falls to nothing, the validation
+        // loss stays where it was (it never rises).
+        let memorising = [
+            (2.0, 1.9),
+            (0.5, 0.6),
+            (0.1, 0.35),
+            (0.02, 0.3),
+            (0.01, 0.3),
+            (0.005, 0.3),
+        ];
+        let d = diagnose(&history(&memorising, 1e-3), Some(&profile(2.3)), &[]);
+        assert_eq!(kinds(&d), [(FindingKind::Overfitting, 5)], "{d:?}");
+        assert_eq!(d.findings[0].threshold, GAP_RATIO);
+        assert!((d.findings[0].value - 30.0).abs() < 1e-9);
+        // Still at the baseline: a rising validation loss is no overfitting.
+        let nothing = [
+            (2.3, 2.3),
+            (2.25, 2.4),
+            (2.2, 2.6),
+            (2.2, 2.8),
+            (2.2, 3.0),
+            (2.2, 3.2),
+        ];
+        let d = diagnose(&history(&nothing, 1e-3), Some(&profile(2.3)), &[]);
+        assert!(
+            !d.findings
+                .iter()
+                .any(|f| f.kind == FindingKind::Overfitting),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_learning_rate_too_high_is_not_also_too_low() {
+        // SGD at --lr 0.5 on the airline series: rises early, then a slow stretch.
+        let h = [
+            (1.0, 1.0),
+            (1.3, 1.2),
+            (0.9, 1.0),
+            (1.4, 1.3),
+            (0.95, 1.0),
+            (0.94, 1.0),
+            (0.94, 1.0),
+            (0.93, 1.0),
+            (0.93, 1.0),
+            (0.93, 1.0),
+        ];
+        let d = diagnose(&history(&h, 0.5), Some(&profile(1.0)), &[]);
+        assert_eq!(kinds(&d), [(FindingKind::LrTooHigh, 3)], "{d:?}");
+    }
+
+    #[test]
+    fn a_loss_that_became_nan_is_a_divergence_with_what_led_to_it() {
+        let h = history(&[(1.0, 1.0)], 2.0);
+        let blown = EpochGradients {
+            epoch: 2,
+            params: vec![ParamStats {
+                update_ratio: Some(30.0),
+                ..param("lstms.0.weight_ih", 1.0, 0.0, 30.0)
+            }],
+            units: Vec::new(),
+        };
+        let d = diagnose_non_finite(&h, Some(&profile(1.0)), &[blown], 2, f64::INFINITY, 2.0);
+        assert_eq!(
+            kinds(&d),
+            [
+                (FindingKind::ExplodingGradients, 2),
+                (FindingKind::Diverged, 2)
+            ]
+        );
+        assert!(d.findings[1].advice.contains("--lr 2e-1"), "{d:?}");
     }
 
     #[test]

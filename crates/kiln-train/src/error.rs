@@ -115,6 +115,10 @@ pub enum TrainError {
         lr: f64,
         /// The completed epochs before it.
         history: crate::History,
+        /// What the rules make of it (a divergence, and what led to it).
+        diagnosis: Box<crate::Diagnosis>,
+        /// The gradient measurements up to the failing step, the failing epoch's last.
+        gradients: Vec<crate::EpochGradients>,
     },
 }
 

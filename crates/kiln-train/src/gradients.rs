@@ -2,7 +2,7 @@
 //! steps, and the activation layers' units on a fixed probe batch: what the diagnosis reads to
 //! find vanishing and exploding gradients and dead and saturated units.
 //!
-//! Every [`GradientProbe::every`]-th step records, for each parameter tensor, the gradient's L2
+//! Every step of the run's first [`GradientProbe::every`], then every `every`-th, records, for each parameter tensor, the gradient's L2
 //! norm, its mean absolute value and its share of exactly-zero entries, and the weight's norm
 //! and variance; the step after it records the update ratio `||W_{k+1} - W_k|| / ||W_k||`. Each
 //! measurement is one small reduction per tensor and one read per step measured, so that the
@@ -17,8 +17,8 @@ use burn::tensor::{Device, Tensor};
 use kiln_common::{Activation, BatchInput, LayerActivations, Model};
 use serde::{Deserialize, Serialize};
 
-/// One parameter tensor's statistics over an epoch's measured steps (means over them; the
-/// weight's at the last).
+/// One parameter tensor's statistics over an epoch's measured steps (the gradient's means over
+/// them, the update ratio's largest, the weight's at the last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParamStats {
     /// The parameter's path in the model (`hidden.0.linear.weight`).
@@ -35,7 +35,8 @@ pub struct ParamStats {
     pub weight_norm: f64,
     /// The variance of the weight's values.
     pub weight_var: f64,
-    /// `||W_{k+1} - W_k|| / ||W_k||` of one optimiser step; `None` where not measured.
+    /// `||W_{k+1} - W_k|| / ||W_k||` of one optimiser step, the largest of the epoch's
+    /// measured steps; `None` where not measured.
     pub update_ratio: Option<f64>,
 }
 
@@ -236,10 +237,11 @@ impl std::fmt::Debug for GradientProbe {
 }
 
 impl GradientProbe {
-    /// The default sampling: one training step in 16.
+    /// The default sampling: one training step in 16 (and each of the run's first 16).
     pub const EVERY: usize = 16;
 
-    /// Measures one step in `every` (at least 1), from the first; with `histograms`, also
+    /// Measures each of the first `every` steps (at least 1), then one in `every`; with
+    /// `histograms`, also
     /// keeps each epoch's final weights (as validation sees them) and its last measured step's
     /// gradients for [`take_histograms`](Self::take_histograms).
     pub fn new(every: usize, histograms: bool) -> Self {
@@ -267,7 +269,9 @@ impl GradientProbe {
     /// Called by the training step with the model it ran and its gradients.
     pub(crate) fn step<M: Module>(&self, model: &M, grads: &GradientsParams) {
         let n = self.steps.fetch_add(1, Ordering::Relaxed);
-        let measure = n.is_multiple_of(self.every);
+        // The run's first `every` steps are all measured: a learning rate that blows the
+        // weights up does so there, in one step that sampling would miss.
+        let measure = n < self.every || n.is_multiple_of(self.every);
         let mut state = self.state.lock().expect("probe lock");
         if state.before.is_none() && !measure {
             return;
@@ -426,7 +430,7 @@ impl GradientProbe {
                     weight_norm: last.weight_sq.sqrt(),
                     weight_var: (last.weight_sq / size - weight_mean * weight_mean).max(0.0),
                     update_ratio: (!updates.is_empty())
-                        .then(|| updates.iter().sum::<f64>() / updates.len() as f64),
+                        .then(|| updates.iter().copied().fold(0.0, f64::max)),
                 }
             })
             .collect()

@@ -607,12 +607,24 @@ impl Trainer {
             .into_inner()
             .expect("run state lock");
         if let Some(found) = *non_finite.lock().expect("guard lock") {
+            let lr = state.lr_of(found.epoch);
+            let gradients = state.diagnoser.gradients_so_far(found.epoch);
+            let diagnosis = crate::diagnose::diagnose_non_finite(
+                &state.history,
+                Some(&profile),
+                &gradients,
+                found.epoch,
+                found.loss,
+                lr,
+            );
             return Err(TrainError::NonFiniteLoss {
                 epoch: found.epoch,
                 batch: found.batch,
                 loss: found.loss,
-                lr: state.lr_of(found.epoch),
+                lr,
                 history: state.history,
+                diagnosis: Box::new(diagnosis),
+                gradients,
             });
         }
         if let Some(error) = state.error.take() {
@@ -637,21 +649,24 @@ impl Trainer {
         let tracker = &state.tracker;
         let stopped_early = tracker.stopped_at.is_some_and(|e| e < config.epochs);
         let best_epoch = tracker.best.map_or(epochs_run, |(epoch, _)| epoch);
-        if config
+        let restored = config
             .early_stopping
             .as_ref()
             .is_some_and(|r| r.restore_best_weights)
-            && best_epoch != epochs_run
-            && let Some(record) = state.best_record()?
-        {
+            && best_epoch != epochs_run;
+        if restored && let Some(record) = state.best_record()? {
             trained.model = trained.model.try_load_record(record).map_err(|e| {
                 TrainError::Training(format!("restoring the weights of epoch {best_epoch}: {e}"))
             })?;
         }
         let trained_now = epochs_run - done.min(epochs_run);
         let gradients = std::mem::take(&mut *gradients.lock().expect("gradients lock"));
+        let mut diagnosis = diagnose(&history, Some(&profile), &gradients);
+        if restored {
+            diagnosis = diagnosis.kept_epoch(best_epoch);
+        }
         Ok(FitResult {
-            diagnosis: diagnose(&history, Some(&profile), &gradients),
+            diagnosis,
             gradients,
             model: trained.model.valid(),
             best_epoch,

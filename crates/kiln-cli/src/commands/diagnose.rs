@@ -4,13 +4,14 @@
 use anyhow::{Context, Result};
 use kiln::datasets::Data;
 use kiln::train::{
-    DataProfile, Diagnosis, EpochGradients, History, RunDir, diagnose, gradients_from_csv,
-    gradients_to_csv, plot_gradients,
+    DataProfile, Diagnosis, EpochGradients, History, RunDir, TrainerConfig, diagnose,
+    gradients_from_csv, gradients_to_csv, plot_gradients,
 };
 
 use crate::args::DiagnoseArgs;
 
 use super::out;
+use super::spec::RunConfig;
 
 /// The file a run keeps its diagnosis in.
 pub(super) const DIAGNOSIS: &str = "diagnosis.json";
@@ -53,6 +54,17 @@ pub(super) fn record_gradients(
     Ok(all)
 }
 
+/// The epoch whose weights a run kept, when early stopping restored them (Keras's
+/// `restore_best_weights`): `best` of the `ran` epochs.
+pub(super) fn kept_epoch(trainer: &TrainerConfig, best: usize, ran: usize) -> Option<usize> {
+    trainer
+        .early_stopping
+        .as_ref()
+        .is_some_and(|r| r.restore_best_weights)
+        .then_some(best)
+        .filter(|&best| best != ran)
+}
+
 /// The perceptron's profile: its "loss" is the error rate, whose baseline is the error rate of
 /// always answering the most frequent class.
 pub(super) fn perceptron_profile(train: &Data) -> DataProfile {
@@ -78,18 +90,27 @@ pub fn diagnose_run(args: &DiagnoseArgs) -> Result<()> {
     })?;
     let history =
         History::from_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let baseline = match std::fs::read_to_string(run.file("metrics.json")) {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
-            .with_context(|| format!("{}: not JSON", run.file("metrics.json").display()))?
-            ["baseline_loss"]
-            .as_f64(),
+    let metrics = match std::fs::read_to_string(run.file("metrics.json")) {
+        Ok(text) => Some(
+            serde_json::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("{}: not JSON", run.file("metrics.json").display()))?,
+        ),
         Err(_) => None,
     };
+    let baseline = metrics.as_ref().and_then(|m| m["baseline_loss"].as_f64());
     let profile = baseline.map(|b| DataProfile {
         baseline_loss: Some(b),
         input_scale: 0.0,
     });
     let gradients = read_gradients(&run)?;
-    let diagnosis: Diagnosis = diagnose(&history, profile.as_ref(), &gradients);
+    let mut diagnosis: Diagnosis = diagnose(&history, profile.as_ref(), &gradients);
+    let config = run.read_json::<RunConfig>("config.json").ok();
+    if let (Some(config), Some(best)) = (
+        config,
+        metrics.as_ref().and_then(|m| m["best_epoch"].as_u64()),
+    ) && let Some(epoch) = kept_epoch(&config.trainer, best as usize, history.epochs.len())
+    {
+        diagnosis = diagnosis.kept_epoch(epoch);
+    }
     out(&diagnosis.to_string())
 }

@@ -153,7 +153,27 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
                     args.dataset
                 );
             };
-            let config = CnnConfig::preset(preset, d_output);
+            let mut config = CnnConfig::preset(preset, d_output);
+            // The preset's layers, with the hidden-layer flags given on the command line
+            // applied to them: every block and the head.
+            let given = |flag: &str| args.given.iter().any(|g| g == flag);
+            if given("activation") {
+                config.activation = args.activation;
+                for block in &mut config.blocks {
+                    block.activation = args.activation;
+                }
+            }
+            if given("batch_norm") {
+                for block in &mut config.blocks {
+                    block.batch_norm = true;
+                }
+            }
+            if given("dropout") {
+                config.dropout = args.dropout;
+            }
+            if given("hidden") {
+                config.head = args.hidden.clone();
+            }
             let expected = [
                 config.in_channels,
                 config.image_size[0],

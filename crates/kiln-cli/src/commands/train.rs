@@ -17,7 +17,7 @@ use kiln::train::{
 use crate::args::{ModelKind, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
 
-use super::diagnose::{DIAGNOSIS, record_gradients};
+use super::diagnose::{DIAGNOSIS, kept_epoch, record_gradients};
 use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
 use super::perceptron::train_perceptron;
 use super::predict::COLUMNS;
@@ -291,6 +291,19 @@ impl Fit<'_> {
         let fit = match trainer.fit_with_validation(model, train.clone(), valid.clone()) {
             Ok(fit) => fit,
             Err(error) => {
+                if let TrainError::NonFiniteLoss {
+                    diagnosis,
+                    gradients,
+                    ..
+                } = &error
+                {
+                    // The run that blew up is the one most worth a diagnosis.
+                    record_gradients(run, gradients, self.start != Start::Fresh)?;
+                    run.write_json(DIAGNOSIS, diagnosis)?;
+                    if self.trainer.verbosity != Verbosity::Quiet {
+                        eprint!("{diagnosis}");
+                    }
+                }
                 if let TrainError::NonFiniteLoss { history, .. }
                 | TrainError::OutputClosed { history } = &error
                 {
@@ -326,7 +339,10 @@ impl Fit<'_> {
         // The trainer diagnosed this fit; a resumed run is diagnosed again over all its epochs.
         let profile = DataProfile::for_model::<M>(&self.prepared.train);
         let gradients = record_gradients(run, &fit.gradients, self.start != Start::Fresh)?;
-        let diagnosis = diagnose(&fit.history, Some(&profile), &gradients);
+        let mut diagnosis = diagnose(&fit.history, Some(&profile), &gradients);
+        if let Some(epoch) = kept_epoch(&self.trainer, fit.best_epoch, fit.history.epochs.len()) {
+            diagnosis = diagnosis.kept_epoch(epoch);
+        }
         run.write_json(DIAGNOSIS, &diagnosis)?;
         Ok(Report::from_fit(
             &fit, test, forecast, n_params, &profile, diagnosis,
