@@ -307,6 +307,16 @@ pub struct TrainArgs {
     /// Keep the best epoch's weights in DIR/best.bpk (the monitored metric: --monitor).
     #[arg(long)]
     pub save_best: bool,
+    /// When the diagnosis finds a problem with a known repair, train again with it, at most
+    /// three times (a lower or higher --lr, --clip-norm 1, --activation leaky-relu or relu,
+    /// --batch-norm, --dropout 0.3, --weight-decay 1e-4): the attempts go to DIR/attempts/N,
+    /// the best becomes the run in DIR, with repairs.json and repairs.png.
+    #[arg(long)]
+    pub auto_fix: bool,
+    /// Keep the run directory of a run that fails before its first checkpoint (auto-fix's
+    /// attempts: a loss that became NaN is a diagnosis to act on).
+    #[arg(skip)]
+    pub keep_failed: bool,
     /// The flags given on the command line (not defaults), filled in after parsing.
     #[arg(skip)]
     pub given: Vec<String>,

@@ -29,6 +29,7 @@ mod optimizer;
 mod plot;
 mod prefetch;
 mod progress;
+mod repair;
 mod replicas;
 mod report;
 mod run;
@@ -72,6 +73,7 @@ pub use progress::Verbosity;
 /// The random-number crate of [`ImageTransform`]'s generator, re-exported so that a transform of
 /// your own uses the same version (`use kiln_train::rand::RngExt;`).
 pub use rand;
+pub use repair::{Attempt, Knobs, MAX_REPAIRS, Repair, auto_fix, next_repair};
 pub use report::ClassReport;
 pub use run::{RunDir, write_atomic};
 pub use schedule::LrSchedule;

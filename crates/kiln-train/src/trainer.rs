@@ -126,6 +126,9 @@ fn on() -> bool {
 }
 
 impl TrainerConfig {
+    /// The learning rate a run takes when given none: 0.001 (Adam's usual rate, Keras's).
+    pub const DEFAULT_LR: f64 = 1e-3;
+
     /// Errs when training `model` would not fit in this machine's memory: its parameters,
     /// their gradients and the optimiser's state, counted from the parameters' shapes before
     /// any is allocated ([`crate::check_memory`]).
@@ -145,7 +148,7 @@ impl TrainerConfig {
             task,
             epochs: 20,
             batch_size: 32,
-            lr: 1e-3,
+            lr: Self::DEFAULT_LR,
             optimizer: OptimizerConfig::default(),
             lr_schedule: LrSchedule::Constant,
             validation_split: 0.2,

@@ -38,6 +38,7 @@ mod diagnose;
 mod evaluate;
 mod perceptron;
 mod predict;
+mod repair;
 mod report;
 mod spec;
 mod tools;

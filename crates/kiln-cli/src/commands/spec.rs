@@ -98,7 +98,7 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
         task,
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr.unwrap_or(1e-3),
+        lr: args.lr.unwrap_or(TrainerConfig::DEFAULT_LR),
         optimizer: OptimizerConfig {
             kind: args.optimizer,
             momentum: args.momentum,

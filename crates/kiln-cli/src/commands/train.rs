@@ -34,6 +34,9 @@ const LARGE_CHECKPOINT: u64 = 1_000_000_000;
 pub(super) const RESUME_FLAGS: [&str; 5] = ["resume", "epochs", "device", "devices", "quiet"];
 
 pub fn train(args: &TrainArgs) -> Result<()> {
+    if args.auto_fix {
+        return super::repair::train_with_repairs(args);
+    }
     if let Some(dir) = &args.resume {
         return resume(args, dir);
     }
@@ -68,7 +71,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     })();
     // A run that failed before its first checkpoint (a bad --device, a model too large) has
     // nothing worth keeping: no half-made run directory is left behind.
-    if trained.is_err() && run.checkpoints().latest().ok().flatten().is_none() {
+    if trained.is_err() && !args.keep_failed && run.checkpoints().latest().ok().flatten().is_none()
+    {
         let _ = std::fs::remove_dir_all(&run.path);
     }
     trained
