@@ -101,7 +101,7 @@ impl Dropout {
     /// The mask's draw for one call on a CPU backend, or `None` where the layer keeps every
     /// value: what a fused kernel needs to apply this layer's dropout itself, with the mask
     /// [`forward`](Self::forward) would have drawn at this point of the random stream.
-    pub(crate) fn draw(&self, device: &Device) -> Option<DropoutDraw> {
+    pub fn draw(&self, device: &Device) -> Option<DropoutDraw> {
         self.is_active(device).then(|| DropoutDraw {
             keep: 1.0 - self.prob,
             seed: draw_seed(device),
@@ -122,6 +122,24 @@ impl DropoutDraw {
     /// The mask of `n` elements: `1 / keep` with probability `keep`, else 0.
     pub fn mask(&self, n: usize) -> Vec<f32> {
         host_mask(n, self.keep, self.seed)
+    }
+
+    /// Element `i` of every [`mask`](Self::mask) longer than `i`: for a kernel that applies
+    /// the mask tile by tile without building it.
+    #[inline(always)]
+    pub fn value_at(&self, i: usize) -> f32 {
+        let block = (i as u64 >> 32) as u32;
+        let key = [
+            self.seed as u32,
+            (self.seed >> 32) as u32 ^ block.wrapping_mul(0x9E37_79B9),
+        ];
+        let threshold = (self.keep * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        let r = mix32(mix32(i as u32 ^ key[0]) ^ key[1]);
+        if r < threshold {
+            (1.0 / self.keep) as f32
+        } else {
+            0.0
+        }
     }
 }
 
@@ -200,6 +218,20 @@ mod tests {
             .into_data()
             .try_to_vec()
             .unwrap()
+    }
+
+    #[test]
+    fn value_at_reads_the_mask_element_by_element() {
+        let draw = DropoutDraw {
+            keep: 0.7,
+            seed: 0x1234_5678_9abc,
+        };
+        let mask = draw.mask(5000);
+        for (i, &m) in mask.iter().enumerate() {
+            assert_eq!(draw.value_at(i), m, "element {i}");
+        }
+        let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / 5000.0;
+        assert!((kept - 0.7).abs() < 0.03, "{kept}");
     }
 
     #[test]

@@ -15,14 +15,18 @@ use burn::tensor::{Device, TensorData, read_sync};
 /// vectorises but which the baseline build would run at half width.
 #[macro_export]
 macro_rules! vectorised {
-    ($name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        fn $name($($arg: $ty),*) {
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $crate::vectorised!($(#[$doc])* $name($($arg: $ty),*) -> () $body);
+    };
+    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                fn wide($($arg: $ty),*) { body($($arg),*) }
+                fn wide($($arg: $ty),*) -> $ret { body($($arg),*) }
                 if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has the features `wide` is compiled for.
                     return unsafe { wide($($arg),*) };

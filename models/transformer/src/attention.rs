@@ -5,6 +5,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use kiln_common::dense::dense;
 use kiln_common::{Dropout, DropoutConfig};
 
+use crate::flash;
 use crate::softmax::attention_weights;
 
 /// Multi-head self-attention, `softmax(Q K^T / sqrt(d_k)) V` in `n_heads` subspaces of width
@@ -99,13 +100,17 @@ impl MultiHeadAttention {
             parts.next().expect("k"),
             parts.next().expect("v"),
         );
-        let scores = q.matmul(k.swap_dims(2, 3)); // [batch, heads, seq, seq]
-        let weights = attention_weights(scores, padding, 1.0 / (d_k as f32).sqrt());
-        let weights = self.dropout.forward(weights);
-        let context = weights
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, d_model]);
+        let scale = 1.0 / (d_k as f32).sqrt();
+        // In tiles on the CPU backends (memory linear in `seq`), composed elsewhere.
+        let context = if flash::applies_to(&q) {
+            let dropout = self.dropout.draw(&q.device());
+            flash::fused(q, k, v, padding, scale, dropout)
+        } else {
+            let scores = q.matmul(k.swap_dims(2, 3)); // [batch, heads, seq, seq]
+            let weights = attention_weights(scores, padding, scale);
+            self.dropout.forward(weights).matmul(v)
+        };
+        let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         dense(&self.out_proj, context, None, None)
     }
 }

@@ -11,6 +11,15 @@ mod attention;
 mod block;
 mod classifier;
 mod encoder;
+// burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
+#[allow(deprecated)]
+// Without a CPU backend the generated dispatch routes nowhere and leaves its arguments unread.
+#[cfg_attr(
+    not(any(feature = "flex", feature = "ndarray")),
+    allow(unused_variables)
+)]
+pub mod flash;
+mod flash_kernel;
 mod positional;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
 #[allow(deprecated)]

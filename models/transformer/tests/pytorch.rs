@@ -1,7 +1,8 @@
 //! kiln's `EncoderBlock` against PyTorch 2.15's `TransformerEncoderLayer` (float64 reference
 //! values in `tests/fixtures/`, made by `shared/peers/make_fixtures.py`): post-norm and pre-norm,
 //! with a key padding mask. The same weights give the same output and the same gradients of
-//! `sum(output^2)/2` for the input and every parameter.
+//! `sum(output^2)/2` for the input and every parameter. On flex the attention takes the tiled
+//! path (`kiln_transformer::flash`), so these are its outputs and gradients against PyTorch's.
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, Linear};
@@ -100,6 +101,7 @@ fn check_block(name: &str, norm_first: bool) {
     load_norm(&mut block.norm2, p, "norm2", &device);
 
     let x = tensor::<3>(&f["input"], &device).require_grad();
+    assert!(kiln_transformer::flash::applies_to(&x.clone().unsqueeze()));
     let padding: Tensor<2, Bool> = tensor::<2>(&f["padding_mask"], &device).equal_elem(1.0);
     let out = block.forward(x.clone(), Some(padding));
     assert_close("output", out.clone(), &f["output"]);
