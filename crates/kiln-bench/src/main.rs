@@ -91,6 +91,12 @@ struct Args {
     /// run, or off: `scripts/before-after.sh` with two wrappers measures their cost.
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     diagnostics: String,
+    /// Tokens per sequence, for `transformer` (`torch_reference.py transformer --seq-len`).
+    #[arg(long, default_value_t = 200)]
+    seq_len: usize,
+    /// Samples per step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -117,15 +123,15 @@ fn mnist_shaped(n: usize) -> (Data, &'static str) {
     (data, "random")
 }
 
-/// `n` sequences of 200 random token ids (never the padding id 0) with random binary labels.
-fn random_tokens(n: usize) -> (Data, &'static str) {
+/// `n` sequences of `len` random token ids (never the padding id 0) with random binary labels.
+fn random_tokens(n: usize, len: usize) -> (Data, &'static str) {
     let mut rng = StdRng::seed_from_u64(0);
-    let x = (0..n * 200)
+    let x = (0..n * len)
         .map(|_| rng.random_range(1..20_000) as f32)
         .collect();
     let labels = (0..n).map(|_| rng.random_range(0..2)).collect();
     let names = vec!["0".into(), "1".into()];
-    let data = Data::new(x, vec![200], Targets::Classes { labels, names }).expect("consistent");
+    let data = Data::new(x, vec![len], Targets::Classes { labels, names }).expect("consistent");
     (data, "random")
 }
 
@@ -180,7 +186,7 @@ fn measure<M: Model>(
         let device = backend.device()?;
         let config = TrainerConfig {
             epochs: args.epochs,
-            batch_size: 64,
+            batch_size: args.batch_size,
             lr: 1e-3,
             verbosity: Verbosity::Quiet,
             diagnostics: args.diagnostics == "on",
@@ -240,7 +246,7 @@ fn measure<M: Model>(
                     "backend": backend.name(),
                     "data": source,
                     "train_samples": train.len(),
-                    "batch_size": 64,
+                    "batch_size": args.batch_size,
                     "runs": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
                     "samples_per_sec": rate.round(),
                     "flop_per_sample": flop_per_sample,
@@ -258,7 +264,7 @@ fn measure<M: Model>(
             "data": source,
             "train_samples": train.len(),
             "epochs": args.epochs,
-            "batch_size": 64,
+            "batch_size": args.batch_size,
             "runs": args.runs,
             "kiln_samples_per_sec": kiln.round(),
             "plain_samples_per_sec": plain.round(),
@@ -451,14 +457,15 @@ fn main() -> Result<()> {
         Bench::Transformer => measure(
             &args,
             "transformer",
-            random_tokens(samples(5_000)),
-            flops::TRANSFORMER,
+            random_tokens(samples(5_000), args.seq_len),
+            // Counted at 200 tokens; scaled linearly (the attention's share grows faster).
+            flops::TRANSFORMER * args.seq_len as f64 / 200.0,
             |d| {
                 SequenceClassifierConfig::new(32, 2)
                     .with_n_heads(2)
                     .with_d_ff(32)
                     .with_n_blocks(1)
-                    .with_max_len(200)
+                    .with_max_len(args.seq_len)
                     .with_positions(Positions::Learned)
                     .with_pooling(TransformerPooling::Mean)
                     .init_tokens(20_000, d)

@@ -2,9 +2,9 @@
 //! steps, and the activation layers' units on a fixed probe batch: what the diagnosis reads to
 //! find vanishing and exploding gradients and dead and saturated units.
 //!
-//! Every step of the run's first [`GradientProbe::every`], then every `every`-th, records, for each parameter tensor, the gradient's L2
-//! norm, its mean absolute value and its share of exactly-zero entries, and the weight's norm
-//! and variance; the step after it records the update ratio `||W_{k+1} - W_k|| / ||W_k||`. Each
+//! Each of the run's first [`GradientProbe::WARM_UP`] steps, then every `every`-th, records,
+//! for each parameter tensor, the gradient's L2 norm, its mean absolute value and its share of
+//! exactly-zero entries, and the weight's norm and variance; the step after it records the update ratio `||W_{k+1} - W_k|| / ||W_k||`. Each
 //! measurement is one small reduction per tensor and one read per step measured, so that the
 //! measurements can stay on by default.
 
@@ -237,10 +237,13 @@ impl std::fmt::Debug for GradientProbe {
 }
 
 impl GradientProbe {
-    /// The default sampling: one training step in 16 (and each of the run's first 16).
+    /// The default sampling: one training step in 16.
     pub const EVERY: usize = 16;
+    /// The run's first steps, all measured.
+    pub const WARM_UP: usize = 16;
 
-    /// Measures each of the first `every` steps (at least 1), then one in `every`; with
+    /// Measures each of the first [`WARM_UP`](Self::WARM_UP) steps, then one in `every` (at
+    /// least 1); with
     /// `histograms`, also
     /// keeps each epoch's final weights (as validation sees them) and its last measured step's
     /// gradients for [`take_histograms`](Self::take_histograms).
@@ -269,9 +272,9 @@ impl GradientProbe {
     /// Called by the training step with the model it ran and its gradients.
     pub(crate) fn step<M: Module>(&self, model: &M, grads: &GradientsParams) {
         let n = self.steps.fetch_add(1, Ordering::Relaxed);
-        // The run's first `every` steps are all measured: a learning rate that blows the
-        // weights up does so there, in one step that sampling would miss.
-        let measure = n < self.every || n.is_multiple_of(self.every);
+        // The run's first steps are all measured: a learning rate that blows the weights up
+        // does so there, in one step that sampling would miss.
+        let measure = n < Self::WARM_UP || n.is_multiple_of(self.every);
         let mut state = self.state.lock().expect("probe lock");
         if state.before.is_none() && !measure {
             return;
@@ -279,29 +282,23 @@ impl GradientProbe {
         let mut tensors = Tensors::default();
         model.visit(&mut tensors);
         if let Some((device, before)) = state.before.take() {
-            let mut updates = Vec::new();
+            // Every tensor's two sums in one tensor, read to the host at once: one
+            // synchronisation per measured step, not one per tensor.
+            let mut names = Vec::new();
+            let mut parts = Vec::new();
             for ((name, w), (old_name, old)) in tensors.weights.iter().zip(&before) {
                 if name != old_name || w.device() != device {
                     continue;
                 }
                 let diff = w.clone() - old.clone();
-                let parts = Tensor::cat(
-                    vec![
-                        (diff.clone() * diff).sum(),
-                        (old.clone() * old.clone()).sum(),
-                    ],
-                    0,
-                );
-                let v: Vec<f32> = parts.into_data().try_to_vec().unwrap_or_default();
-                if let [d, o] = v[..] {
-                    updates.push((
-                        name.clone(),
-                        (d as f64).sqrt() / (o as f64).sqrt().max(1e-30),
-                    ));
-                }
+                names.push(name.clone());
+                parts.push((diff.clone() * diff).sum());
+                parts.push((old.clone() * old.clone()).sum());
             }
-            for (name, ratio) in updates {
-                if let Some(seen) = state.seen.iter_mut().rev().find(|s| s.name == name) {
+            let v = read_all(parts);
+            for (name, pair) in names.iter().zip(v.chunks_exact(2)) {
+                let ratio = (pair[0] as f64).sqrt() / (pair[1] as f64).sqrt().max(1e-30);
+                if let Some(seen) = state.seen.iter_mut().rev().find(|s| &s.name == name) {
                     seen.update = Some(ratio);
                 }
             }
@@ -310,6 +307,8 @@ impl GradientProbe {
             return;
         }
         state.last_grads.clear();
+        let mut measured = Vec::new();
+        let mut parts = Vec::new();
         for (i, (name, weight)) in tensors.weights.iter().enumerate() {
             let Some(grad) = tensors.grad(i, grads) else {
                 continue;
@@ -317,30 +316,29 @@ impl GradientProbe {
             if self.histograms {
                 state.last_grads.push((name.clone(), grad.clone()));
             }
-            let size = weight.dims()[0];
-            let parts = Tensor::cat(
-                vec![
-                    (grad.clone() * grad.clone()).sum(),
-                    grad.clone().abs().sum(),
-                    grad.equal_elem(0.0).float().sum(),
-                    (weight.clone() * weight.clone()).sum(),
-                    weight.clone().sum(),
-                ],
-                0,
-            );
-            let v: Vec<f32> = parts.into_data().try_to_vec().unwrap_or_default();
-            if let [grad_sq, grad_abs, zeros, weight_sq, weight_sum] = v[..] {
-                state.seen.push(Seen {
-                    name: name.clone(),
-                    size,
-                    grad_sq: grad_sq as f64,
-                    grad_abs: grad_abs as f64,
-                    zeros: zeros as f64,
-                    weight_sq: weight_sq as f64,
-                    weight_sum: weight_sum as f64,
-                    update: None,
-                });
-            }
+            measured.push((name.clone(), weight.dims()[0]));
+            parts.extend([
+                (grad.clone() * grad.clone()).sum(),
+                grad.clone().abs().sum(),
+                grad.equal_elem(0.0).float().sum(),
+                (weight.clone() * weight.clone()).sum(),
+                weight.clone().sum(),
+            ]);
+        }
+        let v = read_all(parts);
+        for ((name, size), five) in measured.into_iter().zip(v.chunks_exact(5)) {
+            let [grad_sq, grad_abs, zeros, weight_sq, weight_sum] =
+                [five[0], five[1], five[2], five[3], five[4]].map(|x| x as f64);
+            state.seen.push(Seen {
+                name,
+                size,
+                grad_sq,
+                grad_abs,
+                zeros,
+                weight_sq,
+                weight_sum,
+                update: None,
+            });
         }
         let device = tensors.weights.first().map(|(_, w)| w.device());
         state.before = device.map(|d| (d, tensors.weights));
@@ -435,6 +433,17 @@ impl GradientProbe {
             })
             .collect()
     }
+}
+
+/// One-element tensors read to the host together (empty when there are none or the read fails).
+fn read_all(parts: Vec<Tensor<1>>) -> Vec<f32> {
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    Tensor::cat(parts, 0)
+        .into_data()
+        .try_to_vec()
+        .unwrap_or_default()
 }
 
 /// The float parameters of a module, flattened, with their paths and ids.
