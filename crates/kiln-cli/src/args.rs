@@ -296,7 +296,7 @@ pub struct TrainArgs {
     /// Print nothing while training.
     #[arg(long)]
     pub quiet: bool,
-    /// Measure gradients, weights and updates per layer (one training step in 16) for the
+    /// Measure gradients, weights and updates per layer (one training step in 32) for the
     /// diagnosis of vanishing and exploding gradients and dead units: on or off.
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub diagnostics: bool,

@@ -2,14 +2,15 @@
 //! steps, and the activation layers' units on a fixed probe batch: what the diagnosis reads to
 //! find vanishing and exploding gradients and dead and saturated units.
 //!
-//! Each of the run's first [`GradientProbe::WARM_UP`] steps, then every `every`-th, records,
+//! Each of the run's first [`GradientProbe::WARM_UP`] steps, then each epoch's first and every
+//! `every`-th, records,
 //! for each parameter tensor, the gradient's L2 norm, its mean absolute value and its share of
 //! exactly-zero entries, and the weight's norm and variance; the step after it records the update ratio `||W_{k+1} - W_k|| / ||W_k||`. Each
 //! measurement is one small reduction per tensor and one read per step measured, so that the
 //! measurements can stay on by default.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -211,6 +212,8 @@ pub struct GradientProbe {
     /// Keep each epoch's final weights and last gradients for histograms.
     histograms: bool,
     steps: AtomicUsize,
+    /// Set at each epoch's end: the next step starts an epoch.
+    epoch_started: AtomicBool,
     state: Mutex<ProbeState>,
 }
 
@@ -237,13 +240,13 @@ impl std::fmt::Debug for GradientProbe {
 }
 
 impl GradientProbe {
-    /// The default sampling: one training step in 16.
-    pub const EVERY: usize = 16;
+    /// The default sampling: one training step in 32 (and each epoch's first).
+    pub const EVERY: usize = 32;
     /// The run's first steps, all measured.
     pub const WARM_UP: usize = 16;
 
-    /// Measures each of the first [`WARM_UP`](Self::WARM_UP) steps, then one in `every` (at
-    /// least 1); with
+    /// Measures each of the first [`WARM_UP`](Self::WARM_UP) steps, then each epoch's first and
+    /// one in `every` (at least 1); with
     /// `histograms`, also
     /// keeps each epoch's final weights (as validation sees them) and its last measured step's
     /// gradients for [`take_histograms`](Self::take_histograms).
@@ -253,6 +256,7 @@ impl GradientProbe {
             batch: None,
             histograms,
             steps: AtomicUsize::new(0),
+            epoch_started: AtomicBool::new(false),
             state: Mutex::default(),
         }
     }
@@ -273,8 +277,10 @@ impl GradientProbe {
     pub(crate) fn step<M: Module>(&self, model: &M, grads: &GradientsParams) {
         let n = self.steps.fetch_add(1, Ordering::Relaxed);
         // The run's first steps are all measured: a learning rate that blows the weights up
-        // does so there, in one step that sampling would miss.
-        let measure = n < Self::WARM_UP || n.is_multiple_of(self.every);
+        // does so there, in one step that sampling would miss. Each epoch's first step is
+        // measured too, so that no epoch goes without.
+        let first_of_epoch = self.epoch_started.swap(false, Ordering::Relaxed);
+        let measure = n < Self::WARM_UP || first_of_epoch || n.is_multiple_of(self.every);
         let mut state = self.state.lock().expect("probe lock");
         if state.before.is_none() && !measure {
             return;
@@ -401,6 +407,7 @@ impl GradientProbe {
     /// The epoch's statistics per parameter tensor, in the model's order; the measurements
     /// start afresh.
     pub fn take_epoch(&self) -> Vec<ParamStats> {
+        self.epoch_started.store(true, Ordering::Relaxed);
         let mut state = self.state.lock().expect("probe lock");
         let seen = std::mem::take(&mut state.seen);
         let mut names: Vec<&str> = Vec::new();
