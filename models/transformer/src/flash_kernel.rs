@@ -85,12 +85,16 @@ impl Setup<'_> {
         let Dims { seq_q, seq_k, .. } = self.dims;
         for (r, row) in p.chunks_mut(tile.1).enumerate() {
             let base = (head * seq_q + first.0 + r) * seq_k + first.1;
-            for (c, v) in row.iter_mut().enumerate() {
-                *v *= draw.value_at(base + c);
-            }
+            drop_row(row, draw, base);
         }
     }
 }
+
+vectorised!(drop_row(row: &mut [f32], draw: DropoutDraw, base: usize) {
+    for (c, v) in row.iter_mut().enumerate() {
+        *v *= draw.value_at(base + c);
+    }
+});
 
 vectorised!(scale_and_mask(scores: &mut [f32], cols: usize, masked: &[bool], scale: f32) {
     for row in scores.chunks_mut(cols) {
@@ -101,15 +105,43 @@ vectorised!(scale_and_mask(scores: &mut [f32], cols: usize, masked: &[bool], sca
 });
 
 vectorised!(
-/// `exp(x - shift)` in place, zero below `e^-87` as `expf` underflows; returns the sum.
-exp_shifted(row: &mut [f32], shift: f32) -> f32 {
-    let mut sum = 0.0;
+/// `exp(x - shift) * by` in place, zero below `e^-87` as `expf` underflows. (No running sum
+/// in this loop: a floating-point reduction keeps the compiler from vectorising it.)
+exp_shifted(row: &mut [f32], shift: f32, by: f32) {
     for v in row.iter_mut() {
         let d = *v - shift;
-        *v = if d < -87.0 { 0.0 } else { kernel::exp(d) };
-        sum += *v;
+        *v = if d < -87.0 { 0.0 } else { kernel::exp(d) * by };
     }
-    sum
+});
+
+/// Lanes of the partial sums and maxima below: as many as an AVX2 register holds.
+const LANES: usize = 8;
+
+vectorised!(
+/// The sum of `row`, in [`LANES`] partial sums (which vectorise, unlike one running sum).
+row_sum(row: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+});
+
+vectorised!(
+/// The largest value of `row` (-inf when empty), in [`LANES`] partial maxima.
+row_max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    lanes.iter().copied().fold(tail, f32::max)
 });
 
 /// The forward pass.
@@ -157,7 +189,7 @@ pub(crate) fn forward(setup: &Setup, q: &[f32], k: &[f32], v: &[f32]) -> Forward
                     let s = &mut s[..rows * cols];
                     setup.scores((b, j0), q, &k[j0 * d..(j0 + cols) * d], (rows, cols), s);
                     for (r, row) in s.chunks_mut(cols).enumerate() {
-                        let tile_max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let tile_max = row_max(row);
                         let new_max = max[r].max(tile_max);
                         // The earlier tiles' sums in terms of the new maximum; nothing before
                         // the first tile, and exactly nothing for a row whose earlier keys were
@@ -168,7 +200,8 @@ pub(crate) fn forward(setup: &Setup, q: &[f32], k: &[f32], v: &[f32]) -> Forward
                         } else {
                             kernel::exp(shift)
                         };
-                        sum[r] = sum[r] * rescale + exp_shifted(row, new_max);
+                        exp_shifted(row, new_max, 1.0);
+                        sum[r] = sum[r] * rescale + row_sum(row);
                         max[r] = new_max;
                         for a in &mut acc[r * d..(r + 1) * d] {
                             *a *= rescale;
@@ -255,8 +288,7 @@ pub(crate) fn backward(
                         (&k[j0 * d..(j0 + cols) * d], &v[j0 * d..(j0 + cols) * d]);
                     setup.scores((b, j0), q_tile, k_tile, (rows, cols), p);
                     for (r, row) in p.chunks_mut(cols).enumerate() {
-                        exp_shifted(row, max[i0 + r]);
-                        scale_row(row, inv_sum[i0 + r]);
+                        exp_shifted(row, max[i0 + r], inv_sum[i0 + r]);
                     }
                     // dP (of the dropped weights) = dO V^T, then through the mask.
                     matmul(
@@ -311,12 +343,6 @@ pub(crate) fn backward(
         });
     [dq, dk, dv]
 }
-
-vectorised!(scale_row(row: &mut [f32], by: f32) {
-    for v in row.iter_mut() {
-        *v *= by;
-    }
-});
 
 vectorised!(softmax_grad_row(ds: &mut [f32], p: &[f32], masked: &[bool], delta: f32, scale: f32) {
     for ((g, &p), &m) in ds.iter_mut().zip(p).zip(masked) {
