@@ -4,7 +4,8 @@
 //! `seq_q x seq_k` is ever stored: the largest buffer is one tile of scores.
 //!
 //! Each `(sample, head)` is one parallel task; inside it, the products go to gemm through
-//! [`kernel::matmul`] on one thread.
+//! [`kernel::matmul`] on one thread. Tiles of keys that are all padding are passed over (a
+//! short text padded to a long `--seq-len` costs what its real tokens cost).
 
 use kiln_common::kernel::{self, matmul};
 use kiln_common::{DropoutDraw, vectorised};
@@ -52,6 +53,14 @@ pub(crate) struct Setup<'a> {
 }
 
 impl Setup<'_> {
+    /// Whether a tile of sample `b`'s keys can be passed over: all padding, in a sample with a
+    /// real key (whose queries give padding exactly zero weight: `e^(-1e9 - max)` underflows).
+    /// A sample of padding alone keeps its tiles: its weights are uniform, as composed.
+    fn skips(&self, b: usize, j0: usize, cols: usize) -> bool {
+        self.masked(b, j0, cols).iter().all(|&m| m)
+            && !self.masked(b, 0, self.dims.seq_k).iter().all(|&m| m)
+    }
+
     /// Which of sample `b`'s keys `j0..j0 + cols` are padding.
     fn masked(&self, b: usize, j0: usize, cols: usize) -> &[bool] {
         let first = b * self.dims.seq_k + j0;
@@ -186,6 +195,9 @@ pub(crate) fn forward(setup: &Setup, q: &[f32], k: &[f32], v: &[f32]) -> Forward
                 sum[..rows].fill(0.0);
                 for j0 in (0..seq_k).step_by(COLS) {
                     let cols = COLS.min(seq_k - j0);
+                    if setup.skips(b, j0, cols) {
+                        continue;
+                    }
                     let s = &mut s[..rows * cols];
                     setup.scores((b, j0), q, &k[j0 * d..(j0 + cols) * d], (rows, cols), s);
                     for (r, row) in s.chunks_mut(cols).enumerate() {
@@ -283,6 +295,9 @@ pub(crate) fn backward(
                 let g_tile = &grad[i0 * d..(i0 + rows) * d];
                 for j0 in (0..seq_k).step_by(COLS) {
                     let cols = COLS.min(seq_k - j0);
+                    if setup.skips(b, j0, cols) {
+                        continue;
+                    }
                     let (p, dp) = (&mut p[..rows * cols], &mut dp[..rows * cols]);
                     let (k_tile, v_tile) =
                         (&k[j0 * d..(j0 + cols) * d], &v[j0 * d..(j0 + cols) * d]);
