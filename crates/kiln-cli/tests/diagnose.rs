@@ -3,25 +3,7 @@
 
 mod common;
 
-use common::{kiln, kiln_raw, metrics, scratch};
-
-fn diagnosis(dir: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("diagnosis.json")).unwrap()).unwrap()
-}
-
-fn kinds(d: &serde_json::Value) -> Vec<(String, u64)> {
-    d["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["kind"].as_str().unwrap().to_string(),
-                f["epoch"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
+use common::{diagnosis, kiln, kiln_raw, kinds, metrics, scratch};
 
 #[test]
 fn a_finite_but_exploded_loss_is_named_with_its_fix() {

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{kiln_raw, scratch};
+use common::{diagnosis, kiln_raw, kinds, scratch};
 
 /// One broken run: the flags that break it and the finding kind that names the fault.
 struct Fault {
@@ -186,18 +186,10 @@ const FAULTS: &[Fault] = &[
 /// A run's findings as (kind, epoch): from its `diagnosis.json`, or, where a run that blew up
 /// in its first epoch left no directory, from the report on its standard error.
 fn findings(dir: &Path, stderr: &str) -> Vec<(String, usize)> {
-    if let Ok(text) = std::fs::read_to_string(dir.join("diagnosis.json")) {
-        let d: serde_json::Value = serde_json::from_str(&text).unwrap();
-        return d["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["kind"].as_str().unwrap().to_string(),
-                    f["epoch"].as_u64().unwrap() as usize,
-                )
-            })
+    if dir.join("diagnosis.json").exists() {
+        return kinds(&diagnosis(dir))
+            .into_iter()
+            .map(|(kind, epoch)| (kind, epoch as usize))
             .collect();
     }
     stderr

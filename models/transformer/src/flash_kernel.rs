@@ -54,11 +54,16 @@ pub(crate) struct Setup<'a> {
 
 impl Setup<'_> {
     /// Whether a tile of sample `b`'s keys can be passed over: all padding, in a sample with a
-    /// real key (whose queries give padding exactly zero weight: `e^(-1e9 - max)` underflows).
-    /// A sample of padding alone keeps its tiles: its weights are uniform, as composed.
-    fn skips(&self, b: usize, j0: usize, cols: usize) -> bool {
-        self.masked(b, j0, cols).iter().all(|&m| m)
-            && !self.masked(b, 0, self.dims.seq_k).iter().all(|&m| m)
+    /// real key (`real`: whose queries give padding exactly zero weight, as `e^(-1e9 - max)`
+    /// underflows). A sample of padding alone keeps its tiles: its weights are uniform, as
+    /// composed.
+    fn skips(&self, real: bool, b: usize, j0: usize, cols: usize) -> bool {
+        real && self.masked(b, j0, cols).iter().all(|&m| m)
+    }
+
+    /// Whether sample `b` has a key that is not padding: once per sample, not per tile.
+    fn has_real_key(&self, b: usize) -> bool {
+        !self.masked(b, 0, self.dims.seq_k).iter().all(|&m| m)
     }
 
     /// Which of sample `b`'s keys `j0..j0 + cols` are padding.
@@ -179,6 +184,7 @@ pub(crate) fn forward(setup: &Setup, q: &[f32], k: &[f32], v: &[f32]) -> Forward
         .enumerate()
         .for_each(|(head, ((out, max_of), inv_sum))| {
             let b = head / heads;
+            let real = setup.has_real_key(b);
             let (q, k, v) = (
                 &q[head * seq_q * d..(head + 1) * seq_q * d],
                 &k[head * seq_k * d..(head + 1) * seq_k * d],
@@ -195,7 +201,7 @@ pub(crate) fn forward(setup: &Setup, q: &[f32], k: &[f32], v: &[f32]) -> Forward
                 sum[..rows].fill(0.0);
                 for j0 in (0..seq_k).step_by(COLS) {
                     let cols = COLS.min(seq_k - j0);
-                    if setup.skips(b, j0, cols) {
+                    if setup.skips(real, b, j0, cols) {
                         continue;
                     }
                     let s = &mut s[..rows * cols];
@@ -271,6 +277,7 @@ pub(crate) fn backward(
         .enumerate()
         .for_each(|(head, ((dq, dk), dv))| {
             let b = head / heads;
+            let real = setup.has_real_key(b);
             // This head's rows of a `[batch, heads, n, d]` tensor.
             let rows_of = |n: usize| head * n * d..(head + 1) * n * d;
             let (q, k, v) = (&q[rows_of(seq_q)], &k[rows_of(seq_k)], &v[rows_of(seq_k)]);
@@ -295,7 +302,7 @@ pub(crate) fn backward(
                 let g_tile = &grad[i0 * d..(i0 + rows) * d];
                 for j0 in (0..seq_k).step_by(COLS) {
                     let cols = COLS.min(seq_k - j0);
-                    if setup.skips(b, j0, cols) {
+                    if setup.skips(real, b, j0, cols) {
                         continue;
                     }
                     let (p, dp) = (&mut p[..rows * cols], &mut dp[..rows * cols]);

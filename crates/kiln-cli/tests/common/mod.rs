@@ -47,3 +47,23 @@ pub fn stdout_value(o: &Output, key: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// A run directory's diagnosis.json.
+pub fn diagnosis(dir: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("diagnosis.json")).unwrap()).unwrap()
+}
+
+/// A diagnosis's findings as (kind, epoch), in order.
+pub fn kinds(d: &serde_json::Value) -> Vec<(String, u64)> {
+    d["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["epoch"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
