@@ -144,7 +144,13 @@ impl EncoderBlock {
         }
     }
 
-    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// The position-wise feed-forward network: `linear1`, the activation, dropout, `linear2`,
+    /// dropout.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]`
+    /// - output: `[batch, seq, d_model]`
+    pub fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = dense(&self.linear1, x, Some(self.activation), Some(&self.dropout));
         dense(&self.linear2, hidden, None, Some(&self.dropout))
     }
