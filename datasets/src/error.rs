@@ -118,6 +118,16 @@ pub enum DataError {
     /// A split fraction outside (0, 1).
     InvalidFraction(f64),
 
+    /// A cut to fewer classes or labelled samples ([`LabelSubset`](crate::LabelSubset)) that
+    /// cannot be made.
+    #[error("{field}: {reason}")]
+    Subset {
+        /// The setting at fault.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A split would leave one side empty.
     #[error("a split of {n} samples with fraction {fraction} leaves one side empty")]
     SplitTooSmall {

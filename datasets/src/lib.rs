@@ -18,6 +18,7 @@ mod mnist;
 mod scale;
 mod series;
 mod split;
+mod subset;
 pub mod synthetic;
 mod text;
 
@@ -40,4 +41,5 @@ pub use series::{
     detect_season, load_series_csv,
 };
 pub use split::{Split, split};
+pub use subset::LabelSubset;
 pub use text::{PAD, TextEncoder, TextSet, Tokenizer, UNK, load_text_csv, load_texts_csv, spam};

@@ -262,6 +262,36 @@ pub struct TrainArgs {
     /// Fraction of the data held out as the test set (datasets without an official one).
     #[arg(long, default_value_t = 0.2)]
     pub test_split: f64,
+    /// Keep only these classes, renumbered from 0 in their order: class names or ranges of
+    /// class indices, comma-separated (0-4, 5,7,9, ham,spam); in every split.
+    #[arg(long, value_name = "LIST")]
+    pub classes: Option<String>,
+    /// Train on N labelled samples of each class (seeded; the validation part is split off
+    /// first, at --validation-split of all the training data; the test set stays whole).
+    #[arg(long, value_name = "N", conflicts_with = "train_samples")]
+    pub train_per_class: Option<usize>,
+    /// Train on N labelled samples in all, stratified by class (seeded, as --train-per-class).
+    #[arg(long, value_name = "N")]
+    pub train_samples: Option<usize>,
+    /// Start from trained weights: a run directory (its model.bpk), a .bpk file or a
+    /// .safetensors file (PyTorch's names and layouts). Every tensor whose module path and
+    /// shape match is loaded; the others start as initialised (see init.json in the run).
+    #[arg(long, value_name = "RUN_DIR_OR_FILE")]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: module paths not loaded, such as a head to learn anew (head,
+    /// output), comma-separated.
+    #[arg(
+        long,
+        value_name = "PREFIXES",
+        value_delimiter = ',',
+        requires = "init_from"
+    )]
+    pub init_skip: Vec<String>,
+    /// Module paths whose parameters do not train (Keras's trainable = False), such as blocks
+    /// (a CNN's convolutions) or hidden.0, comma-separated: no gradient, no optimiser state,
+    /// batch norm and dropout in inference mode. `kiln summary` counts them as non-trainable.
+    #[arg(long, value_name = "PREFIXES", value_delimiter = ',')]
+    pub freeze: Vec<String>,
     /// LR schedule: constant, step[:SIZE[:GAMMA]], exponential[:GAMMA], cosine[:MIN_LR],
     /// inverse-time[:DECAY], plateau[:FACTOR[:PATIENCE[:MIN_LR[:MIN_DELTA[:COOLDOWN]]]]]
     /// (Keras's ReduceLROnPlateau on --monitor; defaults 0.1, 10, 0, 1e-4, 0).

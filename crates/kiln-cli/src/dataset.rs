@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use kiln::datasets::{
-    self, ChannelNormalizer, CsvOptions, Data, MnistSplit, SeriesScaler, Standardizer,
-    TargetScaler, TextEncoder, Tokenizer, WindowConfig, Windows, synthetic,
+    self, ChannelNormalizer, CsvOptions, Data, DataError, LabelSubset, MnistSplit, SeriesScaler,
+    Standardizer, TargetScaler, TextEncoder, Tokenizer, WindowConfig, Windows, synthetic,
 };
 use kiln::train::Task;
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,21 @@ impl fmt::Display for DatasetSpec {
     }
 }
 
+/// A [`LabelSubset`] error in the command line's words.
+fn as_flag(error: DataError) -> anyhow::Error {
+    match error {
+        DataError::Subset { field, reason } => {
+            let flag = match field {
+                "classes" => "--classes",
+                "per_class" => "--train-per-class",
+                _ => "--train-samples",
+            };
+            anyhow::anyhow!("{flag}: {reason}")
+        }
+        other => other.into(),
+    }
+}
+
 /// How to read the data: what `config.json` keeps so that `kiln eval` rebuilds the same split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -140,6 +155,9 @@ pub struct DataConfig {
     /// Off in the configs of runs made before kiln did it, so that they evaluate as trained.
     #[serde(default)]
     pub scale_targets: bool,
+    /// Fewer labels: the classes kept and the labelled training samples kept.
+    #[serde(default)]
+    pub labels: LabelSubset,
 }
 
 /// How texts become token ids and series become windows.
@@ -269,6 +287,7 @@ impl DataConfig {
     /// data. `task` overrides the task the targets suggest (CSV only; the other datasets have
     /// one task).
     pub fn prepare(&self, task: Option<Task>, validation_split: f64) -> Result<Prepared> {
+        self.labels.check().map_err(as_flag)?;
         let prepared = self.prepare_any(task, validation_split)?;
         if let Some(task) = task
             && task != prepared.task
@@ -288,6 +307,12 @@ impl DataConfig {
                 return self.prepare_text(validation_split);
             }
             DatasetSpec::Airline | DatasetSpec::SeriesCsv(_) => {
+                if !self.labels.keeps_all() {
+                    bail!(
+                        "--classes, --train-per-class and --train-samples cut labelled samples; \
+                         a series is cut by time (--test-split, --validation-split)"
+                    );
+                }
                 return self.prepare_series(validation_split);
             }
             _ => {}
@@ -356,9 +381,17 @@ impl DataConfig {
                 (parts.first, parts.second)
             }
         };
+        let labels = &self.labels;
+        let (train, test) = (
+            labels.keep_classes(&train).map_err(as_flag)?,
+            labels.keep_classes(&test).map_err(as_flag)?,
+        );
         let parts = datasets::split(&train, validation_split, self.seed)
             .context("--validation-split: splitting off the validation set")?;
-        let (train, valid) = (parts.first, parts.second);
+        let valid = parts.second;
+        let train = labels
+            .cut_training(&parts.first, self.seed)
+            .map_err(as_flag)?;
         let data_task = if train.is_classification() {
             Task::Classification
         } else {
@@ -454,12 +487,14 @@ impl DataConfig {
             }
             other => unreachable!("{other} is not text"),
         };
+        let set = self.labels.keep_text_classes(&set).map_err(as_flag)?;
         let (train, test) = set
             .split(self.test_split, self.seed)
             .context("--test-split: splitting off the test set")?;
         let (train, valid) = train
             .split(validation_split, self.seed)
             .context("--validation-split: splitting off the validation set")?;
+        let train = self.labels.cut_texts(&train, self.seed).map_err(as_flag)?;
         let encoder = TextEncoder::fit(
             &train.texts,
             options.tokenizer,
@@ -568,6 +603,7 @@ mod tests {
             normalize: false,
             sequence: SequenceOptions::default(),
             scale_targets: true,
+            labels: LabelSubset::default(),
         };
         let p = config.prepare(None, 0.25).unwrap();
         assert_eq!(
@@ -613,6 +649,7 @@ mod tests {
                 ..SequenceOptions::default()
             },
             scale_targets: true,
+            labels: LabelSubset::default(),
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();
@@ -645,6 +682,7 @@ mod tests {
             normalize: true,
             sequence: SequenceOptions::default(),
             scale_targets: true,
+            labels: LabelSubset::default(),
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();

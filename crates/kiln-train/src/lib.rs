@@ -38,6 +38,7 @@ mod steps;
 mod strategy;
 mod tensorboard;
 mod trainer;
+mod transfer;
 mod user_metric;
 mod weights;
 
@@ -80,4 +81,5 @@ pub use schedule::LrSchedule;
 pub use steps::StepOutputs;
 pub use tensorboard::{TensorBoardWriter, masked_crc32c, read_records};
 pub use trainer::{FitResult, Trainer, TrainerConfig};
+pub use transfer::{InitReport, freeze, init_from, param_paths};
 pub use weights::{export_safetensors, import_safetensors};

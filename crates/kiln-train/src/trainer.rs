@@ -119,6 +119,11 @@ pub struct TrainerConfig {
     /// read the history alone are made either way. Default: on.
     #[serde(default = "on")]
     pub diagnostics: bool,
+    /// Module paths whose parameters do not train (Keras's `trainable = False`), such as
+    /// `blocks` or `hidden.0`: no gradient, no optimiser state, their batch norms and dropouts
+    /// in inference mode ([`freeze`](crate::freeze)). Default: none.
+    #[serde(default)]
+    pub freeze: Vec<String>,
 }
 
 fn on() -> bool {
@@ -158,6 +163,7 @@ impl TrainerConfig {
             devices: Vec::new(),
             verbosity: Verbosity::auto(),
             diagnostics: true,
+            freeze: Vec::new(),
         }
     }
 
@@ -412,6 +418,7 @@ impl Trainer {
                 next: 0,
             });
         }
+        let model = crate::freeze(model, &config.freeze)?;
 
         let train_device = self.device.clone().autodiff();
         let replicas = Replicas::new(

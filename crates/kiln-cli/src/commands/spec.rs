@@ -1,8 +1,11 @@
 //! The model and trainer a run is made of, from the flags, as `config.json` keeps them.
 
+use std::path::PathBuf;
+
 use anyhow::{Result, bail};
 use kiln::Device;
 use kiln::cnn::{CnnConfig, Preset};
+use kiln::datasets::LabelSubset;
 use kiln::fnn::{MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModelConfig};
 use kiln::train::{
@@ -69,6 +72,11 @@ pub struct RunConfig {
     /// Keep the best epoch's weights in `best.bpk`.
     #[serde(default)]
     pub save_best: bool,
+    /// The weights the run started from (`--init-from`), and the module paths not loaded.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    #[serde(default)]
+    pub init_skip: Vec<String>,
 }
 
 /// Where the data comes from and how it is prepared, from the flags.
@@ -90,6 +98,11 @@ pub(super) fn data_config(args: &TrainArgs) -> DataConfig {
             season: args.season,
         },
         scale_targets: true,
+        labels: LabelSubset {
+            classes: args.classes.clone(),
+            per_class: args.train_per_class,
+            samples: args.train_samples,
+        },
     }
 }
 
@@ -129,6 +142,7 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
             Verbosity::auto()
         },
         diagnostics: args.diagnostics,
+        freeze: args.freeze.clone(),
     }
 }
 

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use kiln::backend;
 use kiln::burn::module::Module;
 use kiln::train::{
-    History, LrFinder, PlotRun, RunDir, check_memory, export_safetensors, import_safetensors,
-    plot_histories, weight_bytes,
+    History, LrFinder, PlotRun, RunDir, check_memory, export_safetensors, freeze,
+    import_safetensors, plot_histories, weight_bytes,
 };
 
 use crate::args::{ExportArgs, ImportArgs, LrFindArgs, PlotArgs, TrainArgs};
@@ -181,7 +181,10 @@ pub fn summary(args: &TrainArgs) -> Result<()> {
     let text = with_model!(
         &model,
         &device,
-        |m| summary_of(&m, &prepared)?,
+        |m| summary_of(
+            &freeze(m, &args.freeze).map_err(super::train::as_flag)?,
+            &prepared
+        )?,
         perceptron | cfg | perceptron_summary(cfg, &device)
     );
     out(&text)

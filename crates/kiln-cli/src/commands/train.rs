@@ -1,7 +1,7 @@
 //! `kiln train`: a new run, or one resumed from its last checkpoint.
 
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kiln::Device;
@@ -10,8 +10,8 @@ use kiln::burn::module::Module;
 use kiln::common::thousands;
 use kiln::train::{
     CsvLogger, DataProfile, FitResult, History, PlotRun, RunDir, TrainError, Trainer,
-    TrainerConfig, Verbosity, checkpoint_bytes, diagnose, human_bytes, plot_confusion,
-    plot_histories, weight_bytes, write_atomic,
+    TrainerConfig, Verbosity, checkpoint_bytes, diagnose, freeze, human_bytes, init_from,
+    plot_confusion, plot_histories, weight_bytes, write_atomic,
 };
 
 use crate::args::{ModelKind, TrainArgs};
@@ -25,6 +25,9 @@ use super::report::{Report, print_metrics};
 use super::spec::{ModelSpec, RunConfig, data_config, model_name, model_spec, trainer_config};
 use super::tools::{run_name, summary_of};
 use super::{err_line, out};
+
+/// What `--init-from` loaded, left new and skipped.
+const INIT: &str = "init.json";
 
 /// Checkpoints above this size (1 GB) are announced before the run starts.
 const LARGE_CHECKPOINT: u64 = 1_000_000_000;
@@ -57,6 +60,8 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         data,
         trainer,
         save_best: args.save_best,
+        init_from: args.init_from.clone(),
+        init_skip: args.init_skip.clone(),
     };
     let trained = (|| {
         run.write_json("config.json", &config)?;
@@ -195,6 +200,8 @@ pub(super) fn run_training(
         run,
         start,
         save_best: config.save_best,
+        init_from: config.init_from.as_deref(),
+        init_skip: &config.init_skip,
     };
     device.seed(config.data.seed);
     let model = &config.model;
@@ -234,6 +241,9 @@ pub(super) struct Fit<'a> {
     pub(super) run: &'a RunDir,
     pub(super) start: Start,
     pub(super) save_best: bool,
+    /// Trained weights a fresh run starts from, and the module paths not loaded.
+    pub(super) init_from: Option<&'a Path>,
+    pub(super) init_skip: &'a [String],
 }
 
 impl Fit<'_> {
@@ -244,6 +254,19 @@ impl Fit<'_> {
         let run = self.run;
         self.trainer.check_memory(&model).map_err(as_flag)?;
         let quiet = self.trainer.verbosity == Verbosity::Quiet;
+        // A resumed run's weights come from its checkpoint.
+        let model = match (self.start, self.init_from) {
+            (Start::Fresh, Some(source)) => {
+                let (model, report) = init_from(model, source, self.init_skip).map_err(as_flag)?;
+                run.write_json(INIT, &report)?;
+                if !quiet {
+                    err_line(report.to_string().trim_end())?;
+                }
+                model
+            }
+            _ => model,
+        };
+        let model = freeze(model, &self.trainer.freeze).map_err(as_flag)?;
         let n_params = Module::num_params(&model);
         let checkpoint = checkpoint_bytes(n_params, &self.trainer.optimizer);
         if checkpoint > LARGE_CHECKPOINT && !quiet {

@@ -1,0 +1,208 @@
+//! Transfer learning from the command line, on the embedded digits: a network trained on 0-4
+//! starts the one for 5-9 (`--init-from`, `--init-skip`), its hidden layer frozen
+//! (`--freeze`), trained on 20 labelled images per class (`--classes`, `--train-per-class`).
+
+mod common;
+
+use std::path::Path;
+
+use common::{kiln, kiln_raw, metrics, scratch};
+
+fn history_without_seconds(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("history.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `kiln train` on the digits 5-9, 20 labelled per class, from the run in `base`.
+fn fine_tune(base: &Path, out: &Path, epochs: &str, extra: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--quiet",
+        "--dataset",
+        "digits",
+        "--hidden",
+        "32",
+        "--classes",
+        "5-9",
+        "--train-per-class",
+        "20",
+        "--patience",
+        "0",
+        "--epochs",
+        epochs,
+        "--lr",
+        "0.01",
+        "--init-from",
+        base.to_str().unwrap(),
+        "--init-skip",
+        "output",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    kiln(&args);
+}
+
+#[test]
+fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
+    let dir = scratch("transfer");
+    let base = dir.join("base");
+    kiln(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        "digits",
+        "--hidden",
+        "32",
+        "--classes",
+        "0-4",
+        "--epochs",
+        "30",
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        json(&base.join("columns.json"))["classes"],
+        serde_json::json!(["0", "1", "2", "3", "4"])
+    );
+
+    let tuned = dir.join("tuned");
+    fine_tune(&base, &tuned, "30", &["--freeze", "hidden"]);
+    let init = json(&tuned.join("init.json"));
+    assert_eq!(
+        init["loaded"],
+        serde_json::json!(["hidden.0.linear.bias", "hidden.0.linear.weight"])
+    );
+    assert_eq!(
+        init["skipped"],
+        serde_json::json!(["output.bias", "output.weight"])
+    );
+    let summary = std::fs::read_to_string(tuned.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("Non-trainable params: 2,080"),
+        "64 x 32 + 32 frozen: {summary}"
+    );
+    let o = kiln(&[
+        "summary",
+        "--dataset",
+        "digits",
+        "--hidden",
+        "32",
+        "--freeze",
+        "hidden",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Non-trainable params: 2,080"));
+    assert_eq!(
+        json(&tuned.join("columns.json"))["classes"],
+        serde_json::json!(["5", "6", "7", "8", "9"])
+    );
+    let first = history_without_seconds(&tuned);
+    assert_eq!(first.lines().count(), 31);
+    let accuracy = metrics(&tuned)["test_accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy > 0.7,
+        "100 labelled images on frozen 0-4 features: {accuracy}"
+    );
+
+    // The frozen layer is the pre-trained one, bit for bit.
+    let base_weights = tensors(&base.join("model.bpk"));
+    let tuned_weights = tensors(&tuned.join("model.bpk"));
+    assert_eq!(
+        tuned_weights["hidden.0.linear.weight"],
+        base_weights["hidden.0.linear.weight"]
+    );
+    assert_ne!(
+        tuned_weights["output.weight"],
+        base_weights["output.weight"]
+    );
+
+    // Checkpointed and resumed like any run: 10 epochs, then on to 30, equals 30 at once.
+    let resumed = dir.join("resumed");
+    fine_tune(&base, &resumed, "10", &["--freeze", "hidden"]);
+    kiln(&[
+        "train",
+        "--quiet",
+        "--resume",
+        resumed.to_str().unwrap(),
+        "--epochs",
+        "30",
+    ]);
+    assert_eq!(history_without_seconds(&resumed), first);
+    assert_eq!(
+        std::fs::read(resumed.join("model.bpk")).unwrap(),
+        std::fs::read(tuned.join("model.bpk")).unwrap()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Each tensor of a burnpack file, by name, as its raw bytes.
+fn tensors(path: &Path) -> std::collections::HashMap<String, Vec<u8>> {
+    use kiln::burn::store::{BurnpackStore, ModuleStore};
+    let mut store = BurnpackStore::from_file(path);
+    store
+        .get_all_tensors()
+        .unwrap()
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.to_bytes().unwrap().to_vec()))
+        .collect()
+}
+
+#[test]
+fn bad_transfer_flags_are_named() {
+    let dir = scratch("transfer-errors");
+    let out = dir.join("run");
+    let out = out.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--freeze", "hiden"],
+            "--freeze: `hiden` names no parameter of the model (its parts: hidden, output)",
+        ),
+        (
+            vec!["--train-per-class", "500"],
+            "--train-per-class: class `0` has",
+        ),
+        (
+            vec!["--classes", "12"],
+            "--classes: `12` is neither a class name nor a range",
+        ),
+        (vec!["--init-from", "/nonexistent/run"], "/nonexistent/run"),
+    ] {
+        let mut all = vec![
+            "train",
+            "--quiet",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            out,
+        ];
+        all.extend_from_slice(&args);
+        let o = kiln_raw(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+        assert!(
+            !Path::new(out).exists(),
+            "{args:?}: no run directory is left behind"
+        );
+    }
+    let o = kiln_raw(&[
+        "train",
+        "--dataset",
+        "airline",
+        "--model",
+        "lstm",
+        "--classes",
+        "0-1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("a series is cut by time"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
