@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::cnn::Preset;
 use kiln::common::Activation;
 use kiln::datasets::Tokenizer;
-use kiln::train::{Augmentation, LrSchedule, Monitor, OptimizerKind, Task};
+use kiln::train::{Augmentation, LoraConfig, LrSchedule, Monitor, OptimizerKind, Task};
 
 use crate::dataset::DatasetSpec;
 
@@ -292,6 +292,12 @@ pub struct TrainArgs {
     /// batch norm and dropout in inference mode. `kiln summary` counts them as non-trainable.
     #[arg(long, value_name = "PREFIXES", value_delimiter = ',')]
     pub freeze: Vec<String>,
+    /// With --init-from: low-rank adapters (LoRA) of rank R on the weight matrices (dense
+    /// layers, attention projections, recurrent weights; not embeddings), scaled by
+    /// ALPHA / R [default ALPHA: R]; only they train, with the tensors --init-from left new
+    /// (a head) trained in full. The saved model has them merged.
+    #[arg(long, value_name = "R[:ALPHA]", value_parser = parse_lora)]
+    pub lora: Option<LoraConfig>,
     /// LR schedule: constant, step[:SIZE[:GAMMA]], exponential[:GAMMA], cosine[:MIN_LR],
     /// inverse-time[:DECAY], plateau[:FACTOR[:PATIENCE[:MIN_LR[:MIN_DELTA[:COOLDOWN]]]]]
     /// (Keras's ReduceLROnPlateau on --monitor; defaults 0.1, 10, 0, 1e-4, 0).
@@ -404,6 +410,25 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn parse_lora(spec: &str) -> Result<LoraConfig, String> {
+    let (rank, alpha) = spec
+        .split_once(':')
+        .map_or((spec, None), |(r, a)| (r, Some(a)));
+    let rank: usize = rank
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{spec}`: the rank must be a whole number, as in 8 or 8:16"))?;
+    let mut lora = LoraConfig::new(rank);
+    if let Some(alpha) = alpha {
+        lora.alpha = alpha
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{spec}`: ALPHA must be a number, as in 8:16"))?;
+    }
+    lora.check().map_err(|e| e.to_string())?;
+    Ok(lora)
 }
 
 fn parse_augmentation(list: &str) -> Result<Augmentation, String> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kiln, kiln_raw, scratch};
+use common::{history_without_seconds, kiln, kiln_raw, scratch};
 
 /// A digits MLP wide enough that an epoch lasts long enough to be killed in the middle of
 /// (about a second here), with early stopping and restore-best on, so that their state has
@@ -33,15 +33,6 @@ fn train_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args.extend_from_slice(&["--out", out]);
     args.extend_from_slice(extra);
     args
-}
-
-/// history.csv without its `seconds` column.
-fn history_without_seconds(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("history.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
-        .collect()
 }
 
 fn latest_epoch(dir: &Path) -> usize {

@@ -4,16 +4,28 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use common::{kiln, kiln_raw, metrics, scratch};
+use common::{history_without_seconds, kiln, kiln_raw, metrics, scratch};
 
-fn history_without_seconds(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("history.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
-        .collect()
+/// An MLP (64-32-5) trained on the digits 0-4, in `dir/base`.
+fn train_base(dir: &Path) -> PathBuf {
+    let base = dir.join("base");
+    kiln(&[
+        "train",
+        "--quiet",
+        "--dataset",
+        "digits",
+        "--hidden",
+        "32",
+        "--classes",
+        "0-4",
+        "--epochs",
+        "30",
+        "--out",
+        base.to_str().unwrap(),
+    ]);
+    base
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -41,8 +53,6 @@ fn fine_tune(base: &Path, out: &Path, epochs: &str, extra: &[&str]) {
         "0.01",
         "--init-from",
         base.to_str().unwrap(),
-        "--init-skip",
-        "output",
         "--out",
         out.to_str().unwrap(),
     ];
@@ -53,28 +63,19 @@ fn fine_tune(base: &Path, out: &Path, epochs: &str, extra: &[&str]) {
 #[test]
 fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
     let dir = scratch("transfer");
-    let base = dir.join("base");
-    kiln(&[
-        "train",
-        "--quiet",
-        "--dataset",
-        "digits",
-        "--hidden",
-        "32",
-        "--classes",
-        "0-4",
-        "--epochs",
-        "30",
-        "--out",
-        base.to_str().unwrap(),
-    ]);
+    let base = train_base(&dir);
     assert_eq!(
         json(&base.join("columns.json"))["classes"],
         serde_json::json!(["0", "1", "2", "3", "4"])
     );
 
     let tuned = dir.join("tuned");
-    fine_tune(&base, &tuned, "30", &["--freeze", "hidden"]);
+    fine_tune(
+        &base,
+        &tuned,
+        "30",
+        &["--freeze", "hidden", "--init-skip", "output"],
+    );
     let init = json(&tuned.join("init.json"));
     assert_eq!(
         init["loaded"],
@@ -125,7 +126,12 @@ fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
 
     // Checkpointed and resumed like any run: 10 epochs, then on to 30, equals 30 at once.
     let resumed = dir.join("resumed");
-    fine_tune(&base, &resumed, "10", &["--freeze", "hidden"]);
+    fine_tune(
+        &base,
+        &resumed,
+        "10",
+        &["--freeze", "hidden", "--init-skip", "output"],
+    );
     kiln(&[
         "train",
         "--quiet",
@@ -204,5 +210,93 @@ fn bad_transfer_flags_are_named() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("a series is cut by time"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn lora_trains_adapters_alone_and_saves_them_merged() {
+    let dir = scratch("lora");
+    let base = train_base(&dir);
+    // Rank 4 on both layers: (64 + 32) x 4 + (32 + 5) x 4 factors train, nothing else.
+    let adapted = dir.join("adapted");
+    fine_tune(&base, &adapted, "30", &["--lora", "4"]);
+    let summary = std::fs::read_to_string(adapted.join("summary.txt")).unwrap();
+    assert!(summary.contains("Trainable params: 532"), "{summary}");
+    let accuracy = metrics(&adapted)["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.6, "{accuracy}");
+    // model.bpk is the plain MLP: no factor in it, `kiln eval` reads it as any run.
+    let weights = tensors(&adapted.join("model.bpk"));
+    assert!(
+        weights.keys().all(|k| !k.contains("lora")),
+        "{:?}",
+        weights.keys()
+    );
+    let o = kiln(&["eval", "--run", adapted.to_str().unwrap()]);
+    let evaluated = common::stdout_value(&o, "test_accuracy");
+    assert!(
+        (evaluated - accuracy).abs() < 5e-5,
+        "{evaluated} vs {accuracy} (printed to 4 places)"
+    );
+
+    // A head left new by --init-skip trains in full beside the adapters, and the run resumes
+    // exactly (the recorded config rebuilds the same adapters).
+    let whole = dir.join("whole");
+    fine_tune(
+        &base,
+        &whole,
+        "30",
+        &["--lora", "4:8", "--init-skip", "output"],
+    );
+    let summary = std::fs::read_to_string(whole.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("Trainable params: 549"),
+        "384 + 32 x 5 + 5: {summary}"
+    );
+    let resumed = dir.join("resumed");
+    fine_tune(
+        &base,
+        &resumed,
+        "10",
+        &["--lora", "4:8", "--init-skip", "output"],
+    );
+    kiln(&[
+        "train",
+        "--quiet",
+        "--resume",
+        resumed.to_str().unwrap(),
+        "--epochs",
+        "30",
+    ]);
+    assert_eq!(
+        history_without_seconds(&resumed),
+        history_without_seconds(&whole)
+    );
+    assert_eq!(
+        std::fs::read(resumed.join("model.bpk")).unwrap(),
+        std::fs::read(whole.join("model.bpk")).unwrap()
+    );
+
+    let o = kiln_raw(&["train", "--dataset", "digits", "--lora", "4"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--lora adapts a trained model: give it with --init-from"),
+        "{err}"
+    );
+    let o = kiln(&[
+        "summary",
+        "--dataset",
+        "digits",
+        "--hidden",
+        "32",
+        "--classes",
+        "0-4",
+        "--lora",
+        "4",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Trainable params: 532"), "{text}");
+    let o = kiln_raw(&["summary", "--dataset", "digits", "--lora", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the rank must be at least 1"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

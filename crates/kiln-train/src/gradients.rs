@@ -303,7 +303,12 @@ impl GradientProbe {
             }
             let v = read_all(parts);
             for (name, pair) in names.iter().zip(v.chunks_exact(2)) {
-                let ratio = (pair[0] as f64).sqrt() / (pair[1] as f64).sqrt().max(1e-30);
+                // A weight at exactly zero (a LoRA factor B as it starts) has no scale to
+                // compare a step with.
+                if pair[1] == 0.0 {
+                    continue;
+                }
+                let ratio = (pair[0] as f64).sqrt() / (pair[1] as f64).sqrt();
                 if let Some(seen) = state.seen.iter_mut().rev().find(|s| &s.name == name) {
                     seen.update = Some(ratio);
                 }

@@ -20,6 +20,7 @@ mod evaluate;
 mod failures;
 mod gradients;
 mod history;
+mod lora;
 mod lr_find;
 mod memory;
 mod metrics;
@@ -59,6 +60,7 @@ pub use gradients::{
     SATURATION_SLOPE, UnitStats,
 };
 pub use history::{EpochRecord, History};
+pub use lora::{LoraConfig, merge_lora};
 pub use lr_find::{LrFindResult, LrFinder};
 pub use memory::{
     available_memory, check_memory, checkpoint_bytes, human_bytes, optimizer_slots, training_bytes,

@@ -22,6 +22,7 @@ use crate::checkpoint::{CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Sta
 use crate::epoch_end::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
 use crate::failures::{Failure, Failures, GuardedLogger};
 use crate::history::HistoryLogger;
+use crate::lora::{LoraConfig, merge_lora};
 use crate::metrics::{EpochAccuracy, EpochLoss};
 use crate::model::StepOutput;
 use crate::nan_guard::TerminateOnNan;
@@ -124,6 +125,10 @@ pub struct TrainerConfig {
     /// in inference mode ([`freeze`](crate::freeze)). Default: none.
     #[serde(default)]
     pub freeze: Vec<String>,
+    /// Low-rank adapters on the model's weight matrices, everything else frozen but
+    /// [`LoraConfig::full`]; the fitted model comes back with them merged. Default: none.
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
 }
 
 fn on() -> bool {
@@ -164,6 +169,7 @@ impl TrainerConfig {
             verbosity: Verbosity::auto(),
             diagnostics: true,
             freeze: Vec::new(),
+            lora: None,
         }
     }
 
@@ -202,6 +208,9 @@ impl TrainerConfig {
         if self.devices.len() > 1 {
             Replicas::new(self.devices.clone(), self.batch_size)?;
         }
+        if let Some(lora) = &self.lora {
+            lora.check()?;
+        }
         self.optimizer.check()?;
         self.lr_schedule.check(self.lr)
     }
@@ -211,7 +220,7 @@ impl TrainerConfig {
 #[derive(Debug)]
 pub struct FitResult<M> {
     /// The trained model, in evaluation mode: the best epoch's weights when early stopping
-    /// restores them, else the last epoch's.
+    /// restores them, else the last epoch's; with [`TrainerConfig::lora`], the adapters merged.
     pub model: M,
     /// Metrics of every epoch run.
     pub history: History,
@@ -408,6 +417,11 @@ impl Trainer {
                 ),
             ));
         }
+        // Adapters before the checkpoint: a resumed run's record holds their factors.
+        let model = match &config.lora {
+            Some(lora) => lora.apply(model)?,
+            None => model,
+        };
         let fingerprint = self.fingerprint(&train, &valid);
         let staging = Arc::new(Staging::default());
         let (mut model, resumed) = self.load_checkpoint(model, fingerprint, &staging)?;
@@ -678,7 +692,10 @@ impl Trainer {
         Ok(FitResult {
             diagnosis,
             gradients,
-            model: trained.model.valid(),
+            model: match config.lora {
+                Some(_) => merge_lora(trained.model.valid()),
+                None => trained.model.valid(),
+            },
             best_epoch,
             epochs_run,
             stopped_early,

@@ -21,8 +21,11 @@ pub struct InitReport {
     /// The model's tensors taken from the source (same module path and shape).
     pub loaded: Vec<String>,
     /// The model's tensors the source lacks or holds in another shape (a head for another
-    /// number of classes): kept as initialised, with the reason.
+    /// number of classes): kept as initialised.
     pub new: Vec<String>,
+    /// Those of [`new`](Self::new) the source holds in another shape, with both shapes.
+    #[serde(default)]
+    pub reshaped: Vec<String>,
     /// The source's tensors the model has no place for.
     pub skipped: Vec<String>,
 }
@@ -46,6 +49,13 @@ impl std::fmt::Display for InitReport {
             self.new.len(),
             list(&self.new)
         )?;
+        if !self.reshaped.is_empty() {
+            writeln!(
+                f,
+                "          of another shape: {}",
+                self.reshaped.join(", ")
+            )?;
+        }
         writeln!(
             f,
             "  skipped {} tensors: {}",
@@ -133,6 +143,7 @@ fn report(result: ApplyResult, source: PathBuf) -> Result<InitReport, String> {
         source,
         loaded: result.applied,
         new: result.missing.into_iter().map(|(path, _)| path).collect(),
+        reshaped: Vec::new(),
         // Left out by `skip`, or in the file only.
         skipped: result
             .skipped
@@ -150,14 +161,16 @@ fn report(result: ApplyResult, source: PathBuf) -> Result<InitReport, String> {
         else {
             return Err(error.to_string());
         };
-        report.new.push(format!(
-            "{path} (shape {:?}, the file's {:?})",
+        report.reshaped.push(format!(
+            "{path} (the model's {:?}, the file's {:?})",
             expected.to_vec(),
             found.to_vec()
         ));
+        report.new.push(path);
     }
     report.loaded.sort();
     report.new.sort();
+    report.reshaped.sort();
     report.skipped.sort();
     Ok(report)
 }

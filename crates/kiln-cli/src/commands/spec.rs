@@ -9,7 +9,8 @@ use kiln::datasets::LabelSubset;
 use kiln::fnn::{MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModelConfig};
 use kiln::train::{
-    Augmentation, EarlyStopping, GradientClip, OptimizerConfig, Task, TrainerConfig, Verbosity,
+    Augmentation, EarlyStopping, GradientClip, LoraConfig, OptimizerConfig, Task, TrainerConfig,
+    Verbosity,
 };
 use kiln::transformer::{
     Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
@@ -143,6 +144,10 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
         },
         diagnostics: args.diagnostics,
         freeze: args.freeze.clone(),
+        lora: args.lora.clone().map(|lora| LoraConfig {
+            full: args.init_skip.clone(),
+            ..lora
+        }),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::dataset::Prepared;
 use super::out;
 use super::perceptron::perceptron_summary;
 use super::spec::{RunConfig, data_config, model_spec, trainer_config};
-use super::train::timestamp;
+use super::train::{as_flag, timestamp};
 
 /// `kiln lr-find`: the learning-rate finder on the training split of `kiln train`'s data, with
 /// its model, optimiser and batch size. Writes `lr_find.csv` and `lr_find.png`.
@@ -181,10 +181,13 @@ pub fn summary(args: &TrainArgs) -> Result<()> {
     let text = with_model!(
         &model,
         &device,
-        |m| summary_of(
-            &freeze(m, &args.freeze).map_err(super::train::as_flag)?,
-            &prepared
-        )?,
+        |m| {
+            let m = freeze(m, &args.freeze).map_err(as_flag)?;
+            match &args.lora {
+                Some(lora) => summary_of(&lora.apply(m).map_err(as_flag)?, &prepared)?,
+                None => summary_of(&m, &prepared)?,
+            }
+        },
         perceptron | cfg | perceptron_summary(cfg, &device)
     );
     out(&text)

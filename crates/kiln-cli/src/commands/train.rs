@@ -49,6 +49,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     trainer.check().map_err(as_flag)?;
 
     let model = model_spec(args, &prepared)?;
+    if args.lora.is_some() && args.init_from.is_none() {
+        bail!("--lora adapts a trained model: give it with --init-from RUN_DIR_OR_FILE");
+    }
     let run = match &args.out {
         Some(out) if args.overwrite => RunDir::replace(out)?,
         Some(out) => RunDir::create_new(out)?,
@@ -254,6 +257,7 @@ impl Fit<'_> {
         let run = self.run;
         self.trainer.check_memory(&model).map_err(as_flag)?;
         let quiet = self.trainer.verbosity == Verbosity::Quiet;
+        let mut config = self.trainer.clone();
         // A resumed run's weights come from its checkpoint.
         let model = match (self.start, self.init_from) {
             (Start::Fresh, Some(source)) => {
@@ -262,11 +266,19 @@ impl Fit<'_> {
                 if !quiet {
                     err_line(report.to_string().trim_end())?;
                 }
+                // What the source did not provide (a new head) trains in full beside the
+                // adapters; recorded, for a resumed run to rebuild the same model.
+                if let Some(lora) = &mut config.lora {
+                    lora.full.extend(report.new.iter().cloned());
+                    let mut recorded: RunConfig = run.read_json("config.json")?;
+                    recorded.trainer.lora = Some(lora.clone());
+                    run.write_json("config.json", &recorded)?;
+                }
                 model
             }
             _ => model,
         };
-        let model = freeze(model, &self.trainer.freeze).map_err(as_flag)?;
+        let model = freeze(model, &config.freeze).map_err(as_flag)?;
         let n_params = Module::num_params(&model);
         let checkpoint = checkpoint_bytes(n_params, &self.trainer.optimizer);
         if checkpoint > LARGE_CHECKPOINT && !quiet {
@@ -278,13 +290,17 @@ impl Fit<'_> {
                 human_bytes(weight_bytes(n_params)),
             ))?;
         }
-        let table = summary_of(&model, self.prepared)?;
+        let table = match &config.lora {
+            // The trainer attaches the adapters; this copy only counts them.
+            Some(lora) => summary_of(&lora.apply(model.clone()).map_err(as_flag)?, self.prepared)?,
+            None => summary_of(&model, self.prepared)?,
+        };
         run.write_text("summary.txt", &table)?;
         if !quiet {
             err_line(table.trim_end())?;
         }
         let checkpoints = run.checkpoints();
-        let mut trainer = Trainer::new(self.trainer.clone(), self.device.clone())?
+        let mut trainer = Trainer::new(config, self.device.clone())?
             .with_checkpoints(&checkpoints.path)
             .with_tensorboard(run.file("tensorboard"));
         if self.save_best {

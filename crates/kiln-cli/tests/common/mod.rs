@@ -67,3 +67,12 @@ pub fn kinds(d: &serde_json::Value) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// history.csv without its `seconds` column.
+pub fn history_without_seconds(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("history.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect()
+}
