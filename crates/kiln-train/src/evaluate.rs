@@ -3,9 +3,10 @@ use kiln_common::Model;
 use kiln_datasets::{Data, Targets};
 use serde::Serialize;
 
-use crate::batch::make_batch;
-use crate::model::{Task, class_scores, loss};
-use crate::report::ClassReport;
+use crate::data::batch::make_batch;
+use crate::fit::model::{Task, loss};
+use crate::fit::steps::class_scores;
+use crate::records::report::ClassReport;
 
 /// Test metrics of a model on a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,59 +8,48 @@
 
 #![warn(missing_docs)]
 
-mod augment;
-mod batch;
-mod callback;
-mod checkpoint;
-mod diagnose;
-mod early_stopping;
+// The folders follow the trainer's structure: `fit` is the training loop and what runs inside it
+// (burn-train's learner, kiln's strategy and steps, the devices' shares, the progress display);
+// `data` builds the batches; `epoch_end` is what happens after each epoch (history, early
+// stopping, schedules, callbacks, checkpoints); `records` are the run's files and pictures;
+// `diagnosis` reads a run for what went wrong; `transfer` starts a model from trained weights.
+mod data;
+mod diagnosis;
 mod epoch_end;
 mod error;
 mod evaluate;
-mod failures;
-mod gradients;
-mod history;
-mod lora;
+mod fit;
 mod lr_find;
 mod memory;
 mod metrics;
-mod model;
-mod nan_guard;
 mod optimizer;
-mod plot;
-mod prefetch;
-mod progress;
-mod repair;
-mod replicas;
-mod report;
-mod run;
-mod schedule;
-mod steps;
-mod strategy;
-mod tensorboard;
-mod trainer;
+mod records;
 mod transfer;
 mod user_metric;
-mod weights;
 
-pub use augment::{Augmentation, CustomTransforms, ImageTransform, Transform, flip_horizontal};
-pub use batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
-pub use callback::{Callback, CsvLogger};
-pub use checkpoint::CheckpointDir;
-pub use diagnose::{
+pub use data::augment::{
+    Augmentation, CustomTransforms, ImageTransform, Transform, flip_horizontal,
+};
+pub use data::batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
+pub use diagnosis::diagnose::{
     DataProfile, Diagnoser, Diagnosis, EpochGradients, Finding, FindingKind, GRADIENTS_CSV_HEADER,
     diagnose, gradients_from_csv, gradients_to_csv,
 };
-pub use early_stopping::{EarlyStopping, Monitor};
-pub use epoch_end::Plateau;
-pub use error::TrainError;
-pub use evaluate::{Metrics, evaluate, predict};
-pub use gradients::{
+pub use diagnosis::gradients::{
     GradientProbe, Histogram, PROBE_SAMPLES, ParamHistograms, ParamStats, SATURATED_OBSERVATIONS,
     SATURATION_SLOPE, UnitStats,
 };
-pub use history::{EpochRecord, History};
-pub use lora::{LoraConfig, merge_lora};
+pub use diagnosis::repair::{Attempt, Knobs, MAX_REPAIRS, Repair, auto_fix, next_repair};
+pub use epoch_end::callback::{Callback, CsvLogger};
+pub use epoch_end::checkpoint::CheckpointDir;
+pub use epoch_end::early_stopping::{EarlyStopping, Monitor};
+pub use epoch_end::schedule::{LrSchedule, Plateau};
+pub use error::TrainError;
+pub use evaluate::{Metrics, evaluate, predict};
+pub use fit::model::{Model, Supervised, Task};
+pub use fit::progress::Verbosity;
+pub use fit::steps::{StepOutput, StepOutputs};
+pub use fit::trainer::{FitResult, Trainer, TrainerConfig};
 pub use lr_find::{LrFindResult, LrFinder};
 pub use memory::{
     available_memory, check_memory, checkpoint_bytes, human_bytes, optimizer_slots, training_bytes,
@@ -69,19 +58,18 @@ pub use memory::{
 pub use metrics::{
     BatchHits, BatchLoss, BatchSum, EpochAccuracy, EpochLoss, EpochMetric, HitSum, LossSum,
 };
-pub use model::{Model, StepOutput, Supervised, Task};
 pub use optimizer::{GradientClip, OptimizerConfig, OptimizerKind};
-pub use plot::{PlotCurve, PlotRun, plot_confusion, plot_curve, plot_gradients, plot_histories};
-pub use progress::Verbosity;
 /// The random-number crate of [`ImageTransform`]'s generator, re-exported so that a transform of
 /// your own uses the same version (`use kiln_train::rand::RngExt;`).
 pub use rand;
-pub use repair::{Attempt, Knobs, MAX_REPAIRS, Repair, auto_fix, next_repair};
-pub use report::ClassReport;
-pub use run::{RunDir, write_atomic};
-pub use schedule::LrSchedule;
-pub use steps::StepOutputs;
-pub use tensorboard::{TensorBoardWriter, masked_crc32c, read_records};
-pub use trainer::{FitResult, Trainer, TrainerConfig};
-pub use transfer::{InitReport, freeze, init_from, param_paths};
-pub use weights::{export_safetensors, import_safetensors};
+pub use records::files::write_atomic;
+pub use records::history::{EpochRecord, History};
+pub use records::plot::{
+    PlotCurve, PlotRun, plot_confusion, plot_curve, plot_gradients, plot_histories,
+};
+pub use records::report::ClassReport;
+pub use records::run::RunDir;
+pub use records::tensorboard::{TensorBoardWriter, masked_crc32c, read_records};
+pub use records::weights::{export_safetensors, import_safetensors};
+pub use transfer::init::{InitReport, freeze, init_from, param_paths};
+pub use transfer::lora::{LoraConfig, merge_lora};

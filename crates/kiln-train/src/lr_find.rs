@@ -13,8 +13,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::epoch_end::epoch_seed;
-use crate::plot::{PlotCurve, plot_curve};
+use crate::epoch_end::hook::epoch_seed;
+use crate::records::plot::{PlotCurve, plot_curve};
 use crate::{DataBatcher, Supervised, TrainError, TrainerConfig};
 
 /// The sweep. Lightning's defaults, but for `steps` (Lightning's `num_training`, 100): 200

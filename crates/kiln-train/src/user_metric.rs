@@ -12,7 +12,7 @@ use burn::train::metric::{
     SerializedEntry,
 };
 
-use crate::model::StepOutput;
+use crate::fit::steps::StepOutput;
 
 /// A burn-train numeric metric whose input kiln's training step provides, its type erased.
 trait ErasedMetric: Send + Sync {

@@ -342,7 +342,7 @@ fn gradient_findings(gradients: &[EpochGradients], diagnosis: &mut Diagnosis) {
                 format!(
                     "share of the layer's {} units inactive on all {} probe samples",
                     u.units,
-                    crate::gradients::PROBE_SAMPLES
+                    crate::diagnosis::gradients::PROBE_SAMPLES
                 ),
                 u.dead_share.unwrap_or_default(),
                 DEAD,

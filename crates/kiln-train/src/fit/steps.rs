@@ -3,19 +3,122 @@
 //!
 //! burn-train processes events (metrics, loggers, the progress display) on a thread of its own,
 //! reached through a one-slot channel: one thread wake-up per event. kiln's training loop
-//! ([`GroupedSingleDevice`](crate::strategy::GroupedSingleDevice)) sends one event per group of
+//! ([`GroupedSingleDevice`](crate::fit::strategy::GroupedSingleDevice)) sends one event per group of
 //! steps instead of one per step, and kiln registers each metric wrapped in [`PerStep`], which
 //! updates it once per step of the group, with that step's iteration: metric values, the
 //! non-finite-loss guard's batch numbers and users' metrics are what they would be with one event
 //! per step.
 
-use burn::tensor::{ExecutionError, TensorReadError};
+use burn::tensor::activation::softmax;
+use burn::tensor::{ExecutionError, Int, Tensor, TensorReadError};
 use burn::train::metric::{
-    Adaptor, ItemLazy, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericEntry,
-    SerializedEntry,
+    AccuracyInput, Adaptor, ConfusionStatsInput, ItemLazy, Metric, MetricAttributes,
+    MetricMetadata, MetricName, Numeric, NumericEntry, SerializedEntry, TopKAccuracyInput,
 };
 
-use crate::model::StepOutput;
+use crate::data::batch::BatchTargets;
+use crate::metrics::{BatchHits, BatchLoss};
+
+/// Class scores with one column per class: a single binary logit `z` becomes `[0, z]`, whose
+/// softmax is `[1 - sigmoid(z), sigmoid(z)]`.
+pub(crate) fn class_scores(output: Tensor<2>) -> Tensor<2> {
+    if output.dims()[1] == 1 {
+        Tensor::cat(vec![output.zeros_like(), output], 1)
+    } else {
+        output
+    }
+}
+
+/// What one step hands to burn-train's metrics (inside a [`StepOutputs`]): its own ([`BatchLoss`], [`BatchHits`]) and
+/// burn-train's classification metrics (`AccuracyMetric`, `TopKAccuracyMetric`,
+/// `PrecisionMetric`, `RecallMetric`, `FBetaScoreMetric`) adapt from it, so that any of them,
+/// or a metric of your own on one of those inputs, plugs into
+/// [`Trainer::with_metric`](crate::Trainer::with_metric).
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// The batch's mean loss (unscaled by its share).
+    pub loss: Tensor<1>,
+    /// The model's outputs, `[batch, d_output]`.
+    pub output: Tensor<2>,
+    /// The batch's targets.
+    pub targets: BatchTargets,
+    /// The batch's share of its step (see [`Batch::share`](crate::Batch::share)).
+    pub share: f32,
+}
+
+impl ItemLazy for StepOutput {
+    fn sync(self) -> Result<Self, ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(StepOutput {
+            loss: self.loss.without_autodiff(),
+            output: self.output.without_autodiff(),
+            targets: match self.targets {
+                BatchTargets::Classes(c) => BatchTargets::Classes(c.without_autodiff()),
+                BatchTargets::None => BatchTargets::None,
+                BatchTargets::Values(v) => BatchTargets::Values(v.without_autodiff()),
+            },
+            share: self.share,
+        })
+    }
+}
+
+impl Adaptor<BatchLoss> for StepOutput {
+    fn adapt(&self) -> BatchLoss {
+        BatchLoss {
+            loss: self.loss.clone(),
+            batch_size: self.output.dims()[0],
+        }
+    }
+}
+
+impl StepOutput {
+    /// The true classes, `[batch]` (classification metrics only: regression targets are
+    /// rounded down to whole numbers, which no kiln metric asks for).
+    fn classes(&self) -> Tensor<1, Int> {
+        match &self.targets {
+            BatchTargets::Classes(c) => c.clone(),
+            BatchTargets::Values(v) => v.clone().sum_dim(1).squeeze_dim(1).int(),
+            BatchTargets::None => unreachable!("unlabelled data is never trained on"),
+        }
+    }
+}
+
+impl Adaptor<BatchHits> for StepOutput {
+    fn adapt(&self) -> BatchHits {
+        BatchHits {
+            scores: class_scores(self.output.clone()),
+            targets: self.classes(),
+        }
+    }
+}
+
+impl Adaptor<StepOutput> for StepOutput {
+    fn adapt(&self) -> StepOutput {
+        self.clone()
+    }
+}
+
+impl Adaptor<AccuracyInput> for StepOutput {
+    fn adapt(&self) -> AccuracyInput {
+        AccuracyInput::new(class_scores(self.output.clone()), self.classes())
+    }
+}
+
+impl Adaptor<TopKAccuracyInput> for StepOutput {
+    fn adapt(&self) -> TopKAccuracyInput {
+        TopKAccuracyInput::new(class_scores(self.output.clone()), self.classes())
+    }
+}
+
+impl Adaptor<ConfusionStatsInput> for StepOutput {
+    /// Class probabilities (softmax of the scores) and one-hot targets.
+    fn adapt(&self) -> ConfusionStatsInput {
+        let scores = class_scores(self.output.clone());
+        let classes = scores.dims()[1];
+        let one_hot = self.classes().one_hot::<2>(classes).bool();
+        ConfusionStatsInput::new(softmax(scores, 1), one_hot)
+    }
+}
 
 /// The outputs of one or more consecutive steps of one split, oldest first: the item kiln's
 /// training and validation steps hand to burn-train's metrics (each step returns one; kiln's
@@ -147,7 +250,7 @@ impl<Me: Numeric> Numeric for PerStep<Me> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::BatchTargets;
+    use crate::data::batch::BatchTargets;
     use burn::data::dataloader::Progress;
     use burn::tensor::{Device, Tensor};
 

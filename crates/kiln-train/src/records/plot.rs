@@ -14,7 +14,7 @@ use plotters::style::{FontStyle, register_font};
 use crate::{History, TrainError, write_atomic};
 
 const FONT: &str = "sans-serif";
-static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
 
 fn register() {
     static ONCE: Once = Once::new();

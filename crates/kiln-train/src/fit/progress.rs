@@ -11,8 +11,8 @@ use burn::train::renderer::{
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::failures::{Failure, Failures};
-use crate::history::{epoch_value, in_kiln_units};
+use crate::fit::failures::{Failure, Failures};
+use crate::records::history::{epoch_value, in_kiln_units};
 
 /// How much a run prints while it trains (to standard error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

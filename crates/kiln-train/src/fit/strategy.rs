@@ -9,7 +9,7 @@
 //! [`GROUP_STEPS`] steps have gathered, the split ends or training is being stopped. Training
 //! itself is burn-train's: the same steps, learning-rate steps, optimiser steps, validation,
 //! checkpoints, early stopping and events, in the same order; metrics see every step (see
-//! [`PerStep`](crate::steps::PerStep)). Loggers and the progress display get one update per group.
+//! [`PerStep`](crate::fit::steps::PerStep)). Loggers and the progress display get one update per group.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use burn::train::{
 use kiln_common::Model;
 
 use crate::Supervised;
-use crate::steps::StepOutputs;
+use crate::fit::steps::StepOutputs;
 
 /// The longest a step's output waits before it is sent: short enough for a progress display
 /// that moves smoothly.

@@ -1,11 +1,12 @@
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::lr_scheduler::{LrScheduler, LrSchedulerRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
-use crate::epoch_end::SharedLr;
+use crate::{Monitor, TrainError};
 
 /// How the learning rate changes from epoch to epoch. `epoch` counts from 0, and the rate
 /// holds for every step of that epoch.
@@ -226,9 +227,140 @@ impl LrScheduler for EpochLrScheduler {
     fn load_record(&mut self, _record: LrSchedulerRecord) {}
 }
 
+/// The learning rate in force, shared by the scheduler (which hands it to the optimiser) and
+/// the plateau rule (which lowers it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedLr(Arc<AtomicU64>);
+
+impl SharedLr {
+    pub fn new(lr: f64) -> Self {
+        Self(Arc::new(AtomicU64::new(lr.to_bits())))
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    pub fn set(&self, lr: f64) {
+        self.0.store(lr.to_bits(), Ordering::Relaxed)
+    }
+}
+
+/// Keras's `ReduceLROnPlateau` bookkeeping: the best monitored value, epochs waited, the
+/// cooldown left and the rate in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plateau {
+    /// The learning rate in force.
+    pub lr: f64,
+    /// The best monitored value so far.
+    pub best: Option<f64>,
+    /// Epochs since it last improved.
+    pub wait: usize,
+    /// Epochs of cooldown left after the last reduction.
+    pub cooldown_left: usize,
+}
+
+impl Plateau {
+    /// The state at the start of a run whose rate is `lr`.
+    pub fn new(lr: f64) -> Self {
+        Self {
+            lr,
+            best: None,
+            wait: 0,
+            cooldown_left: 0,
+        }
+    }
+
+    /// Keras's `on_epoch_end`: the rate for the next epoch after an epoch whose monitored
+    /// value was `current`. `schedule` must be [`LrSchedule::Plateau`].
+    pub fn observe(&mut self, schedule: &LrSchedule, monitor: Monitor, current: f64) -> f64 {
+        let LrSchedule::Plateau {
+            factor,
+            patience,
+            min_lr,
+            min_delta,
+            cooldown,
+        } = *schedule
+        else {
+            return self.lr;
+        };
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+            self.wait = 0;
+        }
+        let improved = match self.best {
+            None => true,
+            Some(best) if monitor.higher_is_better() => current > best + min_delta,
+            Some(best) => current < best - min_delta,
+        };
+        if improved {
+            self.best = Some(current);
+            self.wait = 0;
+        } else if self.cooldown_left == 0 {
+            self.wait += 1;
+            if self.wait >= patience && self.lr > min_lr {
+                self.lr = (self.lr * factor).max(min_lr);
+                self.cooldown_left = cooldown;
+                self.wait = 0;
+            }
+        }
+        self.lr
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plateau(patience: usize, cooldown: usize, min_lr: f64) -> LrSchedule {
+        LrSchedule::Plateau {
+            factor: 0.5,
+            patience,
+            min_lr,
+            min_delta: 1e-4,
+            cooldown,
+        }
+    }
+
+    /// The rates of the epochs after each value, as Keras's callback sets them.
+    fn rates(schedule: LrSchedule, values: &[f64]) -> Vec<f64> {
+        let mut p = Plateau::new(1.0);
+        values
+            .iter()
+            .map(|&v| p.observe(&schedule, Monitor::ValLoss, v))
+            .collect()
+    }
+
+    #[test]
+    fn the_rate_drops_exactly_after_patience_epochs_without_improvement() {
+        // Improves for 2 epochs, then flat: epochs 3, 4, 5 do not improve; patience 3 drops
+        // the rate after epoch 5, and again 3 epochs later.
+        let got = rates(
+            plateau(3, 0, 0.0),
+            &[1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+        );
+        assert_eq!(got, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]);
+    }
+
+    #[test]
+    fn improvements_smaller_than_min_delta_do_not_count() {
+        // 0.99995 is within min_delta (1e-4) of 1.0.
+        let got = rates(plateau(1, 0, 0.0), &[1.0, 0.99995, 0.5]);
+        assert_eq!(got, [1.0, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn the_rate_never_goes_below_min_lr() {
+        let got = rates(plateau(1, 0, 0.3), &[1.0; 6]);
+        assert_eq!(got, [1.0, 0.5, 0.3, 0.3, 0.3, 0.3]);
+    }
+
+    #[test]
+    fn cooldown_holds_the_rate_before_counting_again() {
+        // Patience 1, cooldown 2: drop after epoch 2. Epoch 3 is in cooldown (counter 2 -> 1)
+        // and waits for nothing; epoch 4 counts the cooldown down to 0 first, so it waits and
+        // drops again, as Keras's callback does.
+        let got = rates(plateau(1, 2, 0.0), &[1.0; 6]);
+        assert_eq!(got, [1.0, 0.5, 0.5, 0.25, 0.25, 0.125]);
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12

@@ -9,7 +9,7 @@ use burn::module::{Lora, Module, ParamGroup};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::transfer::param_group;
+use crate::transfer::init::param_group;
 
 /// LoRA's settings: see the module documentation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

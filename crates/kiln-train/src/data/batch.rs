@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_datasets::{Data, Targets};
 
 use crate::Augmentation;
-use crate::replicas::StepShares;
+use crate::fit::replicas::StepShares;
 
 pub use kiln_common::BatchInput;
 

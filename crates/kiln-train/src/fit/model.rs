@@ -3,12 +3,7 @@ use std::str::FromStr;
 
 use burn::module::Module;
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::tensor::ExecutionError;
-use burn::tensor::activation::softmax;
-use burn::tensor::{Int, Tensor};
-use burn::train::metric::{
-    AccuracyInput, Adaptor, ConfusionStatsInput, ItemLazy, TopKAccuracyInput,
-};
+use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 pub use kiln_common::Model;
@@ -16,9 +11,8 @@ pub use kiln_common::Model;
 use std::sync::Arc;
 
 use crate::GradientProbe;
-use crate::batch::{Batch, BatchTargets};
-use crate::metrics::{BatchHits, BatchLoss};
-use crate::steps::StepOutputs;
+use crate::data::batch::{Batch, BatchTargets};
+use crate::fit::steps::{StepOutput, StepOutputs};
 
 /// The learning problem, which picks the loss and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -109,107 +103,6 @@ pub fn loss(output: Tensor<2>, targets: &BatchTargets) -> Tensor<1> {
     }
 }
 
-/// Class scores with one column per class: a single binary logit `z` becomes `[0, z]`, whose
-/// softmax is `[1 - sigmoid(z), sigmoid(z)]`.
-pub(crate) fn class_scores(output: Tensor<2>) -> Tensor<2> {
-    if output.dims()[1] == 1 {
-        Tensor::cat(vec![output.zeros_like(), output], 1)
-    } else {
-        output
-    }
-}
-
-/// What one step hands to burn-train's metrics (inside a [`StepOutputs`]): its own ([`BatchLoss`], [`BatchHits`]) and
-/// burn-train's classification metrics (`AccuracyMetric`, `TopKAccuracyMetric`,
-/// `PrecisionMetric`, `RecallMetric`, `FBetaScoreMetric`) adapt from it, so that any of them,
-/// or a metric of your own on one of those inputs, plugs into
-/// [`Trainer::with_metric`](crate::Trainer::with_metric).
-#[derive(Debug, Clone)]
-pub struct StepOutput {
-    /// The batch's mean loss (unscaled by its share).
-    pub loss: Tensor<1>,
-    /// The model's outputs, `[batch, d_output]`.
-    pub output: Tensor<2>,
-    /// The batch's targets.
-    pub targets: BatchTargets,
-    /// The batch's share of its step (see [`Batch::share`]).
-    pub share: f32,
-}
-
-impl ItemLazy for StepOutput {
-    fn sync(self) -> Result<Self, ExecutionError> {
-        self.loss.device().flush()?;
-        Ok(StepOutput {
-            loss: self.loss.without_autodiff(),
-            output: self.output.without_autodiff(),
-            targets: match self.targets {
-                BatchTargets::Classes(c) => BatchTargets::Classes(c.without_autodiff()),
-                BatchTargets::None => BatchTargets::None,
-                BatchTargets::Values(v) => BatchTargets::Values(v.without_autodiff()),
-            },
-            share: self.share,
-        })
-    }
-}
-
-impl Adaptor<BatchLoss> for StepOutput {
-    fn adapt(&self) -> BatchLoss {
-        BatchLoss {
-            loss: self.loss.clone(),
-            batch_size: self.output.dims()[0],
-        }
-    }
-}
-
-impl StepOutput {
-    /// The true classes, `[batch]` (classification metrics only: regression targets are
-    /// rounded down to whole numbers, which no kiln metric asks for).
-    fn classes(&self) -> Tensor<1, Int> {
-        match &self.targets {
-            BatchTargets::Classes(c) => c.clone(),
-            BatchTargets::Values(v) => v.clone().sum_dim(1).squeeze_dim(1).int(),
-            BatchTargets::None => unreachable!("unlabelled data is never trained on"),
-        }
-    }
-}
-
-impl Adaptor<BatchHits> for StepOutput {
-    fn adapt(&self) -> BatchHits {
-        BatchHits {
-            scores: class_scores(self.output.clone()),
-            targets: self.classes(),
-        }
-    }
-}
-
-impl Adaptor<StepOutput> for StepOutput {
-    fn adapt(&self) -> StepOutput {
-        self.clone()
-    }
-}
-
-impl Adaptor<AccuracyInput> for StepOutput {
-    fn adapt(&self) -> AccuracyInput {
-        AccuracyInput::new(class_scores(self.output.clone()), self.classes())
-    }
-}
-
-impl Adaptor<TopKAccuracyInput> for StepOutput {
-    fn adapt(&self) -> TopKAccuracyInput {
-        TopKAccuracyInput::new(class_scores(self.output.clone()), self.classes())
-    }
-}
-
-impl Adaptor<ConfusionStatsInput> for StepOutput {
-    /// Class probabilities (softmax of the scores) and one-hot targets.
-    fn adapt(&self) -> ConfusionStatsInput {
-        let scores = class_scores(self.output.clone());
-        let classes = scores.dims()[1];
-        let one_hot = self.classes().one_hot::<2>(classes).bool();
-        ConfusionStatsInput::new(softmax(scores, 1), one_hot)
-    }
-}
-
 impl<M: Model> TrainStep for Supervised<M> {
     type Input = Batch<M::Input>;
     type Output = StepOutputs;
@@ -246,6 +139,7 @@ impl<M: Model> InferenceStep for Supervised<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fit::steps::class_scores;
     use burn::tensor::Device;
 
     fn close(a: f32, b: f64) -> bool {

@@ -30,9 +30,9 @@ use burn::train::checkpoint::{
 use burn::train::metric::store::EventStoreClient;
 use serde::{Deserialize, Serialize};
 
-use crate::early_stopping::Tracker;
-use crate::epoch_end::Plateau;
-use crate::run::{remove_stale_temporaries, sync_dir, write_synced};
+use crate::epoch_end::early_stopping::Tracker;
+use crate::epoch_end::schedule::Plateau;
+use crate::records::files::{remove_stale_temporaries, sync_dir, write_synced};
 use crate::{History, Model, Supervised, TrainError, write_atomic};
 
 /// The records burn-train checkpoints, by the names of their files.

@@ -16,22 +16,25 @@ use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{DataBatcher, ValidIndices};
-use crate::callback::Callback;
-use crate::checkpoint::{CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Staged, Staging};
-use crate::epoch_end::{EpochEnd, EpochOrder, Plateau, RunState, SeededIds, SharedLr};
-use crate::failures::{Failure, Failures, GuardedLogger};
-use crate::history::HistoryLogger;
-use crate::lora::{LoraConfig, merge_lora};
+use crate::data::batch::{DataBatcher, ValidIndices};
+use crate::epoch_end::callback::Callback;
+use crate::epoch_end::checkpoint::{
+    CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Staged, Staging,
+};
+use crate::epoch_end::hook::{EpochEnd, EpochOrder, RunState, SeededIds};
+use crate::epoch_end::schedule::EpochLrScheduler;
+use crate::epoch_end::schedule::{Plateau, SharedLr};
+use crate::fit::failures::{Failure, Failures, GuardedLogger};
+use crate::fit::nan_guard::TerminateOnNan;
+use crate::fit::prefetch::Prefetch;
+use crate::fit::progress::ProgressRenderer;
+use crate::fit::replicas::Replicas;
+use crate::fit::steps::PerStep;
+use crate::fit::steps::StepOutput;
+use crate::fit::strategy::GroupedSingleDevice;
 use crate::metrics::{EpochAccuracy, EpochLoss};
-use crate::model::StepOutput;
-use crate::nan_guard::TerminateOnNan;
-use crate::prefetch::Prefetch;
-use crate::progress::ProgressRenderer;
-use crate::replicas::Replicas;
-use crate::schedule::EpochLrScheduler;
-use crate::steps::PerStep;
-use crate::strategy::GroupedSingleDevice;
+use crate::records::history::HistoryLogger;
+use crate::transfer::lora::{LoraConfig, merge_lora};
 use crate::user_metric::UserMetric;
 use crate::{
     Augmentation, DataProfile, Diagnoser, Diagnosis, EarlyStopping, EpochGradients, GradientProbe,
@@ -633,7 +636,7 @@ impl Trainer {
         if let Some(found) = *non_finite.lock().expect("guard lock") {
             let lr = state.lr_of(found.epoch);
             let gradients = state.diagnoser.gradients_so_far(found.epoch);
-            let diagnosis = crate::diagnose::diagnose_non_finite(
+            let diagnosis = crate::diagnosis::diagnose::diagnose_non_finite(
                 &state.history,
                 Some(&profile),
                 &gradients,

@@ -1,0 +1,4 @@
+//! Batches from data held in memory, and the augmentation of training images.
+
+pub(crate) mod augment;
+pub(crate) mod batch;
