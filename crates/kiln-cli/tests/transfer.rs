@@ -125,13 +125,20 @@ fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
     );
 
     // Checkpointed and resumed like any run: 10 epochs, then on to 30, equals 30 at once.
-    let resumed = dir.join("resumed");
-    fine_tune(
+    assert_resumes_to(
         &base,
-        &resumed,
-        "10",
+        &tuned,
+        &dir,
         &["--freeze", "hidden", "--init-skip", "output"],
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Fine-tunes 10 epochs into `dir/resumed` and resumes it to 30: the same history and weights
+/// as the 30-epoch run in `whole`.
+fn assert_resumes_to(base: &Path, whole: &Path, dir: &Path, extra: &[&str]) {
+    let resumed = dir.join("resumed");
+    fine_tune(base, &resumed, "10", extra);
     kiln(&[
         "train",
         "--quiet",
@@ -140,12 +147,14 @@ fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
         "--epochs",
         "30",
     ]);
-    assert_eq!(history_without_seconds(&resumed), first);
+    assert_eq!(
+        history_without_seconds(&resumed),
+        history_without_seconds(whole)
+    );
     assert_eq!(
         std::fs::read(resumed.join("model.bpk")).unwrap(),
-        std::fs::read(tuned.join("model.bpk")).unwrap()
+        std::fs::read(whole.join("model.bpk")).unwrap()
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Each tensor of a burnpack file, by name, as its raw bytes.
@@ -252,28 +261,11 @@ fn lora_trains_adapters_alone_and_saves_them_merged() {
         summary.contains("Trainable params: 549"),
         "384 + 32 x 5 + 5: {summary}"
     );
-    let resumed = dir.join("resumed");
-    fine_tune(
+    assert_resumes_to(
         &base,
-        &resumed,
-        "10",
+        &whole,
+        &dir,
         &["--lora", "4:8", "--init-skip", "output"],
-    );
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "30",
-    ]);
-    assert_eq!(
-        history_without_seconds(&resumed),
-        history_without_seconds(&whole)
-    );
-    assert_eq!(
-        std::fs::read(resumed.join("model.bpk")).unwrap(),
-        std::fs::read(whole.join("model.bpk")).unwrap()
     );
 
     let o = kiln_raw(&["train", "--dataset", "digits", "--lora", "4"]);
