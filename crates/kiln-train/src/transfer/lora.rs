@@ -56,15 +56,17 @@ impl LoraConfig {
             "(^|\\.)positions(\\.|$)",
         ])
         .map_err(|e| TrainError::option("lora", format!("{e:?}")))?;
+        let full = (!self.full.is_empty())
+            .then(|| param_group(&self.full))
+            .transpose()?;
         let mut adapted = ParamGroup::all().exclude(tables);
-        if !self.full.is_empty() {
-            adapted = adapted.exclude(param_group(&self.full)?);
+        if let Some(full) = &full {
+            adapted = adapted.exclude(full.clone());
         }
         let model = model.apply_lora(Lora::new(self.rank, self.alpha).set_param_group(adapted));
-        Ok(if self.full.is_empty() {
-            model
-        } else {
-            model.unfreeze_group(param_group(&self.full)?)
+        Ok(match full {
+            Some(full) => model.unfreeze_group(full),
+            None => model,
         })
     }
 }
