@@ -48,6 +48,110 @@ pub enum Command {
     Export(ExportArgs),
     /// Load weights from a safetensors file (PyTorch's names and layouts) into a run's model.
     Import(ImportArgs),
+    /// Tune hyperparameters: `kiln train`'s flags, any of them a search range
+    /// (`--lr 1e-4..1e-1:log`, `--dropout 0..0.5`, `--batch-size 16|32|64`,
+    /// `--hidden 64|128,64`); each trial is a `kiln train` run of its own, the study kept in
+    /// SQLite (DIR/study.db) or PostgreSQL, so that it resumes and more workers can join.
+    Tune(Box<TuneArgs>),
+}
+
+/// `kiln tune`'s own flags; every other flag is `kiln train`'s, and goes to the trials.
+#[derive(Debug, Clone, Args)]
+pub struct TuneArgs {
+    /// Trials in all (complete, pruned or failed).
+    #[arg(long, value_name = "N")]
+    pub trials: Option<u64>,
+    /// Start no trial after this long (running ones finish): 90s, 30m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub time_budget: Option<std::time::Duration>,
+    /// Start no trial once the trials have run this many epochs in all.
+    #[arg(long, value_name = "EPOCHS")]
+    pub epoch_budget: Option<u64>,
+    /// The metric each trial reports after every epoch and the study optimises: val_loss,
+    /// val_accuracy, train_loss; lower is better for losses, higher for accuracies. A trial's
+    /// value is its best epoch's.
+    #[arg(long, default_value = "val_loss")]
+    pub objective: String,
+    /// How values are chosen: tpe (the tree-structured Parzen estimator, after
+    /// --startup-trials random ones), random, or grid (every combination, in a seeded order;
+    /// real ranges at --grid-points values).
+    #[arg(long, default_value = "tpe", value_parser = ["tpe", "random", "grid"])]
+    pub sampler: String,
+    /// TPE: random trials before its model takes over.
+    #[arg(long, default_value_t = 10)]
+    pub startup_trials: usize,
+    /// Grid: values of each real range (and of a wide whole-number range).
+    #[arg(long, default_value_t = 5)]
+    pub grid_points: usize,
+    /// Stop bad trials early: asha (successive halving: at epochs --min-epochs x
+    /// --reduction-factor^k only the best 1/--reduction-factor go on), median (a trial worse
+    /// than the median of complete trials at the same epoch stops, after 5 complete), none.
+    #[arg(long, default_value = "none", value_parser = ["none", "median", "asha"])]
+    pub pruner: String,
+    /// ASHA: the first rung's epoch.
+    #[arg(long, default_value_t = 1)]
+    pub min_epochs: u32,
+    /// ASHA: each rung keeps 1 in this many.
+    #[arg(long, default_value_t = 3)]
+    pub reduction_factor: u32,
+    /// Trials at a time on this machine, each a process with its share of the cores.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Where the study lives [default: DIR/study.db, SQLite]: an SQLite file or
+    /// postgres://USER:PASSWORD@HOST/DATABASE, which workers on other machines can join with
+    /// the same flags and --study.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// The study's name in its storage [default: DIR's name].
+    #[arg(long, value_name = "NAME")]
+    pub study: Option<String>,
+    /// The study directory: trials/N (each trial's run), tune.csv, tune.png, best/config.json
+    /// [default: tunes/<model>-<dataset>-<time>/].
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub dir: Option<PathBuf>,
+    /// Go on with the study in DIR (after a kill, or as one more worker beside others): no
+    /// finished trial runs again, a trial whose worker died resumes from its checkpoint. Only
+    /// the budgets, --workers and --quiet may come with it.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Seed of the sampler (each trial trains with kiln train's --seed, the same for all).
+    #[arg(long, default_value_t = 0)]
+    pub study_seed: u64,
+    /// Print only the final table.
+    #[arg(long)]
+    pub quiet: bool,
+    /// `kiln train`'s flags for every trial, values or ranges.
+    #[arg(last = true, value_name = "TRAIN_FLAGS")]
+    pub train: Vec<String>,
+    /// The tune flags given on the command line (not defaults), filled in after parsing.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+/// A duration: a number of seconds, or with s, m or h.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text
+        .trim()
+        .char_indices()
+        .find(|(_, c)| c.is_ascii_alphabetic())
+    {
+        Some((i, _)) => (&text[..i], &text[i..]),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a duration such as 90s, 30m or 2h"))?;
+    let scale = match unit.trim() {
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("`{text}`: unknown unit `{other}` (s, m, h)")),
+    };
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!("`{text}`: must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(value * scale))
 }
 
 /// Weight file formats `kiln export` writes.
@@ -349,6 +453,15 @@ pub struct TrainArgs {
     /// the best becomes the run in DIR, with repairs.json and repairs.png.
     #[arg(long)]
     pub auto_fix: bool,
+    /// Train what a config.json describes (a run's, or a study's best/config.json): its
+    /// model, data and trainer settings, as a new run; only --out, --overwrite, --device,
+    /// --devices and --quiet may come with it.
+    #[arg(long, value_name = "CONFIG_JSON", conflicts_with = "resume")]
+    pub config: Option<PathBuf>,
+    /// A trial of a `kiln tune` study, STORAGE_URL#TRIAL_KEY: report the objective after every
+    /// epoch and stop when the study's pruner says so (kiln tune sets it).
+    #[arg(long, hide = true, value_name = "STORAGE#TRIAL")]
+    pub tune_trial: Option<String>,
     /// Keep the run directory of a run that fails before its first checkpoint (auto-fix's
     /// attempts: a loss that became NaN is a diagnosis to act on).
     #[arg(skip)]
@@ -361,16 +474,21 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// Records which of `matches`' arguments came from the command line.
     pub fn note_given(&mut self, matches: &clap::ArgMatches) {
-        let group = <Self as Args>::group_id();
-        self.given = matches
-            .ids()
-            .filter(|id| Some(*id) != group.as_ref())
-            .filter(|id| {
-                matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
-            })
-            .map(|id| id.as_str().to_string())
-            .collect();
+        self.given = given::<Self>(matches);
     }
+}
+
+/// The arguments of `A` in `matches` that came from the command line (not defaults), by id.
+pub fn given<A: Args>(matches: &clap::ArgMatches) -> Vec<String> {
+    let group = A::group_id();
+    matches
+        .ids()
+        .filter(|id| Some(*id) != group.as_ref())
+        .filter(|id| {
+            matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|id| id.as_str().to_string())
+        .collect()
 }
 
 #[derive(Debug, Clone, Args)]

@@ -46,7 +46,9 @@ fn run() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let matches = Cli::command().get_matches();
+    // `kiln tune` takes kiln train's flags among its own, in any order.
+    let argv = commands::reorder_tune_args(std::env::args().collect());
+    let matches = Cli::command().get_matches_from(argv);
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match &mut cli.command {
         None => {
@@ -78,5 +80,11 @@ fn run() -> anyhow::Result<()> {
             commands::lr_find(args)
         }
         Some(Command::Import(args)) => commands::import(args),
+        Some(Command::Tune(args)) => {
+            args.given = args::given::<args::TuneArgs>(
+                matches.subcommand_matches("tune").expect("tune matches"),
+            );
+            commands::tune(args)
+        }
     }
 }

@@ -69,6 +69,7 @@ pub use records::plot::{
 };
 pub use records::report::ClassReport;
 pub use records::run::RunDir;
+pub use records::study_plot::{ParamPanel, StudyPlot, TrialCurve, plot_study};
 pub use records::tensorboard::{TensorBoardWriter, masked_crc32c, read_records};
 pub use records::weights::{export_safetensors, import_safetensors};
 pub use transfer::init::{InitReport, freeze, init_from, param_paths};

@@ -6,6 +6,8 @@
 //! - [`transformer`]: Transformer encoder blocks (PyTorch's layout), positional encodings,
 //!   sequence classifiers for tokens or real-valued steps.
 //! - [`train`]: the shared trainer (`fit`, `evaluate`, `predict`, early stopping, schedules).
+//! - [`tune`]: hyperparameter search (random, grid, TPE; median and ASHA pruning; studies in
+//!   SQLite or PostgreSQL).
 //! - [`datasets`]: embedded, fetched and synthetic data.
 //! - [`backend`]: picks the compute backend at run time among those compiled in.
 //!
@@ -25,6 +27,7 @@ pub use kiln_fnn as fnn;
 pub use kiln_lstm as lstm;
 pub use kiln_train as train;
 pub use kiln_transformer as transformer;
+pub use kiln_tune as tune;
 
 /// The names most programs need.
 pub mod prelude {

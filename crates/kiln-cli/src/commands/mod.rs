@@ -43,6 +43,7 @@ mod report;
 mod spec;
 mod tools;
 mod train;
+mod tune;
 
 pub use diagnose::diagnose_run;
 pub use evaluate::eval;
@@ -50,6 +51,7 @@ pub use predict::predict;
 use spec::{ModelSpec, TransformerInput};
 pub use tools::{export, import, lr_find, plot, summary};
 pub use train::train;
+pub use tune::{reorder as reorder_tune_args, tune};
 
 const EVAL_BATCH: usize = 256;
 

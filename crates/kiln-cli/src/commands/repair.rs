@@ -72,7 +72,7 @@ pub(super) fn train_with_repairs(args: &TrainArgs) -> Result<()> {
     }
     let dir = match &args.out {
         Some(out) => out.clone(),
-        None => default_run_dir(args, &data_config(args)),
+        None => default_run_dir(args.model, &data_config(args)),
     };
     let run = if args.overwrite {
         RunDir::replace(&dir)?

@@ -2,6 +2,7 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use kiln::Device;
@@ -13,6 +14,7 @@ use kiln::train::{
     TrainerConfig, Verbosity, checkpoint_bytes, diagnose, freeze, human_bytes, init_from,
     plot_confusion, plot_histories, weight_bytes, write_atomic,
 };
+use kiln::tune::{Storage, Study, Trial, open_storage};
 
 use crate::args::{ModelKind, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
@@ -34,7 +36,25 @@ const LARGE_CHECKPOINT: u64 = 1_000_000_000;
 
 /// Flags that may come with `--resume`: they change how the run is shown or how long it goes
 /// on, not what it computes.
-pub(super) const RESUME_FLAGS: [&str; 5] = ["resume", "epochs", "device", "devices", "quiet"];
+pub(super) const RESUME_FLAGS: [&str; 6] = [
+    "resume",
+    "epochs",
+    "device",
+    "devices",
+    "quiet",
+    "tune_trial",
+];
+
+/// Flags that may come with `--config`: where the run goes and what it runs on.
+const CONFIG_FLAGS: [&str; 7] = [
+    "config",
+    "out",
+    "overwrite",
+    "device",
+    "devices",
+    "quiet",
+    "tune_trial",
+];
 
 pub fn train(args: &TrainArgs) -> Result<()> {
     if args.auto_fix {
@@ -42,6 +62,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     }
     if let Some(dir) = &args.resume {
         return resume(args, dir);
+    }
+    if let Some(path) = &args.config {
+        return train_config(args, path);
     }
     let data = data_config(args);
     let prepared = data.prepare(args.task, args.validation_split)?;
@@ -52,11 +75,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if args.lora.is_some() && args.init_from.is_none() {
         bail!("--lora adapts a trained model: give it with --init-from RUN_DIR_OR_FILE");
     }
-    let run = match &args.out {
-        Some(out) if args.overwrite => RunDir::replace(out)?,
-        Some(out) => RunDir::create_new(out)?,
-        None => RunDir::create_new(default_run_dir(args, &data))?,
-    };
     let config = RunConfig {
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         model,
@@ -65,6 +83,46 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         save_best: args.save_best,
         init_from: args.init_from.clone(),
         init_skip: args.init_skip.clone(),
+    };
+    train_new(args, &config, &prepared)
+}
+
+/// `kiln train --config FILE`: a new run of the configuration a config.json holds.
+fn train_config(args: &TrainArgs, path: &Path) -> Result<()> {
+    let conflicting: Vec<String> = args
+        .given
+        .iter()
+        .filter(|flag| !CONFIG_FLAGS.contains(&flag.as_str()))
+        .map(|flag| format!("--{}", flag.replace('_', "-")))
+        .collect();
+    if !conflicting.is_empty() {
+        bail!(
+            "--config {} sets the model, the data and the training; these flags conflict with \
+             it: {} (only --out, --overwrite, --device, --devices and --quiet may come with it)",
+            path.display(),
+            conflicting.join(", ")
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--config: reading {}", path.display()))?;
+    let mut config: RunConfig = serde_json::from_str(&text)
+        .with_context(|| format!("--config {}: not a kiln run's config.json", path.display()))?;
+    config.trainer.check().map_err(as_flag)?;
+    // The devices of the run that wrote it are not this run's.
+    config.trainer.devices.clear();
+    config.kiln_version = env!("CARGO_PKG_VERSION").into();
+    let prepared = config
+        .data
+        .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
+    train_new(args, &config, &prepared)
+}
+
+/// A new run of `config` in `--out` (or a new directory under runs/).
+fn train_new(args: &TrainArgs, config: &RunConfig, prepared: &Prepared) -> Result<()> {
+    let run = match &args.out {
+        Some(out) if args.overwrite => RunDir::replace(out)?,
+        Some(out) => RunDir::create_new(out)?,
+        None => RunDir::create_new(default_run_dir(kind_of(&config.model), &config.data))?,
     };
     let trained = (|| {
         run.write_json("config.json", &config)?;
@@ -75,7 +133,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
             run.write_json(TARGET_SCALER, targets)?;
         }
         run.write_json(COLUMNS, &prepared.columns)?;
-        run_training(&config, &prepared, &run, args, Start::Fresh)
+        run_training(config, prepared, &run, args, Start::Fresh)
     })();
     // A run that failed before its first checkpoint (a bad --device, a model too large) has
     // nothing worth keeping: no half-made run directory is left behind.
@@ -144,6 +202,22 @@ pub(super) fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     run_training(&config, &prepared, &run, args, start)
 }
 
+/// The study trial `spec` (`STORAGE_URL#TRIAL_KEY`) names. This process ends when its
+/// standard input does: the `kiln tune` that started it is gone, and resumes it later.
+fn attach_trial(spec: &str) -> Result<Trial> {
+    let (url, id) = spec
+        .rsplit_once('#')
+        .and_then(|(url, id)| Some((url, id.parse::<i64>().ok()?)))
+        .with_context(|| format!("--tune-trial `{spec}`: expected STORAGE_URL#TRIAL_KEY"))?;
+    let storage: Arc<dyn Storage> = Arc::from(open_storage(url)?);
+    let trial = Study::attach(storage, id)?;
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(130);
+    });
+    Ok(trial)
+}
+
 /// How a training command starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Start {
@@ -164,6 +238,7 @@ pub(super) fn run_training(
     start: Start,
 ) -> Result<()> {
     let resume = start != Start::Fresh;
+    let tune_trial = args.tune_trial.as_deref().map(attach_trial).transpose()?;
     let (backend, devices) = match &args.devices {
         Some(list) => backend::devices(list)?,
         None => backend::device(args.device.as_deref()).map(|(b, d)| (b, vec![d]))?,
@@ -205,6 +280,7 @@ pub(super) fn run_training(
         save_best: config.save_best,
         init_from: config.init_from.as_deref(),
         init_skip: &config.init_skip,
+        tune_trial: tune_trial.as_ref(),
     };
     device.seed(config.data.seed);
     let model = &config.model;
@@ -231,6 +307,10 @@ pub(super) fn run_training(
     );
     let metrics = report.metrics_json(backend, devices.len(), model);
     run.write_json("metrics.json", &metrics)?;
+    if let Some(trial) = tune_trial.as_ref().filter(|t| t.was_pruned()) {
+        // Its value: the best epoch it reported.
+        trial.finish(Ok(f64::NAN))?;
+    }
     print_metrics(&report.test, report.forecast.as_ref())?;
     out(&report.diagnosis.to_string())?;
     out(&format!("run directory: {}\n", run.path.display()))
@@ -247,6 +327,8 @@ pub(super) struct Fit<'a> {
     /// Trained weights a fresh run starts from, and the module paths not loaded.
     pub(super) init_from: Option<&'a Path>,
     pub(super) init_skip: &'a [String],
+    /// The `kiln tune` trial this run is, which it reports to after every epoch.
+    pub(super) tune_trial: Option<&'a Trial>,
 }
 
 impl Fit<'_> {
@@ -330,6 +412,9 @@ impl Fit<'_> {
                 }
                 ControlFlow::Continue(())
             });
+        if let Some(trial) = self.tune_trial {
+            trainer = trainer.with_callback(trial.pruning_callback());
+        }
         let (train, valid) = (&self.prepared.train, &self.prepared.valid);
         let fit = match trainer.fit_with_validation(model, train.clone(), valid.clone()) {
             Ok(fit) => fit,
@@ -425,15 +510,33 @@ pub(super) fn early_stop_note<M>(trainer: &TrainerConfig, fit: &FitResult<M>) ->
     format!("Epoch {}: early stopping{restored}", fit.epochs_run)
 }
 
-pub(super) fn default_run_dir(args: &TrainArgs, data: &DataConfig) -> PathBuf {
-    let model = match args.model {
+/// The model family's word in run names, as `--model` spells it.
+pub(super) fn model_word(kind: ModelKind) -> &'static str {
+    match kind {
         ModelKind::Mlp => "mlp",
         ModelKind::Perceptron => "perceptron",
         ModelKind::Cnn => "cnn",
         ModelKind::Lstm => "lstm",
         ModelKind::Gru => "gru",
         ModelKind::Transformer => "transformer",
-    };
+    }
+}
+
+/// The model family of `spec`.
+fn kind_of(spec: &ModelSpec) -> ModelKind {
+    match spec {
+        ModelSpec::Mlp(_) => ModelKind::Mlp,
+        ModelSpec::Perceptron(_) => ModelKind::Perceptron,
+        ModelSpec::Cnn(_) => ModelKind::Cnn,
+        ModelSpec::Sequence(c) if c.cell == kiln::lstm::Cell::Gru => ModelKind::Gru,
+        ModelSpec::Sequence(_) => ModelKind::Lstm,
+        ModelSpec::Transformer(_) => ModelKind::Transformer,
+    }
+}
+
+/// `runs/<model>-<dataset>-<time>/`, numbered when that is taken.
+pub(super) fn default_run_dir(model: ModelKind, data: &DataConfig) -> PathBuf {
+    let model = model_word(model);
     let base = PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()));
     // Two runs started in the same second: the second is `-2`, as Lightning numbers versions.
     (1..)

@@ -6,5 +6,6 @@ pub(crate) mod history;
 pub(crate) mod plot;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod study_plot;
 pub(crate) mod tensorboard;
 pub(crate) mod weights;

@@ -13,10 +13,10 @@ use plotters::style::{FontStyle, register_font};
 
 use crate::{History, TrainError, write_atomic};
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSansMono.ttf");
 
-fn register() {
+pub(crate) fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and known to parse.
@@ -315,14 +315,14 @@ where
     Ok(())
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// One run's curve in a panel: the run's index, whether it is validation (else training), and
 /// its (epoch, value) points.
 type Curve = (usize, bool, Vec<(f64, f64)>);
 
 /// An axis label: plain decimals in the usual range, scientific notation outside it.
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 || (1e-2..1e4).contains(&a) {
         format!("{v:.3}")
@@ -691,7 +691,7 @@ fn cell_colour(
     }
 }
 
-fn draw_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> TrainError + '_ {
+pub(crate) fn draw_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> TrainError + '_ {
     move |e| TrainError::Record {
         path: path.to_path_buf(),
         reason: format!("drawing the picture: {e}"),
@@ -699,7 +699,12 @@ fn draw_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> TrainError + '
 }
 
 /// Encodes RGB pixels as PNG and writes them atomically.
-fn write_png(path: &Path, pixels: &[u8], width: u32, height: u32) -> Result<(), TrainError> {
+pub(crate) fn write_png(
+    path: &Path,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+) -> Result<(), TrainError> {
     let mut bytes = Vec::new();
     {
         let mut encoder = png::Encoder::new(&mut bytes, width, height);

@@ -1,0 +1,126 @@
+//! One trial: a `kiln train` process of its own, reporting to the study after every epoch.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use kiln::train::RunDir;
+use kiln::tune::{Trial, TrialRecord, TrialState};
+
+use super::argv::TrainFlags;
+
+/// How a worker runs its trials.
+pub struct Worker<'a> {
+    /// The study directory: trials go to `trials/NNNN`.
+    pub dir: &'a Path,
+    pub flags: &'a TrainFlags,
+    /// Where the trial processes report (`--tune-trial URL#KEY`).
+    pub storage_url: String,
+    /// Rayon threads of each trial process.
+    pub threads: usize,
+    /// The keys of the trials this process is running (for the heartbeat).
+    pub running: &'a Mutex<BTreeSet<i64>>,
+}
+
+/// A trial's run directory.
+pub fn trial_dir(dir: &Path, number: u64) -> PathBuf {
+    dir.join("trials").join(format!("{number:04}"))
+}
+
+impl Worker<'_> {
+    /// Runs `trial` to its end and records how it ended.
+    pub fn run(&self, trial: &Trial) -> Result<TrialRecord> {
+        self.running
+            .lock()
+            .expect("heartbeat set")
+            .insert(trial.id());
+        let outcome = self.train(trial);
+        self.running
+            .lock()
+            .expect("heartbeat set")
+            .remove(&trial.id());
+        let outcome = outcome?;
+        // The trial process ended a pruned trial itself; the rest end here.
+        let (_, record) = trial.study().storage().trial(trial.id())?;
+        if record.state == TrialState::Pruned {
+            return Ok(record);
+        }
+        let best = trial
+            .study()
+            .config()
+            .direction
+            .best(record.intermediate.iter().map(|(_, v)| *v));
+        let outcome = match (outcome, best) {
+            (Ok(()), Some(best)) => Ok(best),
+            (Ok(()), None) => Err(format!(
+                "it reported no finite {}",
+                trial.study().config().objective
+            )),
+            (Err(reason), _) => Err(reason),
+        };
+        Ok(trial.finish(outcome)?)
+    }
+
+    /// Trains the trial in a process of its own: `Err(reason)` when it failed.
+    fn train(&self, trial: &Trial) -> Result<std::result::Result<(), String>> {
+        let run = trial_dir(self.dir, trial.number());
+        let log_path = run.with_extension("log");
+        std::fs::create_dir_all(run.parent().expect("trials/"))
+            .with_context(|| format!("creating {}", run.display()))?;
+        let spec = format!("{}#{}", self.storage_url, trial.id());
+        let mut args: Vec<String> = vec!["train".into()];
+        let started = run.join("config.json").exists();
+        let checkpointed = started
+            && RunDir::open(&run)
+                .ok()
+                .and_then(|r| r.checkpoints().latest().ok().flatten())
+                .is_some();
+        if started && run.join("metrics.json").exists() {
+            // Trained to its end before its worker died: nothing to run again.
+            return Ok(Ok(()));
+        }
+        if checkpointed {
+            args.extend(["--resume".into(), run.display().to_string()]);
+        } else {
+            args.extend(self.flags.trial(trial.params()));
+            args.extend(["--out".into(), run.display().to_string()]);
+            if run.exists() {
+                args.push("--overwrite".into());
+            }
+        }
+        args.extend(["--quiet".into(), "--tune-trial".into(), spec]);
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("finding the kiln executable")?;
+        let mut child = Command::new(exe)
+            .args(&args)
+            .env("RAYON_NUM_THREADS", self.threads.to_string())
+            // The trial process reads its standard input to its end: when this process dies,
+            // the pipe closes and the trial stops too, to be resumed with the study.
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting a trial's kiln train")?;
+        let stdin = child.stdin.take();
+        let status = child.wait().context("waiting for a trial")?;
+        drop(stdin);
+        if status.success() {
+            return Ok(Ok(()));
+        }
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let reason = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error:"))
+            .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))
+            .map_or_else(
+                || format!("kiln train ended with {status}"),
+                |l| l.trim_start_matches("error:").trim().to_string(),
+            );
+        Ok(Err(reason))
+    }
+}
