@@ -307,6 +307,28 @@ mod tests {
         assert!(SearchSpace::new().check().is_err());
     }
 
+    proptest::proptest! {
+        /// Any text: a range, no range or a clear error, never a panic; and a range written
+        /// out by Display reads back to itself.
+        #[test]
+        fn any_text_parses_without_panicking(text in ".{0,24}", integer: bool) {
+            if let Some(Ok(d)) = Distribution::parse(&text, integer) {
+                if d.check("x").is_ok() && !matches!(d, Distribution::Choice { .. }) {
+                    let again = Distribution::parse(&d.to_string(), integer);
+                    proptest::prop_assert_eq!(again, Some(Ok(d)));
+                }
+            }
+        }
+
+        #[test]
+        fn numeric_ranges_read_back(low in -1e6f64..1e6, span in 0f64..1e6, log: bool) {
+            let low = if log { low.abs() + 1e-9 } else { low };
+            let d = Distribution::Float { low, high: low + span, log };
+            let text = format!("{low:?}..{:?}{}", low + span, if log { ":log" } else { "" });
+            proptest::prop_assert_eq!(Distribution::parse(&text, false), Some(Ok(d)));
+        }
+    }
+
     #[test]
     fn values_round_trip_through_json() {
         let params: Params = [

@@ -202,14 +202,25 @@ pub(super) fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
     run_training(&config, &prepared, &run, args, start)
 }
 
-/// The study trial `spec` (`STORAGE_URL#TRIAL_KEY`) names. This process ends when its
+/// `--tune-trial env#KEY`: the storage's URL is in [`STORAGE_ENV`].
+pub(super) const STORAGE_FROM_ENV: &str = "env";
+
+/// Where `kiln tune` gives its trial processes the study's storage URL.
+pub(super) const STORAGE_ENV: &str = "KILN_TUNE_STORAGE";
+
+/// The study trial `spec` (`STORAGE_URL#TRIAL_KEY`, or `env#TRIAL_KEY`) names. This process ends when its
 /// standard input does: the `kiln tune` that started it is gone, and resumes it later.
 fn attach_trial(spec: &str) -> Result<Trial> {
     let (url, id) = spec
         .rsplit_once('#')
         .and_then(|(url, id)| Some((url, id.parse::<i64>().ok()?)))
         .with_context(|| format!("--tune-trial `{spec}`: expected STORAGE_URL#TRIAL_KEY"))?;
-    let storage: Arc<dyn Storage> = Arc::from(open_storage(url)?);
+    let url = match url {
+        STORAGE_FROM_ENV => std::env::var(STORAGE_ENV)
+            .with_context(|| format!("--tune-trial `{spec}`: {STORAGE_ENV} is not set"))?,
+        url => url.to_string(),
+    };
+    let storage: Arc<dyn Storage> = Arc::from(open_storage(&url)?);
     let trial = Study::attach(storage, id)?;
     std::thread::spawn(|| {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());

@@ -25,6 +25,17 @@ impl std::fmt::Debug for PostgresStorage {
     }
 }
 
+/// The server's own message (postgres::Error's Display is only `db error`).
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 /// `url` without its password.
 fn shown(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -46,7 +57,7 @@ impl PostgresStorage {
         let shown = shown(url);
         let fail = |e: postgres::Error| TuneError::Storage {
             url: shown.clone(),
-            reason: e.to_string(),
+            reason: describe(&e),
         };
         let mut client = Client::connect(url, NoTls).map_err(fail)?;
         let mut tx = client.transaction().map_err(fail)?;
@@ -68,7 +79,7 @@ impl PostgresStorage {
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut client).map_err(|e| TuneError::Storage {
             url: self.url.clone(),
-            reason: e.to_string(),
+            reason: describe(&e),
         })
     }
 }
@@ -146,7 +157,7 @@ impl Storage for PostgresStorage {
     ) -> Result<Option<TrialRecord>, TuneError> {
         let fail = |e: postgres::Error| TuneError::Storage {
             url: self.url.clone(),
-            reason: e.to_string(),
+            reason: describe(&e),
         };
         let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let mut tx = client.transaction().map_err(fail)?;

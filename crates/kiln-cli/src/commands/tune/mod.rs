@@ -52,7 +52,7 @@ struct StudyFile {
 }
 
 pub fn tune(args: &TuneArgs) -> Result<()> {
-    let (dir, study, flags) = match &args.resume {
+    let (dir, study, flags, url) = match &args.resume {
         Some(dir) => resume(args, dir)?,
         None => create(args)?,
     };
@@ -75,12 +75,12 @@ pub fn tune(args: &TuneArgs) -> Result<()> {
             study.storage().url()
         ))?;
     }
-    run_workers(args, &dir, &study, &flags)?;
+    run_workers(args, &dir, &study, &flags, url)?;
     outputs::finish(&dir, &study)
 }
 
 /// A new study from the command line.
-fn create(args: &TuneArgs) -> Result<(PathBuf, Study, TrainFlags)> {
+fn create(args: &TuneArgs) -> Result<(PathBuf, Study, TrainFlags, String)> {
     let flags = train_flags(&args.train)?;
     let bounded = args.trials.is_some()
         || args.time_budget.is_some()
@@ -131,7 +131,7 @@ fn create(args: &TuneArgs) -> Result<(PathBuf, Study, TrainFlags)> {
     config.budget.epochs = args.epoch_budget;
     config.extra = serde_json::json!({ "train": flags.fixed });
     config.check()?;
-    let storage = storage_for(&dir, args.storage.as_deref())?;
+    let (storage, url) = storage_for(&dir, args.storage.as_deref())?;
     let study = Study::open(storage, config)?;
     let record = StudyFile {
         study: name,
@@ -141,11 +141,11 @@ fn create(args: &TuneArgs) -> Result<(PathBuf, Study, TrainFlags)> {
         &dir.join(STUDY_FILE),
         serde_json::to_string_pretty(&record)?.as_bytes(),
     )?;
-    Ok((dir, study, flags))
+    Ok((dir, study, flags, url))
 }
 
 /// The study in `dir`, to go on with.
-fn resume(args: &TuneArgs, dir: &Path) -> Result<(PathBuf, Study, TrainFlags)> {
+fn resume(args: &TuneArgs, dir: &Path) -> Result<(PathBuf, Study, TrainFlags, String)> {
     let conflicting: Vec<String> = args
         .given
         .iter()
@@ -166,7 +166,7 @@ fn resume(args: &TuneArgs, dir: &Path) -> Result<(PathBuf, Study, TrainFlags)> {
         .with_context(|| format!("{}: no study to resume", path.display()))?;
     let record: StudyFile =
         serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-    let storage = storage_for(dir, record.storage.as_deref())?;
+    let (storage, url) = storage_for(dir, record.storage.as_deref())?;
     let stored = Study::load(storage.clone(), &record.study)?;
     let mut config: StudyConfig = stored.config().clone();
     if args.trials.is_some() {
@@ -182,11 +182,11 @@ fn resume(args: &TuneArgs, dir: &Path) -> Result<(PathBuf, Study, TrainFlags)> {
         space: config.space.clone(),
     };
     let study = Study::open(storage, config)?;
-    Ok((dir.to_path_buf(), study, flags))
+    Ok((dir.to_path_buf(), study, flags, url))
 }
 
-/// The storage at `url`, else `DIR/study.db`.
-fn storage_for(dir: &Path, url: Option<&str>) -> Result<Arc<dyn Storage>> {
+/// The storage at `url`, else `DIR/study.db`, and its URL (with its password, for the trials).
+fn storage_for(dir: &Path, url: Option<&str>) -> Result<(Arc<dyn Storage>, String)> {
     let url = match url {
         Some(url) => url.to_string(),
         None => format!(
@@ -197,7 +197,7 @@ fn storage_for(dir: &Path, url: Option<&str>) -> Result<Arc<dyn Storage>> {
                 .display()
         ),
     };
-    Ok(Arc::from(open_storage(&url)?))
+    Ok((Arc::from(open_storage(&url)?), url))
 }
 
 /// `tunes/<model>-<dataset>-<time>`.
@@ -233,7 +233,13 @@ fn default_dir(flags: &TrainFlags) -> PathBuf {
 
 /// Runs `args.workers` trials at a time until the study's budget is spent, with a heartbeat
 /// for the running ones.
-fn run_workers(args: &TuneArgs, dir: &Path, study: &Study, flags: &TrainFlags) -> Result<()> {
+fn run_workers(
+    args: &TuneArgs,
+    dir: &Path,
+    study: &Study,
+    flags: &TrainFlags,
+    storage_url: String,
+) -> Result<()> {
     if args.workers == 0 {
         bail!("--workers: must be at least 1");
     }
@@ -242,7 +248,7 @@ fn run_workers(args: &TuneArgs, dir: &Path, study: &Study, flags: &TrainFlags) -
     let worker = Worker {
         dir,
         flags,
-        storage_url: study.storage().url(),
+        storage_url,
         threads: (cores / args.workers).max(1),
         running: &running,
     };

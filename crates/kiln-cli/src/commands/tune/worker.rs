@@ -17,7 +17,8 @@ pub struct Worker<'a> {
     /// The study directory: trials go to `trials/NNNN`.
     pub dir: &'a Path,
     pub flags: &'a TrainFlags,
-    /// Where the trial processes report (`--tune-trial URL#KEY`).
+    /// Where the trial processes report: given them in `KILN_TUNE_STORAGE`, out of sight of
+    /// `ps` (a PostgreSQL URL holds a password).
     pub storage_url: String,
     /// Rayon threads of each trial process.
     pub threads: usize,
@@ -70,7 +71,7 @@ impl Worker<'_> {
         let log_path = run.with_extension("log");
         std::fs::create_dir_all(run.parent().expect("trials/"))
             .with_context(|| format!("creating {}", run.display()))?;
-        let spec = format!("{}#{}", self.storage_url, trial.id());
+        let spec = format!("{}#{}", super::super::train::STORAGE_FROM_ENV, trial.id());
         let mut args: Vec<String> = vec!["train".into()];
         let started = run.join("config.json").exists();
         let checkpointed = started
@@ -98,6 +99,7 @@ impl Worker<'_> {
         let mut child = Command::new(exe)
             .args(&args)
             .env("RAYON_NUM_THREADS", self.threads.to_string())
+            .env(super::super::train::STORAGE_ENV, &self.storage_url)
             // The trial process reads its standard input to its end: when this process dies,
             // the pipe closes and the trial stops too, to be resumed with the study.
             .stdin(Stdio::piped())
