@@ -312,11 +312,12 @@ mod tests {
         /// out by Display reads back to itself.
         #[test]
         fn any_text_parses_without_panicking(text in ".{0,24}", integer: bool) {
-            if let Some(Ok(d)) = Distribution::parse(&text, integer) {
-                if d.check("x").is_ok() && !matches!(d, Distribution::Choice { .. }) {
-                    let again = Distribution::parse(&d.to_string(), integer);
-                    proptest::prop_assert_eq!(again, Some(Ok(d)));
-                }
+            if let Some(Ok(d)) = Distribution::parse(&text, integer)
+                && d.check("x").is_ok()
+                && !matches!(d, Distribution::Choice { .. })
+            {
+                let again = Distribution::parse(&d.to_string(), integer);
+                proptest::prop_assert_eq!(again, Some(Ok(d)));
             }
         }
 
