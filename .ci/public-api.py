@@ -12,7 +12,7 @@ import re
 import sys
 
 CRATES = ["kiln", "kiln_train", "kiln_common", "kiln_fnn", "kiln_cnn", "kiln_lstm",
-          "kiln_transformer", "kiln_datasets"]
+          "kiln_transformer", "kiln_datasets", "kiln_tune"]
 KINDS = {"struct", "enum", "trait", "fn", "type", "constant", "macro", "static", "union",
          "traitalias", "derive", "attr"}
 

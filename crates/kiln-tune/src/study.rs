@@ -407,14 +407,26 @@ impl Trial {
             .unwrap_or_else(|| panic!("the search space has no hyperparameter `{name}`"))
     }
 
+    /// Records the objective after `epoch` (from 1), without asking the pruner. A value that is
+    /// not finite is not recorded.
+    pub fn record(&self, epoch: u32, value: f64) -> Result<(), TuneError> {
+        if !value.is_finite() {
+            return Ok(());
+        }
+        self.study
+            .shared
+            .storage
+            .report(self.record.id, epoch, value, now())
+    }
+
     /// Records the objective after `epoch` (from 1) and asks the pruner: `true` means stop now
     /// (and the trial ends pruned). A value that is not finite is not recorded.
     pub fn report(&self, epoch: u32, value: f64) -> Result<bool, TuneError> {
         if !value.is_finite() {
             return Ok(false);
         }
+        self.record(epoch, value)?;
         let shared = &self.study.shared;
-        shared.storage.report(self.record.id, epoch, value, now())?;
         let trials = shared.storage.trials(shared.id)?;
         let Some(me) = trials.iter().find(|t| t.id == self.record.id) else {
             return Ok(false);

@@ -240,12 +240,14 @@ pub fn metric_of(record: &EpochRecord, metric: &str) -> Option<f64> {
 
 impl Trial {
     /// A kiln trainer callback that reports the study's objective after every epoch and stops
-    /// the run when the pruner says so (Optuna's `PyTorchLightningPruningCallback`).
+    /// the run when the pruner says so (Optuna's `PyTorchLightningPruningCallback`). `epochs`
+    /// is the run's last epoch: a trial that reaches it is complete, so the pruner is not asked
+    /// there.
     ///
     /// # Panics
     /// The callback panics (which ends the run with an error naming it) when the storage
     /// cannot be written, or the history has no value for the objective.
-    pub fn pruning_callback(&self) -> impl Callback + 'static {
+    pub fn pruning_callback(&self, epochs: usize) -> impl Callback + 'static {
         let trial = self.clone();
         let objective = self.study().config().objective.clone();
         move |history: &History| {
@@ -256,7 +258,12 @@ impl Trial {
                 panic!("the objective `{objective}` is not in the training history");
             };
             let epoch = u32::try_from(record.epoch).unwrap_or(u32::MAX);
-            match trial.report(epoch, value) {
+            let reported = if record.epoch >= epochs {
+                trial.record(epoch, value).map(|()| false)
+            } else {
+                trial.report(epoch, value)
+            };
+            match reported {
                 Ok(true) => ControlFlow::Break(()),
                 Ok(false) => ControlFlow::Continue(()),
                 Err(e) => panic!("reporting to the study: {e}"),

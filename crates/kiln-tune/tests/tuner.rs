@@ -54,7 +54,7 @@ fn a_tuned_mlp_on_the_digits_prunes_bad_rates_and_finds_a_good_one() {
             };
             let fit = Trainer::new(config, device)
                 .map_err(|e| e.to_string())?
-                .with_callback(trial.pruning_callback())
+                .with_callback(trial.pruning_callback(max_epochs))
                 .fit_with_validation(model, train.clone(), valid.clone())
                 .map_err(|e| e.to_string())?;
             let best = fit

@@ -424,7 +424,7 @@ impl Fit<'_> {
                 ControlFlow::Continue(())
             });
         if let Some(trial) = self.tune_trial {
-            trainer = trainer.with_callback(trial.pruning_callback());
+            trainer = trainer.with_callback(trial.pruning_callback(self.trainer.epochs));
         }
         let (train, valid) = (&self.prepared.train, &self.prepared.valid);
         let fit = match trainer.fit_with_validation(model, train.clone(), valid.clone()) {

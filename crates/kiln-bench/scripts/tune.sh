@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Random search, TPE and TPE + ASHA on three tasks with the same budget of epochs, for each
+# study seed: the digits (MLP, classification), house prices (MLP, regression) and the airline
+# passengers (LSTM, a sequence), each minimising val_loss over four hyperparameters, every
+# trial at most 27 epochs (no early stopping). Then, from each trial's history, the best
+# val_loss reached against the epochs spent: the best of each study, and the epochs TPE + ASHA
+# took to reach random search's best. Prints one JSON line per study and per task.
+#
+#   crates/kiln-bench/scripts/tune.sh KILN [SEEDS...]   (default seeds: 1 2 3)
+#
+# EPOCH_BUDGET (default 810: 30 trials of 27 epochs) sets each study's budget; MIN_EPOCHS
+# (default 3) ASHA's first rung (rungs at 3, 9); KEEP=DIR keeps the studies there.
+set -euo pipefail
+[ $# -ge 1 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+kiln="$(realpath "$1")"
+shift
+seeds="${*:-1 2 3}"
+budget="${EPOCH_BUDGET:-810}"
+tmp="${KEEP:-$(mktemp -d)}"
+mkdir -p "$tmp"
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
+
+task_flags() {
+    case "$1" in
+        digits) echo "--dataset digits --hidden 16|64|128,64 --dropout 0..0.5 --batch-size 16|32|64" ;;
+        house-prices) echo "--dataset house-prices --hidden 16|64|128,64 --dropout 0..0.5 --batch-size 16|32|64" ;;
+        airline) echo "--dataset airline --model lstm --hidden 8|16|32|64 --layers 1..2 --batch-size 8|16|32" ;;
+    esac
+}
+studies() {
+    echo "random --sampler random"
+    echo "tpe --sampler tpe"
+    echo "tpe+asha --sampler tpe --pruner asha --min-epochs ${MIN_EPOCHS:-3} --reduction-factor 3"
+}
+
+start=$(date +%s)
+for task in digits house-prices airline; do
+    for seed in $seeds; do
+        while read -r name flags; do
+            dir="$tmp/$task/$name-$seed"
+            mkdir -p "$tmp/$task"
+            # shellcheck disable=SC2046
+            "$kiln" tune --quiet --dir "$dir" --study-seed "$seed" --epoch-budget "$budget" \
+                $flags $(task_flags "$task") --lr 1e-4..3e-1:log --epochs 27 --patience 0 \
+                > "$dir.out" 2>&1 || { cat "$dir.out" >&2; exit 1; }
+        done < <(studies)
+    done
+done
+python3 - "$tmp" "$seeds" "$(( $(date +%s) - start ))" <<'PY'
+import csv, json, os, statistics, sys
+
+root, seeds, seconds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
+
+def anytime(study):
+    """(cumulative epochs, best val_loss so far) after every epoch of every trial, in order."""
+    with open(os.path.join(study, "tune.csv")) as f:
+        trials = sorted(csv.DictReader(f), key=lambda r: int(r["trial"]))
+    curve, spent, best = [], 0, float("inf")
+    for t in trials:
+        history = os.path.join(study, "trials", "%04d" % int(t["trial"]), "history.csv")
+        if not os.path.exists(history):
+            continue
+        with open(history) as f:
+            for row in csv.DictReader(f):
+                spent += 1
+                best = min(best, float(row["val_loss"]))
+                curve.append((spent, best))
+    return trials, curve
+
+for task in ["digits", "house-prices", "airline"]:
+    per = {}
+    for seed in seeds:
+        for name in ["random", "tpe", "tpe+asha"]:
+            trials, curve = anytime(os.path.join(root, task, "%s-%s" % (name, seed)))
+            per[(name, seed)] = curve
+            print(json.dumps({"task": task, "study": name, "seed": int(seed),
+                              "trials": len(trials),
+                              "pruned": sum(t["state"] == "pruned" for t in trials),
+                              "epochs": curve[-1][0], "best_val_loss": curve[-1][1]}))
+    reach = []
+    for seed in seeds:
+        target = per[("random", seed)][-1][1]
+        hit = next((e for e, b in per[("tpe+asha", seed)] if b <= target), None)
+        reach.append(hit / per[("random", seed)][-1][0] if hit else float("inf"))
+    med = lambda name: statistics.median(per[(name, s)][-1][1] for s in seeds)
+    print(json.dumps({"task": task, "median_best": {n: med(n) for n in ["random", "tpe", "tpe+asha"]},
+                      "tpe_beats_random_seeds": sum(per[("tpe", s)][-1][1] < per[("random", s)][-1][1] for s in seeds),
+                      "asha_epochs_to_random_best_share": reach,
+                      "asha_median_share": statistics.median(reach)}))
+print(json.dumps({"seconds": seconds}))
+PY
