@@ -87,14 +87,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     train_new(args, &config, &prepared)
 }
 
+/// The flags in `given` (argument ids) that are not `allowed`, as the command line spells them.
+pub(super) fn flags_outside(given: &[String], allowed: &[&str]) -> Vec<String> {
+    given
+        .iter()
+        .filter(|flag| !allowed.contains(&flag.as_str()))
+        .map(|flag| format!("--{}", flag.replace('_', "-")))
+        .collect()
+}
+
 /// `kiln train --config FILE`: a new run of the configuration a config.json holds.
 fn train_config(args: &TrainArgs, path: &Path) -> Result<()> {
-    let conflicting: Vec<String> = args
-        .given
-        .iter()
-        .filter(|flag| !CONFIG_FLAGS.contains(&flag.as_str()))
-        .map(|flag| format!("--{}", flag.replace('_', "-")))
-        .collect();
+    let conflicting = flags_outside(&args.given, &CONFIG_FLAGS);
     if !conflicting.is_empty() {
         bail!(
             "--config {} sets the model, the data and the training; these flags conflict with \
@@ -146,12 +150,7 @@ fn train_new(args: &TrainArgs, config: &RunConfig, prepared: &Prepared) -> Resul
 
 /// `kiln train --resume DIR`: the run's saved configuration, from its last checkpoint.
 pub(super) fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
-    let conflicting: Vec<String> = args
-        .given
-        .iter()
-        .filter(|flag| !RESUME_FLAGS.contains(&flag.as_str()))
-        .map(|flag| format!("--{}", flag.replace('_', "-")))
-        .collect();
+    let conflicting = flags_outside(&args.given, &RESUME_FLAGS);
     if !conflicting.is_empty() {
         bail!(
             "--resume continues {} with the configuration it was started with; these flags \

@@ -57,6 +57,8 @@ const PANEL: (u32, u32) = (480, 380);
 /// Draws `plot` to `path` (PNG, written atomically).
 pub fn plot_study(path: &Path, plot: &StudyPlot) -> Result<(), TrainError> {
     register();
+    let (plot, log) = on_log_scale(plot);
+    let plot = &plot;
     let panels = 1 + plot.params.len().min(2) as u32;
     let (width, height) = (PANEL.0 * panels, PANEL.1);
     let mut pixels = vec![0u8; (width * height * 3) as usize];
@@ -65,9 +67,14 @@ pub fn plot_study(path: &Path, plot: &StudyPlot) -> Result<(), TrainError> {
         let draw = || -> DrawResult {
             root.fill(&WHITE)?;
             let areas = root.split_evenly((1, panels as usize));
-            draw_curves(&areas[0], plot)?;
+            let objective = if log {
+                format!("{} (log scale)", plot.objective)
+            } else {
+                plot.objective.clone()
+            };
+            draw_curves(&areas[0], plot, &objective, log)?;
             for (area, panel) in areas[1..].iter().zip(&plot.params) {
-                draw_param(area, panel, &plot.objective)?;
+                draw_param(area, panel, &objective, log)?;
             }
             root.present()?;
             Ok(())
@@ -75,6 +82,48 @@ pub fn plot_study(path: &Path, plot: &StudyPlot) -> Result<(), TrainError> {
         draw().map_err(draw_error(path))?;
     }
     write_png(path, &pixels, width, height)
+}
+
+/// `plot` with its objective values as their base-10 logarithm when they are all positive and
+/// span more than a decade (a few diverged trials would flatten every other curve), and
+/// whether they are.
+fn on_log_scale(plot: &StudyPlot) -> (StudyPlot, bool) {
+    let values = plot
+        .curves
+        .iter()
+        .flat_map(|c| c.points.iter())
+        .chain(
+            plot.params
+                .iter()
+                .flat_map(|p| p.points.iter().chain(&p.pruned)),
+        )
+        .map(|p| p.1)
+        .filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    let log = lo > 0.0 && hi / lo > 10.0;
+    let mut plot = plot.clone();
+    if log {
+        let points = plot
+            .curves
+            .iter_mut()
+            .flat_map(|c| c.points.iter_mut())
+            .chain(
+                plot.params
+                    .iter_mut()
+                    .flat_map(|p| p.points.iter_mut().chain(p.pruned.iter_mut())),
+            );
+        for p in points {
+            p.1 = p.1.log10();
+        }
+    }
+    (plot, log)
+}
+
+/// An objective axis label: the value, or 10 to the value on a log scale.
+fn y_tick(v: f64, log: bool) -> String {
+    if log { tick(10f64.powf(v)) } else { tick(v) }
 }
 
 /// The range of `values` (finite ones), padded by 5%; `(0, 1)` when there are none.
@@ -94,6 +143,8 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
 fn draw_curves(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     plot: &StudyPlot,
+    objective: &str,
+    log: bool,
 ) -> DrawResult {
     let points = || plot.curves.iter().flat_map(|c| c.points.iter());
     let last_epoch = points().map(|p| p.0).fold(1.0, f64::max);
@@ -110,10 +161,10 @@ fn draw_curves(
     chart
         .configure_mesh()
         .x_desc("epoch")
-        .y_desc(plot.objective.as_str())
+        .y_desc(objective)
         .label_style((FONT, 11))
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| y_tick(*v, log))
         .draw()?;
     // Pruned first, complete over them, the best on top.
     let mut order: Vec<&TrialCurve> = plot.curves.iter().collect();
@@ -142,6 +193,7 @@ fn draw_param(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     panel: &ParamPanel,
     objective: &str,
+    log: bool,
 ) -> DrawResult {
     let (y0, y1) = padded(panel.points.iter().chain(&panel.pruned).map(|p| p.1));
     let caption = (panel.title.as_str(), (FONT, 15));
@@ -186,7 +238,7 @@ fn draw_param(
                     String::new()
                 }
             })
-            .y_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| y_tick(*v, log))
             .draw()?;
         chart.draw_series(marks())?;
     } else if panel.log_x {
@@ -213,7 +265,7 @@ fn draw_param(
             .y_desc(objective)
             .label_style((FONT, 11))
             .x_label_formatter(&|v| format!("{v:.0e}"))
-            .y_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| y_tick(*v, log))
             .draw()?;
         chart.draw_series(marks())?;
     } else {
@@ -229,7 +281,7 @@ fn draw_param(
             .y_desc(objective)
             .label_style((FONT, 11))
             .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| y_tick(*v, log))
             .draw()?;
         chart.draw_series(marks())?;
     }
@@ -239,6 +291,28 @@ fn draw_param(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_over_decades_go_on_a_log_scale() {
+        let curve = |points: Vec<(f64, f64)>| TrialCurve {
+            points,
+            pruned: false,
+            best: false,
+        };
+        let narrow = StudyPlot {
+            objective: "val_loss".into(),
+            curves: vec![curve(vec![(1.0, 0.5), (2.0, 0.2)])],
+            params: vec![],
+        };
+        assert!(!on_log_scale(&narrow).1);
+        let mut wide = narrow.clone();
+        wide.curves.push(curve(vec![(1.0, 10.0)]));
+        let (scaled, log) = on_log_scale(&wide);
+        assert!(log);
+        assert_eq!(scaled.curves[1].points, vec![(1.0, 1.0)]);
+        assert!((scaled.curves[0].points[1].1 - 0.2f64.log10()).abs() < 1e-15);
+        assert_eq!(y_tick(-1.0, true), "0.100");
+    }
 
     /// The picture is a PNG as wide as its panels, with the best trial's red in it.
     #[test]

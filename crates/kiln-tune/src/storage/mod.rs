@@ -65,8 +65,17 @@ pub trait Storage: Send + Sync {
     fn heartbeat(&self, trials: &[i64], now: f64) -> Result<(), TuneError>;
     /// The study's trials, by number.
     fn trials(&self, study: i64) -> Result<Vec<TrialRecord>, TuneError>;
+    /// The key of the study `trial` belongs to.
+    fn study_of(&self, trial: i64) -> Result<i64, TuneError>;
     /// One trial and the key of its study.
-    fn trial(&self, trial: i64) -> Result<(i64, TrialRecord), TuneError>;
+    fn trial(&self, trial: i64) -> Result<(i64, TrialRecord), TuneError> {
+        let study = self.study_of(trial)?;
+        let found = self.trials(study)?.into_iter().find(|t| t.id == trial);
+        found.map(|t| (study, t)).ok_or_else(|| TuneError::Storage {
+            url: self.url(),
+            reason: format!("no trial with key {trial}"),
+        })
+    }
 }
 
 /// Opens the storage at `url`: `postgres://...` (or `postgresql://`), else an SQLite file

@@ -242,15 +242,10 @@ impl Storage for PostgresStorage {
         records(&self.url, rows, values)
     }
 
-    fn trial(&self, trial: i64) -> Result<(i64, TrialRecord), TuneError> {
-        let study: i64 = self.with(|c| {
+    fn study_of(&self, trial: i64) -> Result<i64, TuneError> {
+        self.with(|c| {
             c.query_one("SELECT study_id FROM trials WHERE id = $1", &[&trial])
                 .map(|r| r.get(0))
-        })?;
-        let found = self.trials(study)?.into_iter().find(|t| t.id == trial);
-        found.map(|t| (study, t)).ok_or_else(|| TuneError::Storage {
-            url: self.url.clone(),
-            reason: format!("no trial with key {trial}"),
         })
     }
 }

@@ -228,18 +228,13 @@ impl Storage for SqliteStorage {
         records(&self.url(), rows, values)
     }
 
-    fn trial(&self, trial: i64) -> Result<(i64, TrialRecord), TuneError> {
-        let study: i64 = self.with(|c| {
+    fn study_of(&self, trial: i64) -> Result<i64, TuneError> {
+        self.with(|c| {
             c.query_row(
                 "SELECT study_id FROM trials WHERE id = ?1",
                 params![trial],
                 |r| r.get(0),
             )
-        })?;
-        let found = self.trials(study)?.into_iter().find(|t| t.id == trial);
-        found.map(|t| (study, t)).ok_or_else(|| TuneError::Storage {
-            url: self.url(),
-            reason: format!("no trial with key {trial}"),
         })
     }
 }

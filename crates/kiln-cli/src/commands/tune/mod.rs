@@ -33,8 +33,9 @@ const STUDY_FILE: &str = "tune.json";
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Flags that may come with `--resume`.
-const RESUME_FLAGS: [&str; 6] = [
+const RESUME_FLAGS: [&str; 7] = [
     "resume",
+    "train",
     "trials",
     "time_budget",
     "epoch_budget",
@@ -146,13 +147,8 @@ fn create(args: &TuneArgs) -> Result<(PathBuf, Study, TrainFlags, String)> {
 
 /// The study in `dir`, to go on with.
 fn resume(args: &TuneArgs, dir: &Path) -> Result<(PathBuf, Study, TrainFlags, String)> {
-    let conflicting: Vec<String> = args
-        .given
-        .iter()
-        .filter(|flag| !RESUME_FLAGS.contains(&flag.as_str()) && flag.as_str() != "train")
-        .map(|flag| format!("--{}", flag.replace('_', "-")))
-        .chain(args.train.iter().filter(|t| t.starts_with("--")).cloned())
-        .collect();
+    let mut conflicting = super::train::flags_outside(&args.given, &RESUME_FLAGS);
+    conflicting.extend(args.train.iter().filter(|t| t.starts_with("--")).cloned());
     if !conflicting.is_empty() {
         bail!(
             "--resume goes on with the study in {} as it was started; only --trials, \
