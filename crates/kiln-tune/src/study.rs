@@ -427,6 +427,10 @@ impl Trial {
         }
         self.record(epoch, value)?;
         let shared = &self.study.shared;
+        // Without a pruner there is nothing to decide: no need to read the study back.
+        if shared.config.pruner == Pruner::None {
+            return Ok(false);
+        }
         let trials = shared.storage.trials(shared.id)?;
         let Some(me) = trials.iter().find(|t| t.id == self.record.id) else {
             return Ok(false);

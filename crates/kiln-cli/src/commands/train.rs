@@ -548,7 +548,12 @@ fn kind_of(spec: &ModelSpec) -> ModelKind {
 pub(super) fn default_run_dir(model: ModelKind, data: &DataConfig) -> PathBuf {
     let model = model_word(model);
     let base = PathBuf::from("runs").join(format!("{model}-{}-{}", data.short_name(), timestamp()));
-    // Two runs started in the same second: the second is `-2`, as Lightning numbers versions.
+    free_dir(base)
+}
+
+/// `base`, or `base-2`, `base-3`... the first that does not exist: two runs (or studies)
+/// started in the same second are numbered, as Lightning numbers versions.
+pub(super) fn free_dir(base: PathBuf) -> PathBuf {
     (1..)
         .map(|n| match n {
             1 => base.clone(),

@@ -218,13 +218,7 @@ fn default_dir(flags: &TrainFlags) -> PathBuf {
         value("model", "mlp"),
         super::train::timestamp()
     );
-    (1..)
-        .map(|n| match n {
-            1 => PathBuf::from(&base),
-            n => PathBuf::from(format!("{base}-{n}")),
-        })
-        .find(|dir| !dir.exists())
-        .expect("a free name")
+    super::train::free_dir(PathBuf::from(base))
 }
 
 /// Runs `args.workers` trials at a time until the study's budget is spent, with a heartbeat
