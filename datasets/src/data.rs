@@ -1,18 +1,25 @@
-use crate::DataError;
+use std::sync::Arc;
 
-/// A labelled dataset held in memory.
+use crate::{DataError, ImageFiles};
+
+/// A labelled dataset.
 ///
 /// Samples are stored row-major in one flat buffer: sample `i` is
 /// `x[i * sample_len .. (i + 1) * sample_len]`, with `sample_len` the product of
 /// `sample_shape` (`[64]` for a table row, `[1, 28, 28]` for a grey image).
+///
+/// Images read from files ([`crate::image_folder`]) are not held in memory: `x` is empty and
+/// [`Data::files`] decodes each sample when [`Data::read_samples`] asks for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Data {
-    /// Every sample's features, one after the other.
+    /// Every sample's features, one after the other (empty when they are read from files).
     pub x: Vec<f32>,
     /// The shape of one sample.
     pub sample_shape: Vec<usize>,
     /// What the model learns to predict.
     pub y: Targets,
+    /// The files the samples are read from, one per sample, when they are not in `x`.
+    pub files: Option<Arc<ImageFiles>>,
 }
 
 /// The targets of a [`Data`].
@@ -118,7 +125,71 @@ impl Data {
                 got: bad.to_string(),
             });
         }
-        Ok(Self { x, sample_shape, y })
+        Ok(Self {
+            x,
+            sample_shape,
+            y,
+            files: None,
+        })
+    }
+
+    /// Samples read from `files` when needed, with targets `y` (one per file).
+    pub fn from_files(files: ImageFiles, y: Targets) -> Result<Self, DataError> {
+        if y.len() != files.paths.len() {
+            return Err(DataError::ShapeMismatch {
+                what: "image files and targets".into(),
+                expected: format!("{} targets", files.paths.len()),
+                got: y.len().to_string(),
+            });
+        }
+        Ok(Self {
+            x: Vec::new(),
+            sample_shape: files.shape.to_vec(),
+            y,
+            files: Some(Arc::new(files)),
+        })
+    }
+
+    /// Whether the samples are read from files rather than held in `x`.
+    pub fn is_streamed(&self) -> bool {
+        self.files.is_some()
+    }
+
+    /// The samples at `indices`, one after the other, into `out` (replacing what it held):
+    /// copied from memory, or decoded from their files in parallel.
+    pub fn read_samples(&self, indices: &[usize], out: &mut Vec<f32>) -> Result<(), DataError> {
+        let n = self.sample_len();
+        out.clear();
+        match &self.files {
+            None => {
+                out.reserve(indices.len() * n);
+                for &i in indices {
+                    out.extend_from_slice(self.sample(i));
+                }
+                Ok(())
+            }
+            Some(files) => {
+                use rayon::prelude::*;
+                out.resize(indices.len() * n, 0.0);
+                out.par_chunks_mut(n.max(1))
+                    .zip(indices.par_iter())
+                    .try_for_each(|(sample, &i)| files.read(i, sample))
+            }
+        }
+    }
+
+    /// The same samples held in memory (decoded, when read from files): for a small part, such
+    /// as the few samples a statistic or a check reads.
+    pub fn in_memory(&self) -> Result<Data, DataError> {
+        match &self.files {
+            None => Ok(self.clone()),
+            Some(_) => {
+                let all: Vec<usize> = (0..self.len()).collect();
+                let mut x = Vec::new();
+                self.read_samples(&all, &mut x)?;
+                Data::new(x, self.sample_shape.clone(), self.y.clone())
+            }
+        }
     }
 
     /// Number of samples.
@@ -136,8 +207,15 @@ impl Data {
         self.sample_shape.iter().product()
     }
 
-    /// Features of sample `i`.
+    /// Features of sample `i`, held in memory ([`Data::read_samples`] reads any sample).
+    ///
+    /// # Panics
+    /// When the samples are read from files.
     pub fn sample(&self, i: usize) -> &[f32] {
+        assert!(
+            self.files.is_none(),
+            "samples read from files have no slice in memory: use Data::read_samples"
+        );
         let n = self.sample_len();
         &self.x[i * n..(i + 1) * n]
     }
@@ -149,6 +227,14 @@ impl Data {
 
     /// The samples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Data {
+        if let Some(files) = &self.files {
+            return Data {
+                x: Vec::new(),
+                sample_shape: self.sample_shape.clone(),
+                y: self.y.subset(indices),
+                files: Some(Arc::new(files.subset(indices))),
+            };
+        }
         let n = self.sample_len();
         let mut x = Vec::with_capacity(indices.len() * n);
         for &i in indices {
@@ -158,6 +244,7 @@ impl Data {
             x,
             sample_shape: self.sample_shape.clone(),
             y: self.y.subset(indices),
+            files: None,
         }
     }
 

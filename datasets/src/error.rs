@@ -4,6 +4,15 @@ use std::path::PathBuf;
 /// shape involved so that the message alone says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    #[error("{path}: {reason}")]
+    /// An image file or folder that cannot be read as the data set it should be.
+    Images {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A file is missing.
     #[error("{path}: file not found. {hint}")]
     MissingFile {

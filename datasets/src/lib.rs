@@ -12,6 +12,7 @@ mod data;
 mod embedded;
 mod error;
 mod idx;
+mod images;
 mod inputs;
 mod kaggle;
 mod mnist;
@@ -28,6 +29,9 @@ pub use data::{Data, Targets};
 pub use embedded::{digit_images, digits, iris};
 pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
+pub use images::{
+    IMAGE_EXTENSIONS, ImageFiles, ImageOptions, ImageSet, image_folder, image_inputs, image_list,
+};
 pub use inputs::{
     IdColumn, InputColumns, Inputs, load_inputs_csv, predictions_csv, read_id_column,
 };

@@ -54,15 +54,21 @@ impl ChannelNormalizer {
     /// Fits the statistics of each channel of `data`'s images. A channel constant in `data`
     /// gets a standard deviation of 1, as a constant table feature does: a tiny one would
     /// magnify any other value met later (a test image's noise) a million times.
+    /// Images read from files are decoded once for it, a chunk at a time.
     pub fn fit(data: &Data) -> Result<Self, DataError> {
         let channels = image_channels(data)?;
         let plane = data.sample_len() / channels;
         let (mut sum, mut sq) = (vec![0f64; channels], vec![0f64; channels]);
-        for sample in data.x.chunks_exact(data.sample_len()) {
-            for (c, pixels) in sample.chunks_exact(plane).enumerate() {
-                for &p in pixels {
-                    sum[c] += p as f64;
-                    sq[c] += (p as f64) * (p as f64);
+        let mut chunk = Vec::new();
+        let all: Vec<usize> = (0..data.len()).collect();
+        for indices in all.chunks(256) {
+            data.read_samples(indices, &mut chunk)?;
+            for sample in chunk.chunks_exact(data.sample_len()) {
+                for (c, pixels) in sample.chunks_exact(plane).enumerate() {
+                    for &p in pixels {
+                        sum[c] += p as f64;
+                        sq[c] += (p as f64) * (p as f64);
+                    }
                 }
             }
         }
@@ -79,7 +85,7 @@ impl ChannelNormalizer {
         })
     }
 
-    /// Normalises `data`'s images in place.
+    /// Normalises `data`'s images in place (images read from files, as they are read).
     pub fn transform(&self, data: &mut Data) -> Result<(), DataError> {
         let channels = image_channels(data)?;
         if channels != self.mean.len() {
@@ -88,6 +94,10 @@ impl ChannelNormalizer {
                 expected: self.mean.len().to_string(),
                 got: channels.to_string(),
             });
+        }
+        if let Some(files) = &mut data.files {
+            std::sync::Arc::make_mut(files).normalize = Some((self.mean.clone(), self.std.clone()));
+            return Ok(());
         }
         let (len, plane) = (data.sample_len(), data.sample_len() / channels);
         for sample in data.x.chunks_exact_mut(len) {

@@ -340,6 +340,7 @@ impl Windows {
                     values: y,
                     names: (1..=horizon).map(|h| format!("t+{h}")).collect(),
                 },
+                files: None,
             }
         };
         let season = config

@@ -193,6 +193,7 @@ impl TextEncoder {
             x,
             sample_shape: vec![self.seq_len],
             y: Targets::Unlabelled { n: texts.len() },
+            files: None,
         }
     }
 }
@@ -228,6 +229,7 @@ impl TextSet {
                 labels: self.labels.clone(),
                 names: self.classes.clone(),
             },
+            files: None,
         };
         let parts = split(&positions, fraction, seed)?;
         let pick = |part: &Data| TextSet {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Keras's transfer-learning example on MNIST: the `mnist` CNN trained on the digits 0-4; then,
-# for each seed, four ways to learn 5-9 from 50 labelled images per class: its convolutions
-# frozen under a new dense head (--init-from, --init-skip head, --freeze blocks); LoRA adapters
+# for each seed, five ways to learn 5-9 from 50 labelled images per class: its convolutions
+# frozen under a new dense head (--init-from, --init-skip head, --freeze blocks); the same with
+# the convolutions unfrozen at epoch 16 at a tenth of the rate (--unfreeze-at 16); LoRA adapters
 # of rank 8 on its dense layers, everything else frozen (--lora 8); the whole network
 # fine-tuned (--init-from alone); and the same CNN from scratch. Fixed epochs (no early
 # stopping: the 5,881 validation images would be labels the few-label runs do not have).
@@ -10,7 +11,7 @@
 #
 #   crates/kiln-bench/scripts/transfer.sh KILN [SEEDS...]   (default seeds: 1 2 3)
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,11p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,12p "$0" >&2; exit 2; }
 kiln="$1"
 shift
 seeds="${*:-1 2 3}"
@@ -26,6 +27,8 @@ few=(--model cnn --dataset mnist --classes 5-9 --train-per-class 50 --epochs "$E
 for seed in $seeds; do
     "$kiln" train --quiet "${few[@]}" --seed "$seed" --init-from "$tmp/base" --init-skip head \
         --freeze blocks --out "$tmp/frozen-$seed" > /dev/null
+    "$kiln" train --quiet "${few[@]}" --seed "$seed" --init-from "$tmp/base" --init-skip head \
+        --freeze blocks --unfreeze-at 16 --out "$tmp/thawed-$seed" > /dev/null
     "$kiln" train --quiet "${few[@]}" --seed "$seed" --init-from "$tmp/base" --lora 8 \
         --out "$tmp/lora-$seed" > /dev/null
     "$kiln" train --quiet "${few[@]}" --seed "$seed" --init-from "$tmp/base" \
@@ -41,7 +44,7 @@ def run(d):
     trainable = int(re.search(r"Trainable params: ([\d,]+)", text).group(1).replace(",", ""))
     return acc, trainable
 print(json.dumps({"base_test_accuracy_0_4": run("base")[0]}))
-for way in ["frozen", "lora", "full", "scratch"]:
+for way in ["frozen", "thawed", "lora", "full", "scratch"]:
     runs = [run(f"{way}-{s}") for s in seeds]
     print(json.dumps({"way": way, "test_accuracy": [round(a, 4) for a, _ in runs],
                       "median": round(statistics.median(a for a, _ in runs), 4),

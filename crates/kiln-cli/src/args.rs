@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kiln::cnn::Preset;
 use kiln::common::Activation;
 use kiln::datasets::Tokenizer;
-use kiln::train::{Augmentation, LoraConfig, LrSchedule, Monitor, OptimizerKind, Task};
+use kiln::train::{Augmentation, LoraConfig, LrSchedule, Monitor, OptimizerKind, Task, Unfreeze};
 
 use crate::dataset::DatasetSpec;
 
@@ -48,6 +48,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Load weights from a safetensors file (PyTorch's names and layouts) into a run's model.
     Import(ImportArgs),
+    /// Distil a student from a trained teacher run (Hinton's knowledge distillation, Keras's
+    /// Distiller): `kiln train`'s flags describe the student; each training step mixes the
+    /// labels' cross-entropy with the teacher's temperature-softened probabilities.
+    Distill(Box<DistillArgs>),
     /// Tune hyperparameters: `kiln train`'s flags, any of them a search range
     /// (`--lr 1e-4..1e-1:log`, `--dropout 0..0.5`, `--batch-size 16|32|64`,
     /// `--hidden 64|128,64`); each trial is a `kiln train` run of its own, the study kept in
@@ -174,6 +178,25 @@ pub struct LrFindArgs {
     /// Batches in the sweep.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DistillArgs {
+    /// The teacher: a finished `kiln train` run on the same data (dataset, classes, split
+    /// seed, normalisation), of any model family.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub teacher: PathBuf,
+    /// Softens both models' probabilities, softmax(logits / T): higher shows more of how the
+    /// teacher ranks the wrong classes.
+    #[arg(long, default_value_t = 3.0)]
+    pub temperature: f64,
+    /// The labels' cross-entropy's weight; the teacher's term gets 1 - ALPHA (Keras's
+    /// Distiller).
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f64,
+    /// The student, as `kiln train` takes it.
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -377,6 +400,19 @@ pub struct TrainArgs {
     /// Train on N labelled samples in all, stratified by class (seeded, as --train-per-class).
     #[arg(long, value_name = "N")]
     pub train_samples: Option<usize>,
+    /// Image files (--dataset images:DIR, image-csv:PATH): resize every image to HEIGHTxWIDTH
+    /// (bilinear); without it, every image must have the first one's size.
+    #[arg(long, value_name = "HxW", value_parser = parse_image_size)]
+    pub image_size: Option<[usize; 2]>,
+    /// Image files: convert every image to 1 (grey) or 3 (RGB) channels [default: 1 if every
+    /// image is grey, else 3].
+    #[arg(long, value_parser = parse_channels)]
+    pub channels: Option<usize>,
+    /// CNN: average each channel of the last convolution over the image before the dense head
+    /// (Keras's GlobalAveragePooling2D), so that the preset's blocks read images of any size;
+    /// on by itself for images no preset is made for.
+    #[arg(long)]
+    pub global_pool: bool,
     /// Start from trained weights: a run directory (its model.bpk), a .bpk file or a
     /// .safetensors file (PyTorch's names and layouts). Every tensor whose module path and
     /// shape match is loaded; the others start as initialised (see init.json in the run).
@@ -396,6 +432,12 @@ pub struct TrainArgs {
     /// batch norm and dropout in inference mode. `kiln summary` counts them as non-trainable.
     #[arg(long, value_name = "PREFIXES", value_delimiter = ',')]
     pub freeze: Vec<String>,
+    /// With --freeze: the parts it froze train from epoch EPOCH on (at least 2; one past
+    /// --epochs comes only if the run is resumed with more), at the learning rate times RATIO
+    /// [default RATIO: 0.1] (Lightning's BackboneFinetuning); the rest keeps its rate. One
+    /// device only.
+    #[arg(long, value_name = "EPOCH[:RATIO]", value_parser = parse_unfreeze)]
+    pub unfreeze_at: Option<Unfreeze>,
     /// With --init-from: low-rank adapters (LoRA) of rank R on the weight matrices (dense
     /// layers, attention projections, recurrent weights; not embeddings), scaled by
     /// ALPHA / R [default ALPHA: R]; only they train, with the tensors --init-from left new
@@ -498,8 +540,10 @@ pub struct PredictArgs {
     pub run: PathBuf,
     /// Inputs: a CSV with a header row naming the feature columns the run was trained on (in
     /// any order; its target and id columns may be there too; without a header, the columns
-    /// in training order); for image runs a Kaggle digit-recognizer test.csv; for text runs a
-    /// CSV with the text column the run was trained on (or `text`).
+    /// in training order); for image runs a Kaggle digit-recognizer test.csv; for runs on image
+    /// files (images:DIR) an image file or a folder of them (one row per image: path, class,
+    /// probability); for text runs a CSV with the text column the run was trained on (or
+    /// `text`).
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the predictions: the input's id column (else `row`, from 1), then the
@@ -528,6 +572,43 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn parse_channels(spec: &str) -> Result<usize, String> {
+    match spec {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!("expected 1 (grey) or 3 (RGB), got `{spec}`")),
+    }
+}
+
+fn parse_image_size(spec: &str) -> Result<[usize; 2], String> {
+    let parsed = spec
+        .split_once(['x', 'X'])
+        .and_then(|(h, w)| Some([h.trim().parse().ok()?, w.trim().parse().ok()?]));
+    match parsed {
+        Some([h, w]) if h > 0 && w > 0 => Ok([h, w]),
+        _ => Err(format!(
+            "expected HEIGHTxWIDTH in pixels, both at least 1, such as 64x64; got `{spec}`"
+        )),
+    }
+}
+
+fn parse_unfreeze(spec: &str) -> Result<Unfreeze, String> {
+    let (epoch, ratio) = match spec.split_once(':') {
+        Some((epoch, ratio)) => (epoch, Some(ratio)),
+        None => (spec, None),
+    };
+    let epoch = epoch
+        .parse()
+        .map_err(|_| format!("expected EPOCH[:RATIO], the epoch a whole number, got `{spec}`"))?;
+    let mut unfreeze = Unfreeze::at(epoch);
+    if let Some(ratio) = ratio {
+        unfreeze.lr_ratio = ratio
+            .parse()
+            .map_err(|_| format!("expected EPOCH[:RATIO], the ratio a number, got `{spec}`"))?;
+    }
+    Ok(unfreeze)
 }
 
 fn parse_lora(spec: &str) -> Result<LoraConfig, String> {

@@ -6,8 +6,9 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use kiln::datasets::{
-    self, ChannelNormalizer, CsvOptions, Data, DataError, LabelSubset, MnistSplit, SeriesScaler,
-    Standardizer, TargetScaler, TextEncoder, Tokenizer, WindowConfig, Windows, synthetic,
+    self, ChannelNormalizer, CsvOptions, Data, DataError, ImageOptions, LabelSubset, MnistSplit,
+    SeriesScaler, Standardizer, TargetScaler, TextEncoder, Tokenizer, WindowConfig, Windows,
+    synthetic,
 };
 use kiln::train::Task;
 use serde::{Deserialize, Serialize};
@@ -41,10 +42,15 @@ pub enum DatasetSpec {
     Airline,
     /// A series from a CSV column (`--column`).
     SeriesCsv(PathBuf),
+    /// A folder of images, one sub-folder per class, read from disk as batches need them.
+    Images(PathBuf),
+    /// A CSV of `path,label` rows naming image files, read as `Images`.
+    ImageCsv(PathBuf),
 }
 
 const NAMES: &str = "digits, iris, mnist, sequential-mnist, fashion-mnist, cifar10, xor, spirals, moons, \
-                     house-prices, spam, airline, csv:PATH, digits-csv:PATH, text-csv:PATH, series-csv:PATH";
+                     house-prices, spam, airline, csv:PATH, digits-csv:PATH, text-csv:PATH, series-csv:PATH, \
+                     images:DIR, image-csv:PATH";
 
 impl FromStr for DatasetSpec {
     type Err = String;
@@ -65,11 +71,13 @@ impl FromStr for DatasetSpec {
             "airline" => DatasetSpec::Airline,
             _ => {
                 let other = s;
-                let with_path: [(&str, MakeSpec); 4] = [
+                let with_path: [(&str, MakeSpec); 6] = [
                     ("csv:", DatasetSpec::Csv),
                     ("digits-csv:", DatasetSpec::DigitsCsv),
                     ("text-csv:", DatasetSpec::TextCsv),
                     ("series-csv:", DatasetSpec::SeriesCsv),
+                    ("images:", DatasetSpec::Images),
+                    ("image-csv:", DatasetSpec::ImageCsv),
                 ];
                 with_path
                     .into_iter()
@@ -117,6 +125,8 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::TextCsv(p) => write!(f, "text-csv:{}", p.display()),
             DatasetSpec::Airline => f.write_str("airline"),
             DatasetSpec::SeriesCsv(p) => write!(f, "series-csv:{}", p.display()),
+            DatasetSpec::Images(p) => write!(f, "images:{}", p.display()),
+            DatasetSpec::ImageCsv(p) => write!(f, "image-csv:{}", p.display()),
         }
     }
 }
@@ -158,6 +168,27 @@ pub struct DataConfig {
     /// Fewer labels: the classes kept and the labelled training samples kept.
     #[serde(default)]
     pub labels: LabelSubset,
+    /// Image files: the size they are resized to and the channels they are converted to.
+    #[serde(default)]
+    pub images: ImageSettings,
+}
+
+/// How image files become samples (`--image-size`, `--channels`); the defaults keep each as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSettings {
+    /// `[height, width]` every image is resized to.
+    pub size: Option<[usize; 2]>,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: Option<usize>,
+}
+
+impl ImageSettings {
+    fn options(&self) -> ImageOptions {
+        ImageOptions {
+            size: self.size,
+            channels: self.channels,
+        }
+    }
 }
 
 /// How texts become token ids and series become windows.
@@ -259,17 +290,41 @@ pub struct Prepared {
 }
 
 impl DataConfig {
+    /// Whether the dataset comes with its own test set (MNIST, Fashion-MNIST, CIFAR-10), so
+    /// that the seed and `test_split` do not choose it.
+    pub fn official_test(&self) -> bool {
+        matches!(
+            self.dataset,
+            DatasetSpec::Mnist
+                | DatasetSpec::SequentialMnist
+                | DatasetSpec::FashionMnist
+                | DatasetSpec::Cifar10
+        )
+    }
+
     /// The short name used in run directories.
     pub fn short_name(&self) -> String {
         match &self.dataset {
             DatasetSpec::Csv(p)
             | DatasetSpec::DigitsCsv(p)
             | DatasetSpec::TextCsv(p)
-            | DatasetSpec::SeriesCsv(p) => p
+            | DatasetSpec::SeriesCsv(p)
+            | DatasetSpec::ImageCsv(p) => p
                 .file_stem()
                 .map_or("csv".into(), |s| s.to_string_lossy().into_owned()),
+            DatasetSpec::Images(dir) => dir
+                .file_name()
+                .map_or("images".into(), |s| s.to_string_lossy().into_owned()),
             other => other.to_string(),
         }
+    }
+
+    /// Whether the samples are image files of the user's (`images:DIR`, `image-csv:PATH`).
+    pub fn is_image_files(&self) -> bool {
+        matches!(
+            self.dataset,
+            DatasetSpec::Images(_) | DatasetSpec::ImageCsv(_)
+        )
     }
 
     /// Whether the samples are images (`[channels, height, width]`).
@@ -280,6 +335,8 @@ impl DataConfig {
                 | DatasetSpec::FashionMnist
                 | DatasetSpec::Cifar10
                 | DatasetSpec::DigitsCsv(_)
+                | DatasetSpec::Images(_)
+                | DatasetSpec::ImageCsv(_)
         )
     }
 
@@ -341,6 +398,32 @@ impl DataConfig {
                 datasets::cifar10(None, true)?,
                 datasets::cifar10(None, false)?,
             ),
+            DatasetSpec::Images(_) | DatasetSpec::ImageCsv(_) => {
+                let set = match &self.dataset {
+                    DatasetSpec::Images(dir) => {
+                        datasets::image_folder(dir, &self.images.options())?
+                    }
+                    DatasetSpec::ImageCsv(path) => {
+                        datasets::image_list(path, &self.images.options())?
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                match set.skipped.as_slice() {
+                    [] => {}
+                    [one] => eprintln!(
+                        "kiln: skipped 1 file that is not an image by its name ({})",
+                        one.display()
+                    ),
+                    [first, ..] => eprintln!(
+                        "kiln: skipped {} files that are not images by their names ({}, ...)",
+                        set.skipped.len(),
+                        first.display()
+                    ),
+                }
+                let parts = datasets::split(&set.data, self.test_split, self.seed)
+                    .context("--test-split: splitting off the test set")?;
+                (parts.first, parts.second)
+            }
             other => {
                 let all = match other {
                     DatasetSpec::Digits => {
@@ -372,7 +455,9 @@ impl DataConfig {
                     | DatasetSpec::Spam
                     | DatasetSpec::TextCsv(_)
                     | DatasetSpec::Airline
-                    | DatasetSpec::SeriesCsv(_) => {
+                    | DatasetSpec::SeriesCsv(_)
+                    | DatasetSpec::Images(_)
+                    | DatasetSpec::ImageCsv(_) => {
                         unreachable!("handled above")
                     }
                 };
@@ -604,6 +689,7 @@ mod tests {
             sequence: SequenceOptions::default(),
             scale_targets: true,
             labels: LabelSubset::default(),
+            images: ImageSettings::default(),
         };
         let p = config.prepare(None, 0.25).unwrap();
         assert_eq!(
@@ -650,6 +736,7 @@ mod tests {
             },
             scale_targets: true,
             labels: LabelSubset::default(),
+            images: ImageSettings::default(),
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();
@@ -683,6 +770,7 @@ mod tests {
             sequence: SequenceOptions::default(),
             scale_targets: true,
             labels: LabelSubset::default(),
+            images: ImageSettings::default(),
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();

@@ -80,6 +80,14 @@ fn run() -> anyhow::Result<()> {
             commands::lr_find(args)
         }
         Some(Command::Import(args)) => commands::import(args),
+        Some(Command::Distill(args)) => {
+            args.train.note_given(
+                matches
+                    .subcommand_matches("distill")
+                    .expect("distill matches"),
+            );
+            commands::distill(args)
+        }
         Some(Command::Tune(args)) => {
             args.given = args::given::<args::TuneArgs>(
                 matches.subcommand_matches("tune").expect("tune matches"),

@@ -131,6 +131,39 @@ fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
         &dir,
         &["--freeze", "hidden", "--init-skip", "output"],
     );
+
+    // Unfrozen from epoch 15 at a tenth of the rate (Lightning's BackboneFinetuning): the
+    // pre-trained layer moves then, and a run resumed across that epoch ends the same.
+    let unfrozen = dir.join("unfrozen");
+    let thaw = [
+        "--freeze",
+        "hidden",
+        "--init-skip",
+        "output",
+        "--unfreeze-at",
+        "15",
+    ];
+    std::fs::remove_dir_all(dir.join("resumed")).unwrap();
+    fine_tune(&base, &unfrozen, "30", &thaw);
+    let unfrozen_weights = tensors(&unfrozen.join("model.bpk"));
+    assert_ne!(
+        unfrozen_weights["hidden.0.linear.weight"],
+        base_weights["hidden.0.linear.weight"]
+    );
+    let config = json(&unfrozen.join("config.json"));
+    assert_eq!(
+        config["trainer"]["unfreeze_at"],
+        serde_json::json!({"epoch": 15, "lr_ratio": 0.1})
+    );
+    assert_eq!(
+        history_without_seconds(&unfrozen)
+            .lines()
+            .take(15)
+            .collect::<Vec<_>>(),
+        first.lines().take(15).collect::<Vec<_>>(),
+        "the same run as the frozen one until epoch 15"
+    );
+    assert_resumes_to(&base, &unfrozen, &dir, &thaw);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -188,6 +221,18 @@ fn bad_transfer_flags_are_named() {
             "--classes: `12` is neither a class name nor a range",
         ),
         (vec!["--init-from", "/nonexistent/run"], "/nonexistent/run"),
+        (
+            vec!["--unfreeze-at", "1"],
+            "--unfreeze-at: unfreezes what `freeze` froze",
+        ),
+        (
+            vec!["--freeze", "hidden", "--unfreeze-at", "1"],
+            "--unfreeze-at: the epoch must be at least 2",
+        ),
+        (
+            vec!["--freeze", "hidden", "--unfreeze-at", "1:x"],
+            "invalid value '1:x' for '--unfreeze-at",
+        ),
     ] {
         let mut all = vec![
             "train",

@@ -72,5 +72,7 @@ pub use records::run::RunDir;
 pub use records::study_plot::{ParamPanel, StudyPlot, TrialCurve, plot_study};
 pub use records::tensorboard::{TensorBoardWriter, masked_crc32c, read_records};
 pub use records::weights::{export_safetensors, import_safetensors};
+pub use transfer::distill::Distillation;
 pub use transfer::init::{InitReport, freeze, init_from, param_paths};
 pub use transfer::lora::{LoraConfig, merge_lora};
+pub use transfer::unfreeze::Unfreeze;

@@ -108,6 +108,7 @@ impl LrFinder {
             model: model.clone().train().fork(&train_device),
             task: config.task,
             probe: None,
+            distillation: None,
         };
         let mut optim = config.optimizer.build();
         let batcher = DataBatcher::<M::Input>::new(Arc::new(data.clone()));

@@ -9,7 +9,8 @@ use kiln_common::summary;
 use kiln_datasets::{Data, LabelSubset};
 use kiln_fnn::{Mlp, MlpConfig};
 use kiln_train::{
-    Task, Trainer, TrainerConfig, Verbosity, evaluate, export_safetensors, freeze, init_from,
+    Task, Trainer, TrainerConfig, Unfreeze, Verbosity, evaluate, export_safetensors, freeze,
+    init_from,
 };
 
 fn classes(data: &Data, spec: &str) -> Data {
@@ -149,6 +150,95 @@ fn another_shape_is_new_and_safetensors_load_the_same_way() {
     assert!(
         err.contains("`hiden` names no parameter of the model (its parts: hidden, output)"),
         "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_frozen_layer_trains_from_the_unfreezing_epoch_at_its_rate_and_resumes_exactly() {
+    let _draws = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let (train, _) = common::digits_split();
+    let data = classes(&train, "0-4");
+    let device = Device::flex();
+    let initial = mlp(3).into_record();
+    let fresh = || {
+        MlpConfig::new(64, vec![HIDDEN], 5)
+            .init(&device)
+            .load_record(initial.clone())
+    };
+    let hidden = |m: &Mlp| values(m.hidden[0].linear.weight.val());
+    let start = hidden(&fresh());
+    let dir = scratch("unfreeze");
+    // Unfrozen from epoch 4 of 6; `stop_after` ends the run early, and `resume` goes on from
+    // its checkpoint.
+    let fit = |ratio: f64, stop_after: Option<usize>, resume: bool| {
+        let config = TrainerConfig {
+            epochs: 6,
+            lr: 0.01,
+            verbosity: Verbosity::Quiet,
+            freeze: vec!["hidden".into()],
+            unfreeze_at: Some(Unfreeze {
+                epoch: 4,
+                lr_ratio: ratio,
+            }),
+            ..TrainerConfig::new(Task::Classification)
+        };
+        let mut trainer = Trainer::new(config, device.clone())
+            .unwrap()
+            .with_checkpoints(dir.join("checkpoint"));
+        if let Some(last) = stop_after {
+            trainer = trainer.with_callback(move |h: &kiln_train::History| {
+                match h.epochs.len() >= last {
+                    true => std::ops::ControlFlow::Break(()),
+                    false => std::ops::ControlFlow::Continue(()),
+                }
+            });
+        }
+        if resume {
+            // Past the callback's stop, as Keras's `fit` called again.
+            trainer = trainer.resuming_past_early_stop();
+        }
+        trainer.fit(fresh(), &data).unwrap().model
+    };
+    let change = |m: &Mlp| {
+        hidden(m)
+            .iter()
+            .zip(&start)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    };
+    let _ = std::fs::remove_dir_all(dir.join("checkpoint"));
+    let whole = fit(0.1, None, false);
+    assert!(
+        change(&whole) > 1e-3,
+        "unfrozen at epoch 4, the layer trained"
+    );
+
+    // Stopped after epoch 3, the layer has not moved; resumed across the unfreezing epoch, or
+    // after it, the run ends with the uninterrupted one's weights.
+    for stop in [3, 5] {
+        let _ = std::fs::remove_dir_all(dir.join("checkpoint"));
+        let stopped = fit(0.1, Some(stop), false);
+        if stop == 3 {
+            assert_eq!(hidden(&stopped), start, "frozen until epoch 4");
+        }
+        let resumed = fit(0.1, None, true);
+        assert_eq!(hidden(&resumed), hidden(&whole), "stopped after {stop}");
+        assert_eq!(
+            values(resumed.output.weight.val()),
+            values(whole.output.weight.val())
+        );
+    }
+
+    // The unfrozen layer's rate is the run's times the ratio: Adam's steps scale with it.
+    let _ = std::fs::remove_dir_all(dir.join("checkpoint"));
+    let slow = fit(1e-4, None, false);
+    let _ = std::fs::remove_dir_all(dir.join("checkpoint"));
+    let full = fit(1.0, None, false);
+    let (slow, full) = (change(&slow), change(&full));
+    assert!(
+        slow < 1e-3 * full && slow > 0.0,
+        "ratio 1e-4 moved {slow}, ratio 1 moved {full}"
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

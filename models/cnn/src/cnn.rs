@@ -99,6 +99,11 @@ pub struct CnnConfig {
     /// Activation of the dense head. Default: ReLU.
     #[config(default = "Activation::Relu")]
     pub activation: Activation,
+    /// Average each channel of the last block's output over its height and width before the
+    /// head (Keras's `GlobalAveragePooling2D`): the head reads one value per channel, so the
+    /// same head suits any image size. Default: false (the head reads every value, flattened).
+    #[config(default = false)]
+    pub global_pool: bool,
 }
 
 impl CnnConfig {
@@ -159,10 +164,11 @@ impl CnnConfig {
         (channels, size)
     }
 
-    /// Number of features the head receives: channels x height x width after the last block.
+    /// Number of features the head receives: channels x height x width after the last block,
+    /// or the channels alone with [`global_pool`](Self::global_pool).
     pub fn flatten_size(&self) -> usize {
         let (c, [h, w]) = self.feature_shape();
-        c * h * w
+        if self.global_pool { c } else { c * h * w }
     }
 
     fn head_config(&self) -> MlpConfig {
@@ -182,6 +188,7 @@ impl CnnConfig {
         Cnn {
             blocks: self.blocks.iter().map(|b| b.init(device)).collect(),
             head: self.head_config().init(device),
+            global_pool: self.global_pool,
         }
     }
 
@@ -309,6 +316,9 @@ pub struct Cnn {
     pub blocks: Vec<ConvBlock>,
     /// The dense head on the flattened features.
     pub head: Mlp,
+    /// Whether the features are averaged over height and width before the head.
+    #[module(skip)]
+    pub global_pool: bool,
 }
 
 impl Cnn {
@@ -317,7 +327,19 @@ impl Cnn {
     /// - output: `[batch, d_output]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let features = self.blocks.iter().fold(images, |x, block| block.forward(x));
-        self.head.forward(features.flatten(1, 3))
+        self.head.forward(self.head_input(features))
+    }
+
+    /// The last block's output as the head reads it: flattened, or averaged per channel.
+    ///
+    /// # Shapes
+    /// - features: `[batch, channels, height, width]`
+    /// - output: `[batch, channels * height * width]`, or `[batch, channels]` pooled
+    fn head_input(&self, features: Tensor<4>) -> Tensor<2> {
+        match self.global_pool {
+            true => features.mean_dim(3).mean_dim(2).flatten(1, 3),
+            false => features.flatten(1, 3),
+        }
     }
 }
 
@@ -342,7 +364,7 @@ impl Model for Cnn {
             });
             x = out;
         }
-        let (_, head) = self.head.hidden_activations(x.flatten(1, 3));
+        let (_, head) = self.head.hidden_activations(self.head_input(x));
         layers.extend(head.into_iter().map(|l| l.within("head")));
         layers
     }
@@ -360,8 +382,12 @@ impl Model for Cnn {
             let prefix = format!("blocks.{i}");
             rows.extend(block_rows.into_iter().map(|r| r.within(&prefix)));
         }
-        let flat = x.flatten::<2>(1, 3);
-        rows.push(Layer::shaped("flatten", "Flatten", 0, vec![flat.dims()[1]]));
+        let flat = model.head_input(x);
+        let (name, kind) = match model.global_pool {
+            true => ("global_pool", "GlobalAveragePooling2D"),
+            false => ("flatten", "Flatten"),
+        };
+        rows.push(Layer::shaped(name, kind, 0, vec![flat.dims()[1]]));
         rows.extend(
             model
                 .head
@@ -399,6 +425,40 @@ mod tests {
         let out = cnn.head.output.forward(last);
         let gap: f32 = (out - cnn.forward(images)).abs().max().into_scalar();
         assert!(gap < 1e-4, "{gap}");
+    }
+
+    #[test]
+    fn global_pooling_averages_each_channel_and_suits_any_image_size() {
+        let device = Device::flex();
+        let config = CnnConfig {
+            in_channels: 3,
+            image_size: [20, 24],
+            global_pool: true,
+            ..CnnConfig::preset(Preset::Cifar, 4)
+        };
+        config.check().unwrap();
+        assert_eq!(
+            config.flatten_size(),
+            64,
+            "one value per channel of the last block"
+        );
+        let cnn = config.init(&device);
+        let features = Tensor::<4>::from_floats(
+            [[[[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 4.0]]]],
+            &device,
+        );
+        let pooled: Vec<f32> = cnn.head_input(features).into_data().try_to_vec().unwrap();
+        assert_eq!(pooled, [3.0, 1.0]);
+        for size in [[20, 24], [40, 33]] {
+            let images =
+                Tensor::<4>::random([2, 3, size[0], size[1]], Distribution::Default, &device);
+            assert_eq!(cnn.forward(images).dims(), [2, 4]);
+        }
+        let rows = Model::layers(&cnn, &[3, 20, 24]);
+        assert!(
+            rows.iter().any(|r| r.kind == "GlobalAveragePooling2D"),
+            "{rows:?}"
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ macro_rules! with_model {
 }
 
 mod diagnose;
+mod distill;
 mod evaluate;
 mod perceptron;
 mod predict;
@@ -46,6 +47,7 @@ mod train;
 mod tune;
 
 pub use diagnose::diagnose_run;
+pub use distill::distill;
 pub use evaluate::eval;
 pub use predict::predict;
 use spec::{ModelSpec, TransformerInput};

@@ -44,6 +44,27 @@ pub fn predict(args: &PredictArgs) -> Result<()> {
              forecasts with `kiln eval --run {}`",
             args.run.display()
         ),
+        other if config.data.is_image_files() => {
+            // A folder (or one file) of images, resized and converted as the run's were.
+            let ModelSpec::Cnn(cnn) = &config.model else {
+                bail!("a run on image files predicts with its CNN");
+            };
+            let shape = [cnn.in_channels, cnn.image_size[0], cnn.image_size[1]];
+            let mut inputs = kiln::datasets::image_inputs(&args.input, shape)?;
+            if let Some(scaler) = other {
+                scaler.transform(&mut inputs)?;
+            }
+            let files = inputs.files.as_ref().expect("read from files");
+            let ids = IdColumn {
+                name: "path".into(),
+                values: files
+                    .paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            };
+            (inputs, Some(ids))
+        }
         other => {
             let (mut inputs, ids) = if config.data.is_images() {
                 (kiln::datasets::digit_recognizer_test(&args.input)?, None)

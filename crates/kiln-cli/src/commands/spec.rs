@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use kiln::Device;
 use kiln::cnn::{CnnConfig, Preset};
 use kiln::datasets::LabelSubset;
@@ -18,7 +18,7 @@ use kiln::transformer::{
 use serde::{Deserialize, Serialize};
 
 use crate::args::{ModelKind, TrainArgs};
-use crate::dataset::{DataConfig, Prepared, Scaler, SequenceOptions};
+use crate::dataset::{DataConfig, ImageSettings, Prepared, Scaler, SequenceOptions};
 
 /// The model's architecture, as `config.json` keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +78,10 @@ pub struct RunConfig {
     pub init_from: Option<PathBuf>,
     #[serde(default)]
     pub init_skip: Vec<String>,
+    /// The run a student is distilled from (`kiln distill --teacher`); the temperature and
+    /// weight are the trainer's `distillation`.
+    #[serde(default)]
+    pub teacher: Option<PathBuf>,
 }
 
 /// Where the data comes from and how it is prepared, from the flags.
@@ -103,6 +107,10 @@ pub(super) fn data_config(args: &TrainArgs) -> DataConfig {
             classes: args.classes.clone(),
             per_class: args.train_per_class,
             samples: args.train_samples,
+        },
+        images: ImageSettings {
+            size: args.image_size,
+            channels: args.channels,
         },
     }
 }
@@ -148,6 +156,9 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
             full: args.init_skip.clone(),
             ..lora
         }),
+        // `kiln distill` sets it.
+        distillation: None,
+        unfreeze_at: args.unfreeze_at,
     }
 }
 
@@ -165,14 +176,33 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
         }
         ModelKind::Cnn => {
             let shape = &data.train.sample_shape;
-            let Some(preset) = args.preset.or_else(|| Preset::for_images(shape)) else {
+            let [channels, height, width] = shape[..] else {
                 bail!(
                     "the CNN classifies images; {} has samples of shape {shape:?} (the presets \
-                     take 1x8x8 digits, 1x28x28 mnist or 3x32x32 cifar images)",
+                     take 1x8x8 digits, 1x28x28 mnist or 3x32x32 cifar images; a folder of \
+                     images of any size: --dataset images:DIR)",
                     args.dataset
                 );
             };
+            // Images of another shape than a preset's (a folder of photos): the blocks of the
+            // preset for their channels, read with global average pooling.
+            let fitted = Preset::for_images(shape);
+            let preset = args.preset.or(fitted).unwrap_or(match channels {
+                1 => Preset::Mnist,
+                _ => Preset::Cifar,
+            });
             let mut config = CnnConfig::preset(preset, d_output);
+            let preset_shape = [
+                config.in_channels,
+                config.image_size[0],
+                config.image_size[1],
+            ];
+            if args.global_pool || (args.preset.is_none() && fitted.is_none()) {
+                config.in_channels = channels;
+                config.blocks[0].channels[0] = channels;
+                config.image_size = [height, width];
+                config.global_pool = true;
+            }
             // The preset's layers, with the hidden-layer flags given on the command line
             // applied to them: every block and the head.
             let given = |flag: &str| args.given.iter().any(|g| g == flag);
@@ -202,18 +232,21 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
                 bail!(
                     "the {preset} preset classifies {}x{}x{} images; {} has samples of shape {:?} \
                      ({}){}",
-                    expected[0],
-                    expected[1],
-                    expected[2],
+                    preset_shape[0],
+                    preset_shape[1],
+                    preset_shape[2],
                     args.dataset,
                     shape,
                     data.task,
-                    Preset::for_images(shape)
-                        .map(|p| format!("; its images take --preset {p}"))
-                        .unwrap_or_default()
+                    match fitted {
+                        Some(p) => format!("; its images take --preset {p}"),
+                        None => "; --global-pool reads images of any size".into(),
+                    }
                 );
             }
-            config.check()?;
+            config.check().with_context(|| {
+                format!("the {preset} preset's blocks on {height}x{width} images")
+            })?;
             ModelSpec::Cnn(config)
         }
         ModelKind::Lstm | ModelKind::Gru => {

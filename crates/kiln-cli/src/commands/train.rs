@@ -20,6 +20,7 @@ use crate::args::{ModelKind, TrainArgs};
 use crate::dataset::{DataConfig, Prepared};
 
 use super::diagnose::{DIAGNOSIS, kept_epoch, record_gradients};
+use super::distill::with_teacher;
 use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
 use super::perceptron::train_perceptron;
 use super::predict::COLUMNS;
@@ -66,6 +67,12 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     if let Some(path) = &args.config {
         return train_config(args, path);
     }
+    let (config, prepared) = new_config(args)?;
+    train_new(args, &config, &prepared)
+}
+
+/// The configuration of a new run from the flags, and its data.
+pub(super) fn new_config(args: &TrainArgs) -> Result<(RunConfig, Prepared)> {
     let data = data_config(args);
     let prepared = data.prepare(args.task, args.validation_split)?;
     let trainer = trainer_config(args, prepared.task);
@@ -83,8 +90,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         save_best: args.save_best,
         init_from: args.init_from.clone(),
         init_skip: args.init_skip.clone(),
+        teacher: None,
     };
-    train_new(args, &config, &prepared)
+    Ok((config, prepared))
 }
 
 /// The flags in `given` (argument ids) that are not `allowed`, as the command line spells them.
@@ -122,7 +130,7 @@ fn train_config(args: &TrainArgs, path: &Path) -> Result<()> {
 }
 
 /// A new run of `config` in `--out` (or a new directory under runs/).
-fn train_new(args: &TrainArgs, config: &RunConfig, prepared: &Prepared) -> Result<()> {
+pub(super) fn train_new(args: &TrainArgs, config: &RunConfig, prepared: &Prepared) -> Result<()> {
     let run = match &args.out {
         Some(out) if args.overwrite => RunDir::replace(out)?,
         Some(out) => RunDir::create_new(out)?,
@@ -290,6 +298,7 @@ pub(super) fn run_training(
         save_best: config.save_best,
         init_from: config.init_from.as_deref(),
         init_skip: &config.init_skip,
+        teacher: config.teacher.as_deref(),
         tune_trial: tune_trial.as_ref(),
     };
     device.seed(config.data.seed);
@@ -337,6 +346,8 @@ pub(super) struct Fit<'a> {
     /// Trained weights a fresh run starts from, and the module paths not loaded.
     pub(super) init_from: Option<&'a Path>,
     pub(super) init_skip: &'a [String],
+    /// The run a student is distilled from.
+    pub(super) teacher: Option<&'a Path>,
     /// The `kiln tune` trial this run is, which it reports to after every epoch.
     pub(super) tune_trial: Option<&'a Trial>,
 }
@@ -397,6 +408,9 @@ impl Fit<'_> {
             .with_tensorboard(run.file("tensorboard"));
         if self.save_best {
             trainer = trainer.with_save_best(run.file("best.bpk"));
+        }
+        if let Some(teacher) = self.teacher {
+            trainer = with_teacher(trainer, teacher, self.device)?;
         }
         match self.start {
             Start::Fresh => {}
@@ -495,6 +509,7 @@ pub(super) fn as_flag(error: TrainError) -> anyhow::Error {
         TrainError::InvalidOption { option, reason } => {
             let flag = match option {
                 "augmentation" => "augment".to_string(),
+                "distillation" => "teacher".to_string(),
                 other => other.replace('_', "-"),
             };
             anyhow::anyhow!("--{flag}: {reason}")

@@ -8,7 +8,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_datasets::{Data, Targets};
 
 use crate::Augmentation;
+use crate::fit::failures::{Failure, Failures};
 use crate::fit::replicas::StepShares;
+use crate::transfer::distill::TeacherOutputs;
 
 pub use kiln_common::BatchInput;
 
@@ -19,6 +21,9 @@ pub struct Batch<I> {
     pub inputs: I,
     /// What the model should predict.
     pub targets: BatchTargets,
+    /// A teacher's logits for these inputs, `[batch, classes]`, when a student is distilled
+    /// from it ([`Trainer::with_teacher`](crate::Trainer::with_teacher)); `None` otherwise.
+    pub teacher: Option<Tensor<2>>,
     /// The fraction of its optimiser step's samples this batch holds: 1 on one device; with
     /// several, the training step scales the batch's loss by it, so that the gradients summed
     /// over the devices are the mean over the step's samples.
@@ -42,6 +47,9 @@ pub struct DataBatcher<I> {
     data: Arc<Data>,
     augmentation: Option<Arc<Augmentation>>,
     shares: Option<Arc<StepShares>>,
+    teacher: Option<TeacherOutputs>,
+    /// Where a sample that cannot be read (a corrupt image file) is reported, ending the run.
+    failures: Option<Failures>,
     _input: PhantomData<fn() -> I>,
 }
 
@@ -52,6 +60,8 @@ impl<I> DataBatcher<I> {
             data,
             augmentation: None,
             shares: None,
+            teacher: None,
+            failures: None,
             _input: PhantomData,
         }
     }
@@ -60,6 +70,19 @@ impl<I> DataBatcher<I> {
     /// validation batcher an augmentation). The data's samples must be `[c, h, w]` images.
     pub fn with_augmentation(mut self, augmentation: Augmentation) -> Self {
         self.augmentation = Some(Arc::new(augmentation));
+        self
+    }
+
+    /// Reports a sample that cannot be read to `failures` (which stops the run with it as its
+    /// error) rather than panicking on the loader thread.
+    pub(crate) fn with_failures(mut self, failures: Failures) -> Self {
+        self.failures = Some(failures);
+        self
+    }
+
+    /// Gives every batch the teacher's logits for its inputs (distillation).
+    pub(crate) fn with_teacher(mut self, teacher: TeacherOutputs) -> Self {
+        self.teacher = Some(teacher);
         self
     }
 
@@ -73,53 +96,57 @@ impl<I> DataBatcher<I> {
 impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
     fn batch(&self, indices: Vec<usize>, device: &Device) -> Batch<I> {
         let share = self.shares.as_ref().map_or(1.0, |s| s.share(&indices));
-        let Some(augmentation) = &self.augmentation else {
-            return Batch {
-                share,
-                ..make_batch(&self.data, &indices, device)
+        let mut values = Vec::new();
+        if let Err(e) = self.data.read_samples(&indices, &mut values) {
+            let Some(failures) = &self.failures else {
+                panic!("reading the data: {e}");
             };
-        };
-        let mut values = gather(&self.data, &indices);
-        let shape = match self.data.sample_shape[..] {
-            [c, h, w] => [c, h, w],
-            _ => unreachable!("the trainer checks that augmented samples are images"),
-        };
-        // The batch's own indices key its random stream: the same batch is augmented the same
-        // way whichever thread builds it.
-        let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
-            (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        augmentation.apply_batch(&mut values, shape, key);
+            // The run stops at the next step; this batch is never learnt from.
+            failures.report(Failure::Component(format!("reading the data: {e}")));
+            values = vec![0.0; indices.len() * self.data.sample_len()];
+        }
+        if let Some(augmentation) = &self.augmentation {
+            let shape = match self.data.sample_shape[..] {
+                [c, h, w] => [c, h, w],
+                _ => unreachable!("the trainer checks that augmented samples are images"),
+            };
+            // The batch's own indices key its random stream: the same batch is augmented the
+            // same way whichever thread builds it.
+            let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
+                (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
+            });
+            augmentation.apply_batch(&mut values, shape, key);
+        }
+        let (n, shape) = (indices.len(), &self.data.sample_shape);
+        let teacher = self
+            .teacher
+            .as_ref()
+            .map(|teacher| teacher.batch(&indices, &values, shape, device));
         Batch {
-            inputs: I::from_samples(values, indices.len(), &self.data.sample_shape, device),
+            inputs: I::from_samples(values, n, shape, device),
             targets: targets(&self.data, &indices, device),
+            teacher,
             share,
         }
     }
 }
 
 /// The batch of the samples of `data` at `indices`, on `device`.
+///
+/// # Panics
+/// When a sample read from a file cannot be decoded (the message names the file).
 pub fn make_batch<I: BatchInput>(data: &Data, indices: &[usize], device: &Device) -> Batch<I> {
-    let inputs = I::from_samples(
-        gather(data, indices),
-        indices.len(),
-        &data.sample_shape,
-        device,
-    );
+    let mut values = Vec::new();
+    if let Err(e) = data.read_samples(indices, &mut values) {
+        panic!("reading the data: {e}");
+    }
+    let inputs = I::from_samples(values, indices.len(), &data.sample_shape, device);
     Batch {
         inputs,
         targets: targets(data, indices, device),
+        teacher: None,
         share: 1.0,
     }
-}
-
-/// The samples at `indices`, one after the other.
-fn gather(data: &Data, indices: &[usize]) -> Vec<f32> {
-    let mut values = Vec::with_capacity(indices.len() * data.sample_len());
-    for &i in indices {
-        values.extend_from_slice(data.sample(i));
-    }
-    values
 }
 
 /// The targets of the samples at `indices`.

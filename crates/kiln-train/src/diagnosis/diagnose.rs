@@ -384,6 +384,9 @@ pub struct DataProfile {
     pub input_scale: f64,
 }
 
+/// How many images read from files `DataProfile::of` decodes for the inputs' scale.
+const PROFILED_FILES: usize = 512;
+
 impl DataProfile {
     /// Profiles the training data of a model `M`: ids (token ids) are indices, not
     /// magnitudes, so their scale is not judged.
@@ -395,7 +398,7 @@ impl DataProfile {
         profile
     }
 
-    /// Profiles the training data.
+    /// Profiles the training data (of images read from files, the first 512).
     pub fn of(data: &Data) -> Self {
         let baseline_loss = match &data.y {
             Targets::Classes { labels, .. } if !labels.is_empty() => {
@@ -427,10 +430,24 @@ impl DataProfile {
             _ => None,
         };
         let d = data.sample_len().max(1);
-        let n = (data.x.len() / d).max(1) as f64;
+        // Images read from files: the scale of the first ones, decoded for it.
+        let decoded;
+        let x = match data.is_streamed() {
+            false => &data.x,
+            true => {
+                let first: Vec<usize> = (0..data.len().min(PROFILED_FILES)).collect();
+                decoded = data
+                    .subset(&first)
+                    .in_memory()
+                    .map(|d| d.x)
+                    .unwrap_or_default();
+                &decoded
+            }
+        };
+        let n = (x.len() / d).max(1) as f64;
         let input_scale = (0..d)
             .map(|j| {
-                let column = data.x.iter().skip(j).step_by(d).map(|&v| v as f64);
+                let column = x.iter().skip(j).step_by(d).map(|&v| v as f64);
                 let mean = column.clone().sum::<f64>() / n;
                 let std = (column.map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
                 mean.abs().max(std)

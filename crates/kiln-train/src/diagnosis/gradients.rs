@@ -265,8 +265,14 @@ impl GradientProbe {
     /// first [`PROBE_SAMPLES`] samples of `data`.
     pub fn with_units(mut self, data: &kiln_datasets::Data) -> Self {
         let samples = data.len().min(PROBE_SAMPLES);
+        let first: Vec<usize> = (0..samples).collect();
+        let mut values = Vec::new();
+        if data.read_samples(&first, &mut values).is_err() {
+            // A corrupt file among them: the run reports it when training reads it.
+            return self;
+        }
         self.batch = Some(ProbeBatch {
-            values: data.x[..samples * data.sample_len()].to_vec(),
+            values,
             samples,
             sample_shape: data.sample_shape.clone(),
         });

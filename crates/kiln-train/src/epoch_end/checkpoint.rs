@@ -174,6 +174,7 @@ impl<M: Model> Checkpointer<ModuleRecord> for ModelPart<M> {
             model,
             task: template.task,
             probe: template.probe,
+            distillation: template.distillation,
         }
         .into_record())
     }

@@ -148,6 +148,9 @@ impl Dataset<usize> for EpochOrder {
 
 /// What the epoch-end hook knows and keeps about the run.
 pub(crate) struct RunState {
+    /// The epoch at whose start the learner is rebuilt from the previous epoch's checkpoint
+    /// (frozen parts unfrozen): that checkpoint's records are handed back for it.
+    pub rebuild_at: Option<usize>,
     pub schedule: LrSchedule,
     pub base_lr: f64,
     pub epochs: usize,
@@ -304,6 +307,9 @@ impl RunState {
         self.stopped = stop;
 
         let parts = self.staging.take(epoch)?;
+        if self.rebuild_at == Some(epoch + 1) {
+            self.staging.set_restore(parts.clone());
+        }
         if improved {
             self.best = Some(parts[0].clone());
             if let Some(path) = &self.save_best {

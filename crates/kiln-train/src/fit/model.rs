@@ -10,9 +10,9 @@ pub use kiln_common::Model;
 
 use std::sync::Arc;
 
-use crate::GradientProbe;
 use crate::data::batch::{Batch, BatchTargets};
 use crate::fit::steps::{StepOutput, StepOutputs};
+use crate::{Distillation, GradientProbe};
 
 /// The learning problem, which picks the loss and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,19 +66,37 @@ pub struct Supervised<M> {
     #[module(skip)]
     /// Measures the gradients of a sample of the steps (diagnostics on).
     pub probe: Option<Arc<GradientProbe>>,
+    #[module(skip)]
+    /// Learning from a teacher: the training step's objective mixes the labels' loss with the
+    /// teacher's softened outputs, given in each [`Batch::teacher`]. Validation is on the
+    /// labels alone, as Keras's `Distiller` evaluates.
+    pub distillation: Option<Distillation>,
 }
 
 impl<M: Model> Supervised<M> {
     /// Forward pass and loss of one batch.
     pub fn forward_loss(&self, batch: Batch<M::Input>) -> StepOutput {
+        self.forward_objective(batch).0
+    }
+
+    /// Forward pass of one batch, its loss against the targets, and what the training step
+    /// minimises: that same loss, or with a teacher's logits in the batch and
+    /// [`Supervised::distillation`], the distillation objective. The step's recorded loss
+    /// stays the labels' own, so that training and validation curves compare.
+    pub fn forward_objective(&self, batch: Batch<M::Input>) -> (StepOutput, Tensor<1>) {
         let output = self.model.forward(batch.inputs);
         let loss = loss(output.clone(), &batch.targets);
-        StepOutput {
+        let objective = match (&self.distillation, batch.teacher) {
+            (Some(d), Some(teacher)) => d.objective(loss.clone(), output.clone(), teacher),
+            _ => loss.clone(),
+        };
+        let step = StepOutput {
             loss,
             output,
             targets: batch.targets,
             share: batch.share,
-        }
+        };
+        (step, objective)
     }
 }
 
@@ -108,13 +126,13 @@ impl<M: Model> TrainStep for Supervised<M> {
     type Output = StepOutputs;
 
     fn step(&self, batch: Self::Input) -> TrainOutput<StepOutputs> {
-        let item = self.forward_loss(batch);
+        let (item, objective) = self.forward_objective(batch);
         // Data-parallel steps sum the devices' gradients: each batch's loss counts by its share
         // of the step's samples, so that the sum is the step's mean (see `Batch::share`).
         let grads = if item.share == 1.0 {
-            item.loss.backward()
+            objective.backward()
         } else {
-            (item.loss.clone() * item.share).backward()
+            (objective * item.share).backward()
         };
         let output = TrainOutput::new(self, grads, item.into());
         if let Some(probe) = &self.probe {

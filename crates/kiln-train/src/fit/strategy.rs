@@ -34,14 +34,30 @@ pub(crate) const GROUP_INTERVAL: Duration = Duration::from_millis(50);
 /// The most steps sent together.
 pub(crate) const GROUP_STEPS: usize = 32;
 
+/// A new learner, for the model given, whose optimiser and schedule a checkpoint then loads.
+pub(crate) type Rebuild<M> = Box<dyn Fn(Supervised<M>) -> Learner<Supervised<M>> + Send + Sync>;
+
 /// Trains on one device (the autodiff device given), sending steps' outputs in groups.
-pub(crate) struct GroupedSingleDevice {
+pub(crate) struct GroupedSingleDevice<M: Model> {
     device: Device,
+    /// At the start of this epoch, the learner is rebuilt (frozen parts made trainable) and
+    /// loaded from the previous epoch's checkpoint.
+    unfreeze: Option<(usize, Rebuild<M>)>,
 }
 
-impl GroupedSingleDevice {
+impl<M: Model> GroupedSingleDevice<M> {
     pub fn new(device: Device) -> Self {
-        Self { device }
+        Self {
+            device,
+            unfreeze: None,
+        }
+    }
+
+    /// Rebuilds the learner with `rebuild` at the start of `epoch` (see
+    /// [`Unfreeze`](crate::Unfreeze)).
+    pub fn unfreezing_at(mut self, epoch: usize, rebuild: Rebuild<M>) -> Self {
+        self.unfreeze = Some((epoch, rebuild));
+        self
     }
 }
 
@@ -84,7 +100,7 @@ impl Group {
     }
 }
 
-impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice {
+impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice<M> {
     fn fit(
         &self,
         components: TrainingComponents<Supervised<M>>,
@@ -111,6 +127,13 @@ impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice
         } = components;
 
         for epoch in starting_epoch..=num_epochs {
+            if let Some((_, rebuild)) = self.unfreeze.as_ref().filter(|(at, _)| *at == epoch) {
+                let checkpointer = checkpointer
+                    .as_ref()
+                    .expect("the trainer checkpoints every epoch");
+                learner = checkpointer.load_checkpoint(rebuild(learner.model()), epoch - 1);
+                learner.fork(&self.device);
+            }
             interrupter.fail_on_error(processor.process_train(LearnerEvent::StartSplit {
                 epoch_number: epoch,
                 total_items: dataloader_train.num_items(),

@@ -4,13 +4,14 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::lr_scheduler::LrSchedulerRecord;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
 use burn::optim::OptimizerRecord;
 use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::{Adaptor, Metric, Numeric};
 use burn::train::{
-    ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
+    ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
 };
 use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
@@ -34,7 +35,9 @@ use crate::fit::steps::StepOutput;
 use crate::fit::strategy::GroupedSingleDevice;
 use crate::metrics::{EpochAccuracy, EpochLoss};
 use crate::records::history::HistoryLogger;
+use crate::transfer::distill::{Distillation, Teacher, TeacherOutputs};
 use crate::transfer::lora::{LoraConfig, merge_lora};
+use crate::transfer::unfreeze::{Scaled, Unfreeze};
 use crate::user_metric::UserMetric;
 use crate::{
     Augmentation, DataProfile, Diagnoser, Diagnosis, EarlyStopping, EpochGradients, GradientProbe,
@@ -132,6 +135,14 @@ pub struct TrainerConfig {
     /// [`LoraConfig::full`]; the fitted model comes back with them merged. Default: none.
     #[serde(default)]
     pub lora: Option<LoraConfig>,
+    /// Learn from a teacher's softened outputs beside the labels (classification only), the
+    /// teacher given to [`Trainer::with_teacher`]. Default: none.
+    #[serde(default)]
+    pub distillation: Option<Distillation>,
+    /// The epoch from which the parts in `freeze` train after all, at a fraction of the rate
+    /// (Lightning's `BackboneFinetuning`; see [`Unfreeze`]). One device only. Default: none.
+    #[serde(default)]
+    pub unfreeze_at: Option<Unfreeze>,
 }
 
 fn on() -> bool {
@@ -173,6 +184,8 @@ impl TrainerConfig {
             diagnostics: true,
             freeze: Vec::new(),
             lora: None,
+            distillation: None,
+            unfreeze_at: None,
         }
     }
 
@@ -214,6 +227,30 @@ impl TrainerConfig {
         if let Some(lora) = &self.lora {
             lora.check()?;
         }
+        if let Some(unfreeze) = &self.unfreeze_at {
+            unfreeze.check(&self.freeze)?;
+            if self.devices.len() > 1 {
+                return Err(TrainError::option(
+                    "unfreeze_at",
+                    "trains on one device: the multi-device strategy cannot rebuild its learner",
+                ));
+            }
+            if self.lora.is_some() {
+                return Err(TrainError::option(
+                    "unfreeze_at",
+                    "LoRA trains adapters on a frozen model: there is nothing to unfreeze",
+                ));
+            }
+        }
+        if let Some(distillation) = &self.distillation {
+            distillation.check()?;
+            if self.task != Task::Classification {
+                return Err(TrainError::option(
+                    "distillation",
+                    "learns from a teacher's class probabilities: it needs a classification task",
+                ));
+            }
+        }
         self.optimizer.check()?;
         self.lr_schedule.check(self.lr)
     }
@@ -244,6 +281,9 @@ pub struct FitResult<M> {
     pub gradients: Vec<EpochGradients>,
 }
 
+/// Samples per teacher forward pass when its logits are tabled before training.
+const TEACHER_BATCH: usize = 256;
+
 /// kiln's trainer: Keras's `fit` on top of burn-train.
 pub struct Trainer {
     config: TrainerConfig,
@@ -261,6 +301,8 @@ pub struct Trainer {
     metrics: Mutex<Vec<UserMetric>>,
     /// Users' callbacks, run by the next `fit`.
     callbacks: Mutex<Vec<Box<dyn Callback>>>,
+    /// The model a student is distilled from ([`TrainerConfig::distillation`]).
+    teacher: Option<Teacher>,
 }
 
 impl Trainer {
@@ -287,12 +329,23 @@ impl Trainer {
             loggers: Mutex::default(),
             metrics: Mutex::default(),
             callbacks: Mutex::default(),
+            teacher: None,
         })
     }
 
     /// The trainer's configuration.
     pub fn config(&self) -> &TrainerConfig {
         &self.config
+    }
+
+    /// Distils the fitted model from `teacher`, a trained classifier of the same data (any
+    /// model family: a CNN teaching an MLP), with [`TrainerConfig::distillation`]'s temperature
+    /// and weight (Keras's `Distiller`). The teacher runs in inference mode on this trainer's
+    /// device, on each training batch's inputs as the student sees them; validation and
+    /// evaluation are on the labels alone.
+    pub fn with_teacher<T: Model>(mut self, teacher: T) -> Self {
+        self.teacher = Some(Teacher::new(teacher, &self.device));
+        self
     }
 
     /// Writes a checkpoint into `dir` at the end of every epoch (see [`CheckpointDir`]): the
@@ -411,6 +464,7 @@ impl Trainer {
         config.check_memory(&model)?;
         self.check_fit(&model, &train)?;
         self.check_fit(&model, &valid)?;
+        self.check_teacher(&train)?;
         if config.augmentation.is_some() && train.sample_shape.len() != 3 {
             return Err(TrainError::option(
                 "augmentation",
@@ -435,7 +489,12 @@ impl Trainer {
                 next: 0,
             });
         }
-        let model = crate::freeze(model, &config.freeze)?;
+        // A run resumed at or past the unfreezing epoch has nothing frozen any more.
+        let unfrozen = config.unfreeze_at.is_some_and(|u| done + 1 >= u.epoch);
+        let model = match unfrozen {
+            true => model,
+            false => crate::freeze(model, &config.freeze)?,
+        };
 
         let train_device = self.device.clone().autodiff();
         let replicas = Replicas::new(
@@ -446,12 +505,23 @@ impl Trainer {
             config.batch_size,
         )?;
         let order = EpochOrder::new(train.len(), config.seed).with_replicas(replicas.clone());
-        let mut batcher = DataBatcher::<M::Input>::new(train.clone());
+        // Made first, so that the loaders report to it too (an image file that cannot be read).
+        let interrupter = Interrupter::new();
+        let failures = Failures::new(interrupter.clone());
+        let mut batcher =
+            DataBatcher::<M::Input>::new(train.clone()).with_failures(failures.clone());
         if let Some(shares) = order.shares() {
             batcher = batcher.with_shares(shares);
         }
         if let Some(augmentation) = &config.augmentation {
             batcher = batcher.with_augmentation(augmentation.clone());
+        }
+        if let Some(teacher) = &self.teacher {
+            // Inputs that never change get the teacher's logits once, not once per epoch.
+            batcher = batcher.with_teacher(match config.augmentation {
+                Some(_) => TeacherOutputs::Live(teacher.clone()),
+                None => TeacherOutputs::table(teacher, &train, TEACHER_BATCH)?,
+            });
         }
         // Batches (and their augmentation) are built on a loader thread, ahead of the step.
         let loader_train = Prefetch::new(
@@ -462,13 +532,15 @@ impl Trainer {
         );
         let valid_started = Arc::new(Mutex::new(None));
         let loader_valid = Prefetch::new(
-            DataLoaderBuilder::new(DataBatcher::<M::Input>::new(valid.clone()))
-                .batch_size(config.batch_size)
-                .set_device(self.device.clone())
-                .build(ValidIndices {
-                    len: valid.len(),
-                    started: valid_started.clone(),
-                }),
+            DataLoaderBuilder::new(
+                DataBatcher::<M::Input>::new(valid.clone()).with_failures(failures.clone()),
+            )
+            .batch_size(config.batch_size)
+            .set_device(self.device.clone())
+            .build(ValidIndices {
+                len: valid.len(),
+                started: valid_started.clone(),
+            }),
         );
 
         let steps_per_epoch = replicas.steps_per_epoch(train.len());
@@ -500,14 +572,52 @@ impl Trainer {
             model: model.train(),
             task: config.task,
             probe: probe.clone(),
+            distillation: config.distillation,
         };
         let profile = DataProfile::for_model::<M>(&train);
         let diagnoser = Diagnoser::new(Some(profile), config.verbosity).with_probe(probe);
         let gradients = diagnoser.gradients();
-        let learner = Learner::new(supervised, config.optimizer.build(), scheduler);
+        // The frozen parts' rate, for when they train: one schedule, scaled.
+        let rates = |scheduler: EpochLrScheduler| -> Result<ModuleLrScheduler, TrainError> {
+            let mut rates = ModuleLrScheduler::new(scheduler.clone());
+            if let Some(unfreeze) = config.unfreeze_at {
+                let learner_paths: Vec<String> =
+                    config.freeze.iter().map(|p| format!("model.{p}")).collect();
+                rates = rates.with_group(
+                    crate::transfer::init::param_group(&learner_paths)?,
+                    Scaled {
+                        inner: scheduler,
+                        ratio: unfreeze.lr_ratio,
+                    },
+                );
+            }
+            Ok(rates)
+        };
+        let mut strategy = GroupedSingleDevice::new(train_device.clone());
+        if let Some(unfreeze) = config.unfreeze_at.filter(|_| !unfrozen) {
+            let group = crate::transfer::init::param_group(&config.freeze)?;
+            let optimizer = config.optimizer.clone();
+            let scheduler = EpochLrScheduler {
+                step: (unfreeze.epoch - 1) * steps_per_epoch,
+                ..scheduler.clone()
+            };
+            let rates = rates(scheduler)?;
+            strategy = strategy.unfreezing_at(
+                unfreeze.epoch,
+                Box::new(move |supervised: Supervised<M>| {
+                    let supervised = Supervised {
+                        model: supervised.model.unfreeze_group(group.clone()),
+                        ..supervised
+                    };
+                    Learner::new(supervised, optimizer.build(), rates.clone())
+                }),
+            );
+        }
+        let learner = Learner::new(supervised, config.optimizer.build(), rates(scheduler)?);
 
         let scratch = std::env::temp_dir().join(format!("kiln-train-{}", std::process::id()));
         let mut training = SupervisedTraining::new(&scratch, loader_train, loader_valid)
+            .with_interrupter(interrupter)
             .with_application_logger(None)
             .with_metric_logger(HistoryLogger::default())
             .metric_train_numeric(PerStep(EpochLoss::new()))
@@ -519,9 +629,8 @@ impl Trainer {
                     MultiDeviceOptim::OptimMainDevice,
                 ))
             } else {
-                TrainingStrategy::Custom(Arc::new(GroupedSingleDevice::new(train_device.clone())))
+                TrainingStrategy::Custom(Arc::new(strategy))
             });
-        let failures = Failures::new(training.interrupter());
         training = training.renderer(Box::new(ProgressRenderer::new(
             config.verbosity,
             failures.clone(),
@@ -567,6 +676,7 @@ impl Trainer {
             restore_best_weights: false,
         });
         let mut state = RunState {
+            rebuild_at: config.unfreeze_at.filter(|_| !unfrozen).map(|u| u.epoch),
             schedule: config.lr_schedule,
             base_lr: config.lr,
             epochs: config.epochs,
@@ -762,6 +872,53 @@ impl Trainer {
         crc32fast::hash(text.as_bytes())
     }
 
+    /// A teacher comes with [`TrainerConfig::distillation`], and outputs one logit per class
+    /// of `train` (or one binary logit for two).
+    fn check_teacher(&self, train: &Data) -> Result<(), TrainError> {
+        let teacher = match (&self.teacher, &self.config.distillation) {
+            (None, None) => return Ok(()),
+            (Some(teacher), Some(_)) => teacher,
+            (None, Some(_)) => {
+                return Err(TrainError::option(
+                    "distillation",
+                    "needs a teacher: give one to Trainer::with_teacher",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(TrainError::option(
+                    "distillation",
+                    "a teacher was given but no distillation settings (temperature, alpha)",
+                ));
+            }
+        };
+        let classes = match &train.y {
+            Targets::Classes { names, .. } => names.len(),
+            _ => unreachable!("check() and check_fit() ask for classes"),
+        };
+        let sample = train.subset(&[0]).in_memory()?;
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            teacher
+                .logits(sample.x.clone(), 1, &sample.sample_shape, &self.device)
+                .dims()[1]
+        }));
+        let got = outcome.map_err(|_| {
+            TrainError::option(
+                "distillation",
+                format!(
+                    "the teacher cannot read these samples of shape {:?}",
+                    train.sample_shape
+                ),
+            )
+        })?;
+        if got != classes && !(classes == 2 && got == 1) {
+            return Err(TrainError::option(
+                "distillation",
+                format!("the teacher has {got} outputs for {classes} classes"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that the data suits the task and the model, by running the model on one sample,
     /// so that a mismatch is a clear error rather than a panic deep inside a training step.
     fn check_fit<M: Model>(&self, model: &M, data: &Data) -> Result<(), TrainError> {
@@ -792,7 +949,7 @@ impl Trainer {
             return Err(kiln_datasets::DataError::Empty("training data".into()).into());
         }
         let probe = model.valid();
-        let sample = data.subset(&[0]);
+        let sample = data.subset(&[0]).in_memory()?;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let input = <M::Input as kiln_common::BatchInput>::from_samples(
                 sample.x.clone(),
