@@ -164,9 +164,9 @@ fn a_cnn_learns_a_folder_of_pngs_and_jpegs_resumes_and_predicts_a_folder() {
 }
 
 #[test]
-fn images_of_another_size_and_colour_train_through_global_pooling() {
+fn images_of_another_size_and_colour_train_through_global_pooling_normalised_and_augmented() {
     let dir = scratch("image-sizes");
-    let folder = mnist_folder(&dir.join("digits"), 40);
+    let folder = mnist_folder(&dir.join("digits"), 80);
     let data = format!("images:{}", folder.display());
     let run = dir.join("run");
     kiln(&[
@@ -179,10 +179,12 @@ fn images_of_another_size_and_colour_train_through_global_pooling() {
         "--image-size",
         "20x24",
         "--epochs",
-        "8",
+        "12",
         "--patience",
         "0",
         "--normalize",
+        "--augment",
+        "translate=0.1",
         "--out",
         run.to_str().unwrap(),
     ]);
@@ -197,7 +199,8 @@ fn images_of_another_size_and_colour_train_through_global_pooling() {
         serde_json::json!([20, 24])
     );
     let accuracy = metrics(&run)["test_accuracy"].as_f64().unwrap();
-    assert!(accuracy > 0.3, "400 digits resized, 8 epochs: {accuracy}");
+    eprintln!("800 digits resized, 12 epochs: {accuracy}");
+    assert!(accuracy > 0.5, "800 digits resized, 12 epochs: {accuracy}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

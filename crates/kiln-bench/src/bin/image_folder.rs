@@ -2,7 +2,7 @@
 //! (one sub-folder per class, optionally enlarged), and measures how fast kiln's reader decodes
 //! them on this machine's cores, as a training run's loader does (batches of 64, in parallel).
 //!
-//! `cargo run --release -p kiln-bench --bin image_folder -- write DIR --count 10000 [--size 224]`
+//! `cargo run --release -p kiln-bench --bin image_folder -- write DIR --count 10000 [--size 224] [--format jpg]`
 //! `cargo run --release -p kiln-bench --bin image_folder -- decode DIR [--size 224]`
 
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ enum Command {
         /// Enlarge each 28x28 digit to SIZExSIZE (bilinear) before writing it.
         #[arg(long)]
         size: Option<u32>,
+        /// The files' format: png or jpg (the `image` crate's encoders, JPEG at quality 75).
+        #[arg(long, default_value = "png")]
+        format: String,
     },
     /// Reads every image in DIR as the trainer's loader does, twice; prints images per second.
     Decode {
@@ -40,7 +43,12 @@ enum Command {
 
 fn main() -> Result<()> {
     match Args::parse().command {
-        Command::Write { dir, count, size } => {
+        Command::Write {
+            dir,
+            count,
+            size,
+            format,
+        } => {
             let train = mnist(None, MnistSplit::Train)?;
             let labels = train.y.labels().expect("classes");
             for (i, &label) in labels.iter().enumerate().take(count) {
@@ -54,7 +62,7 @@ fn main() -> Result<()> {
                 };
                 let folder = dir.join(label.to_string());
                 std::fs::create_dir_all(&folder)?;
-                digit.save(folder.join(format!("{i:05}.png")))?;
+                digit.save(folder.join(format!("{i:05}.{format}")))?;
             }
         }
         Command::Decode { dir, size } => {
