@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{history_without_seconds, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
 
 /// The digits CNN, trained in `dir/teacher`.
 fn teacher(dir: &Path) -> String {
@@ -85,14 +85,7 @@ fn a_cnn_teaches_an_mlp_and_the_run_resumes_exactly() {
         "--epochs",
         "20",
     ]);
-    assert_eq!(
-        history_without_seconds(&resumed),
-        history_without_seconds(&taught)
-    );
-    assert_eq!(
-        std::fs::read(resumed.join("model.bpk")).unwrap(),
-        std::fs::read(taught.join("model.bpk")).unwrap()
-    );
+    assert_same_run(&resumed, &taught);
 
     // A teacher of other data, or no run at all, is named.
     let out = dir.join("refused");

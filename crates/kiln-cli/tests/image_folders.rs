@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{history_without_seconds, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
 use kiln::datasets::{MnistSplit, mnist};
 
 /// Writes the first `per_class` MNIST training images of each digit into `dir/<digit>/`: most
@@ -90,14 +90,7 @@ fn a_cnn_learns_a_folder_of_pngs_and_jpegs_resumes_and_predicts_a_folder() {
         "--epochs",
         "6",
     ]);
-    assert_eq!(
-        history_without_seconds(&resumed),
-        history_without_seconds(&run)
-    );
-    assert_eq!(
-        std::fs::read(resumed.join("model.bpk")).unwrap(),
-        std::fs::read(run.join("model.bpk")).unwrap()
-    );
+    assert_same_run(&resumed, &run);
 
     // A folder of sevens: one row per image, its path, class and probability.
     let out = dir.join("sevens.csv");

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{history_without_seconds, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, history_without_seconds, kiln, kiln_raw, metrics, scratch};
 
 /// An MLP (64-32-5) trained on the digits 0-4, in `dir/base`.
 fn train_base(dir: &Path) -> PathBuf {
@@ -180,14 +180,7 @@ fn assert_resumes_to(base: &Path, whole: &Path, dir: &Path, extra: &[&str]) {
         "--epochs",
         "30",
     ]);
-    assert_eq!(
-        history_without_seconds(&resumed),
-        history_without_seconds(whole)
-    );
-    assert_eq!(
-        std::fs::read(resumed.join("model.bpk")).unwrap(),
-        std::fs::read(whole.join("model.bpk")).unwrap()
-    );
+    assert_same_run(&resumed, whole);
 }
 
 /// Each tensor of a burnpack file, by name, as its raw bytes.

@@ -76,3 +76,16 @@ pub fn history_without_seconds(dir: &Path) -> String {
         .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
         .collect()
 }
+
+/// Asserts that the run in `resumed` ended as the one in `whole`: the same history (but the
+/// seconds) and the same weights, byte for byte.
+pub fn assert_same_run(resumed: &Path, whole: &Path) {
+    assert_eq!(
+        history_without_seconds(resumed),
+        history_without_seconds(whole)
+    );
+    assert_eq!(
+        std::fs::read(resumed.join("model.bpk")).unwrap(),
+        std::fs::read(whole.join("model.bpk")).unwrap()
+    );
+}
