@@ -178,6 +178,21 @@ impl Data {
         }
     }
 
+    /// Decodes every sample read from files once, keeping none: a file whose pixels are corrupt
+    /// is an error naming it now rather than when a batch needs it (a test set read only at
+    /// the end of a run, inputs to predict on). Samples in memory are always readable.
+    pub fn check_readable(&self) -> Result<(), DataError> {
+        if self.files.is_none() {
+            return Ok(());
+        }
+        let all: Vec<usize> = (0..self.len()).collect();
+        let mut chunk = Vec::new();
+        for indices in all.chunks(256) {
+            self.read_samples(indices, &mut chunk)?;
+        }
+        Ok(())
+    }
+
     /// The same samples held in memory (decoded, when read from files): for a small part, such
     /// as the few samples a statistic or a check reads.
     pub fn in_memory(&self) -> Result<Data, DataError> {

@@ -235,7 +235,8 @@ pub fn image_list(csv_path: &Path, options: &ImageOptions) -> Result<ImageSet, D
 }
 
 /// Unlabelled image files of `shape` (`[channels, height, width]`, resized as needed), for
-/// prediction: `path` itself, or every image file in the folder `path` (sorted).
+/// prediction: `path` itself, or every image file in the folder `path` (sorted); each one
+/// decoded once to check it reads.
 pub fn image_inputs(path: &Path, shape: [usize; 3]) -> Result<Data, DataError> {
     let paths = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -266,7 +267,9 @@ pub fn image_inputs(path: &Path, shape: [usize; 3]) -> Result<Data, DataError> {
     };
     let files = check_files(paths, &options)?;
     let n = files.paths.len();
-    Data::from_files(files, Targets::Unlabelled { n })
+    let data = Data::from_files(files, Targets::Unlabelled { n })?;
+    data.check_readable()?;
+    Ok(data)
 }
 
 fn is_image_name(path: &Path) -> bool {

@@ -422,6 +422,8 @@ impl DataConfig {
                 }
                 let parts = datasets::split(&set.data, self.test_split, self.seed)
                     .context("--test-split: splitting off the test set")?;
+                // Read only after training: a corrupt file must not end a finished run.
+                parts.second.check_readable()?;
                 (parts.first, parts.second)
             }
             other => {

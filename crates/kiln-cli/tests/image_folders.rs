@@ -226,6 +226,8 @@ fn broken_image_folders_are_named_before_or_while_training() {
     let good = std::fs::read(folder.join("4").join("0002.png")).unwrap();
     std::fs::write(&fake, &good[..good.len() - 30]).unwrap();
     refused(&train_args(&data, &out, "2"), "4/0007.png");
+    // Whether it fell in the training, validation or test part, no run was kept.
+    assert!(!out.exists(), "no run directory is left behind");
 
     // Another size without --image-size.
     std::fs::remove_file(&fake).unwrap();
