@@ -48,18 +48,7 @@ impl ImageFiles {
     pub fn read(&self, i: usize, out: &mut [f32]) -> Result<(), DataError> {
         let path = &self.paths[i];
         let [c, h, w] = self.shape;
-        let image = ImageReader::open(path)
-            .map_err(|source| DataError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .with_guessed_format()
-            .map_err(|source| DataError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .decode()
-            .map_err(|e| image_error(path, e))?;
+        let image = reader(path)?.decode().map_err(|e| image_error(path, e))?;
         let image = if (image.height() as usize, image.width() as usize) != (h, w) {
             image.resize_exact(w as u32, h as u32, FilterType::Triangle)
         } else {
@@ -338,16 +327,7 @@ fn check_files(paths: Vec<PathBuf>, options: &ImageOptions) -> Result<ImageFiles
 
 /// The `(height, width)` of the image in `path` and whether it has colour, from its header.
 fn header(path: &Path) -> Result<((usize, usize), bool), DataError> {
-    let decoder = ImageReader::open(path)
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .with_guessed_format()
-        .map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
+    let decoder = reader(path)?
         .into_decoder()
         .map_err(|e| image_error(path, e))?;
     let (w, h) = decoder.dimensions();
@@ -362,6 +342,18 @@ fn header(path: &Path) -> Result<((usize, usize), bool), DataError> {
         ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16
     );
     Ok(((h as usize, w as usize), !grey))
+}
+
+/// A reader of the image in `path`, its format guessed from its first bytes (not its name).
+fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    ImageReader::open(path)
+        .map_err(io)?
+        .with_guessed_format()
+        .map_err(io)
 }
 
 fn image_error(path: &Path, e: image::ImageError) -> DataError {
