@@ -46,4 +46,6 @@ pub use series::{
 };
 pub use split::{Split, split};
 pub use subset::LabelSubset;
-pub use text::{PAD, TextEncoder, TextSet, Tokenizer, UNK, load_text_csv, load_texts_csv, spam};
+pub use text::{
+    MASK_TOKEN, PAD, TextEncoder, TextSet, Tokenizer, UNK, load_text_csv, load_texts_csv, spam,
+};

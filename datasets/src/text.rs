@@ -12,6 +12,10 @@ use crate::{Data, DataError, Targets, split};
 pub const PAD: usize = 0;
 /// Id of a token outside the vocabulary.
 pub const UNK: usize = 1;
+/// The token that hides a word from a masked-language model
+/// ([`TextEncoder::with_mask_token`]). No text encodes to it: both tokenisers cut `<`, `mask`
+/// and `>` apart.
+pub const MASK_TOKEN: &str = "<mask>";
 
 /// How text is cut into tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +155,23 @@ impl TextEncoder {
             vocabulary,
             index,
         }
+    }
+
+    /// This encoder with [`MASK_TOKEN`] as the last id of its vocabulary (unless it has it
+    /// already): the vocabulary of a masked-language model and of the classifiers fine-tuned
+    /// from it, whose embedding tables then have the same shape.
+    pub fn with_mask_token(self) -> Self {
+        if self.mask_id().is_some() {
+            return self;
+        }
+        let mut vocabulary = self.vocabulary;
+        vocabulary.push(MASK_TOKEN.to_string());
+        Self::new(self.tokenizer, self.seq_len, vocabulary)
+    }
+
+    /// The id of [`MASK_TOKEN`], when the vocabulary has it.
+    pub fn mask_id(&self) -> Option<usize> {
+        self.index.get(MASK_TOKEN).copied()
     }
 
     /// Number of ids, the embedding table's size.
@@ -434,6 +455,17 @@ mod tests {
         let loaded: TextEncoder = serde_json::from_str(&json).unwrap();
         assert_eq!(loaded.encode("c b a z"), encoder.encode("c b a z"));
         assert_eq!(encoder.encode("c b a z"), [2, 3, 4, UNK, PAD]);
+        // The mask token takes the next id; a text spelling it out never encodes to it.
+        let masked = encoder.clone().with_mask_token();
+        assert_eq!(masked.mask_id(), Some(masked.vocab_size() - 1));
+        assert_eq!(masked.clone().with_mask_token(), masked);
+        assert_eq!(encoder.mask_id(), None);
+        for text in ["<mask>", "a <mask> b", "<MASK>"] {
+            assert!(
+                !masked.encode(text).contains(&(masked.vocab_size() - 1)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub enum Command {
     /// Distiller): `kiln train`'s flags describe the student; each training step mixes the
     /// labels' cross-entropy with the teacher's temperature-softened probabilities.
     Distill(Box<DistillArgs>),
+    /// Pre-train a transformer encoder on texts without labels (BERT's masked-language
+    /// model): 15% of each text's tokens are hidden and predicted. `kiln train --init-from
+    /// RUN` then fine-tunes it on labelled texts, with its vocabulary.
+    Pretrain(Box<PretrainArgs>),
     /// Tune hyperparameters: `kiln train`'s flags, any of them a search range
     /// (`--lr 1e-4..1e-1:log`, `--dropout 0..0.5`, `--batch-size 16|32|64`,
     /// `--hidden 64|128,64`); each trial is a `kiln train` run of its own, the study kept in
@@ -178,6 +182,18 @@ pub struct LrFindArgs {
     /// Batches in the sweep.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PretrainArgs {
+    /// Fraction of each text's tokens the model predicts (at least one per text); of those
+    /// 80% are replaced by <mask>, 10% by a random token, 10% kept (BERT's).
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+    /// The model and its training, as `kiln train` takes them (--model transformer, a text
+    /// dataset; --text-column without --target for text-csv:).
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -511,6 +527,9 @@ pub struct TrainArgs {
     /// The flags given on the command line (not defaults), filled in after parsing.
     #[arg(skip)]
     pub given: Vec<String>,
+    /// Set by `kiln pretrain`: the model predicts hidden tokens of unlabelled texts.
+    #[arg(skip)]
+    pub pretraining: bool,
 }
 
 impl TrainArgs {

@@ -1,14 +1,14 @@
 //! The datasets the CLI knows by name, and how each is split and scaled.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use kiln::datasets::{
     self, ChannelNormalizer, CsvOptions, Data, DataError, ImageOptions, LabelSubset, MnistSplit,
-    SeriesScaler, Standardizer, TargetScaler, TextEncoder, Tokenizer, WindowConfig, Windows,
-    synthetic,
+    SeriesScaler, Standardizer, TargetScaler, TextEncoder, TextSet, Tokenizer, WindowConfig,
+    Windows, synthetic,
 };
 use kiln::train::Task;
 use serde::{Deserialize, Serialize};
@@ -171,6 +171,10 @@ pub struct DataConfig {
     /// Image files: the size they are resized to and the channels they are converted to.
     #[serde(default)]
     pub images: ImageSettings,
+    /// Texts for masked-language pre-training (`kiln pretrain`): labels unused, split at
+    /// random, a `<mask>` token in the vocabulary.
+    #[serde(default)]
+    pub pretrain: bool,
 }
 
 /// How image files become samples (`--image-size`, `--channels`); the defaults keep each as it is.
@@ -203,6 +207,10 @@ pub struct SequenceOptions {
     pub vocab_size: usize,
     /// Fewest occurrences for a token to get an id.
     pub min_freq: usize,
+    /// A pre-trained run whose vocabulary (and tokeniser) the texts are encoded with, as a
+    /// model fine-tuned from it needs: set when `--init-from` is a run on texts.
+    #[serde(default)]
+    pub vocabulary_from: Option<PathBuf>,
     /// Value column of a `series-csv:` file.
     pub column: Option<String>,
     /// Steps forecast per window.
@@ -219,6 +227,7 @@ impl Default for SequenceOptions {
             tokenizer: Tokenizer::Word,
             vocab_size: 20_000,
             min_freq: 2,
+            vocabulary_from: None,
             column: None,
             horizon: 1,
             season: None,
@@ -558,11 +567,27 @@ impl DataConfig {
         })
     }
 
-    /// Texts: seeded stratified splits, then a vocabulary fitted on the training texts.
+    /// Texts: seeded stratified splits, then a vocabulary fitted on the training texts (or a
+    /// pre-trained run's, [`SequenceOptions::vocabulary_from`]). For pre-training, the texts
+    /// alone, split at random, the vocabulary ending in `<mask>`.
     fn prepare_text(&self, validation_split: f64) -> Result<Prepared> {
         let options = &self.sequence;
         let set = match &self.dataset {
             DatasetSpec::Spam => datasets::spam(None)?,
+            DatasetSpec::TextCsv(path) if self.pretrain => {
+                let Some(column) = &options.text_column else {
+                    bail!(
+                        "--dataset text-csv:{} needs --text-column COLUMN",
+                        path.display()
+                    );
+                };
+                let texts = datasets::load_texts_csv(path, column)?;
+                TextSet {
+                    labels: vec![0; texts.len()],
+                    texts,
+                    classes: Vec::new(),
+                }
+            }
             DatasetSpec::TextCsv(path) => {
                 let (Some(column), Some(target)) = (&options.text_column, &self.target) else {
                     bail!(
@@ -574,21 +599,56 @@ impl DataConfig {
             }
             other => unreachable!("{other} is not text"),
         };
-        let set = self.labels.keep_text_classes(&set).map_err(as_flag)?;
+        let set = match self.pretrain {
+            // One class: the splits are at random, the labels never read.
+            true => TextSet {
+                labels: vec![0; set.len()],
+                classes: vec!["text".into()],
+                texts: set.texts,
+            },
+            false => self.labels.keep_text_classes(&set).map_err(as_flag)?,
+        };
         let (train, test) = set
             .split(self.test_split, self.seed)
             .context("--test-split: splitting off the test set")?;
         let (train, valid) = train
             .split(validation_split, self.seed)
             .context("--validation-split: splitting off the validation set")?;
+        let encoder = match &options.vocabulary_from {
+            Some(run) => pretrained_vocabulary(run, options)?,
+            None if self.pretrain => TextEncoder::fit(
+                &train.texts,
+                options.tokenizer,
+                options.seq_len.unwrap_or(200),
+                options.min_freq,
+                options.vocab_size.saturating_sub(1),
+            )
+            .with_mask_token(),
+            None => {
+                let train = self.labels.cut_texts(&train, self.seed).map_err(as_flag)?;
+                TextEncoder::fit(
+                    &train.texts,
+                    options.tokenizer,
+                    options.seq_len.unwrap_or(200),
+                    options.min_freq,
+                    options.vocab_size,
+                )
+            }
+        };
+        if self.pretrain {
+            let train = encoder.encode_texts(&train.texts);
+            return Ok(Prepared {
+                columns: self.columns(&train)?,
+                train,
+                valid: encoder.encode_texts(&valid.texts),
+                test: encoder.encode_texts(&test.texts),
+                task: Task::Classification,
+                scaler: Some(Scaler::Text(encoder)),
+                targets: None,
+                forecast: None,
+            });
+        }
         let train = self.labels.cut_texts(&train, self.seed).map_err(as_flag)?;
-        let encoder = TextEncoder::fit(
-            &train.texts,
-            options.tokenizer,
-            options.seq_len.unwrap_or(200),
-            options.min_freq,
-            options.vocab_size,
-        );
         let train = encoder.encode_set(&train);
         Ok(Prepared {
             columns: self.columns(&train)?,
@@ -642,6 +702,38 @@ impl DataConfig {
     }
 }
 
+/// The vocabulary and tokeniser of the run in `dir` (its `scaler.json`), with `--seq-len` when
+/// given: a model fine-tuned from a pre-trained one reads its token ids.
+fn pretrained_vocabulary(dir: &Path, options: &SequenceOptions) -> Result<TextEncoder> {
+    let path = dir.join("scaler.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading the vocabulary of the pre-trained run: {}",
+            path.display()
+        )
+    })?;
+    let Ok(Scaler::Text(encoder)) = serde_json::from_str::<Scaler>(&text) else {
+        bail!(
+            "{}: not a run on texts, so it has no vocabulary to read these texts with",
+            dir.display()
+        );
+    };
+    Ok(TextEncoder::new(
+        encoder.tokenizer,
+        options.seq_len.unwrap_or(encoder.seq_len),
+        encoder.vocabulary,
+    ))
+}
+
+/// `dir` when it is a run on texts (its `scaler.json` a vocabulary): the run a model fine-tuned
+/// with `--init-from dir` takes its vocabulary from.
+pub fn text_run(dir: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(dir.join("scaler.json")).ok()?;
+    matches!(serde_json::from_str(&text), Ok(Scaler::Text(_)))
+        .then(|| std::fs::canonicalize(dir).ok())
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,6 +784,7 @@ mod tests {
             scale_targets: true,
             labels: LabelSubset::default(),
             images: ImageSettings::default(),
+            pretrain: false,
         };
         let p = config.prepare(None, 0.25).unwrap();
         assert_eq!(
@@ -739,6 +832,7 @@ mod tests {
             scale_targets: true,
             labels: LabelSubset::default(),
             images: ImageSettings::default(),
+            pretrain: false,
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();
@@ -773,6 +867,7 @@ mod tests {
             scale_targets: true,
             labels: LabelSubset::default(),
             images: ImageSettings::default(),
+            pretrain: false,
         };
         let p = config.prepare(None, 0.25).unwrap();
         std::fs::remove_file(path).unwrap();

@@ -88,6 +88,14 @@ fn run() -> anyhow::Result<()> {
             );
             commands::distill(args)
         }
+        Some(Command::Pretrain(args)) => {
+            args.train.note_given(
+                matches
+                    .subcommand_matches("pretrain")
+                    .expect("pretrain matches"),
+            );
+            commands::pretrain(args)
+        }
         Some(Command::Tune(args)) => {
             args.given = args::given::<args::TuneArgs>(
                 matches.subcommand_matches("tune").expect("tune matches"),

@@ -3,7 +3,12 @@ use kiln_common::Model;
 use kiln_datasets::{Data, Targets};
 use serde::Serialize;
 
-use crate::data::batch::make_batch;
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+
+use crate::data::batch::{BatchTargets, DataBatcher, make_batch};
+use crate::data::masking::MaskedLm;
 use crate::fit::model::{Task, loss};
 use crate::fit::steps::class_scores;
 use crate::records::report::ClassReport;
@@ -129,6 +134,44 @@ pub fn evaluate<M: Model>(
     }
     metrics
 }
+/// A masked-language model on `data`'s texts, masked as `masking` says (the same masks for the
+/// same texts and batch size, as validation does): the mean cross-entropy and accuracy over the
+/// hidden tokens, each token counting once.
+pub fn evaluate_masked<M: Model>(
+    model: &M,
+    data: &Data,
+    masking: MaskedLm,
+    batch_size: usize,
+    device: &Device,
+) -> Metrics {
+    let model = model.valid().fork(device);
+    let batcher = DataBatcher::<M::Input>::new(Arc::new(data.clone())).with_masking(masking);
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let (mut loss_sum, mut correct, mut tokens) = (0.0f64, 0usize, 0usize);
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = batcher.batch(chunk.to_vec(), device);
+        let out = model.forward(batch.inputs);
+        let BatchTargets::Classes(targets) = &batch.targets else {
+            unreachable!("masking gives the hidden tokens as classes")
+        };
+        let n = targets.dims()[0];
+        loss_sum += loss(out.clone(), &batch.targets).into_scalar::<f32>() as f64 * n as f64;
+        let hits = out.argmax(1).squeeze_dim::<1>(1).equal(targets.clone());
+        correct += hits.int().sum().into_scalar::<i64>() as usize;
+        tokens += n;
+    }
+    let n = tokens.max(1) as f64;
+    Metrics {
+        task: Task::Classification,
+        loss: loss_sum / n,
+        accuracy: Some(correct as f64 / n),
+        mse: None,
+        mae: None,
+        r2: None,
+        classes: None,
+    }
+}
+
 /// scikit-learn's `r2_score` with `multioutput="uniform_average"`: `1 - SS_res / SS_tot` of
 /// each of the `width` outputs (row-major values), averaged. An output constant in `truth` scores
 /// 1 when predicted exactly, else 0 (its `force_finite`).

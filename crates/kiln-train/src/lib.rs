@@ -31,6 +31,7 @@ pub use data::augment::{
     Augmentation, CustomTransforms, ImageTransform, Transform, flip_horizontal,
 };
 pub use data::batch::{Batch, BatchInput, BatchTargets, DataBatcher, make_batch};
+pub use data::masking::MaskedLm;
 pub use diagnosis::diagnose::{
     DataProfile, Diagnoser, Diagnosis, EpochGradients, Finding, FindingKind, GRADIENTS_CSV_HEADER,
     diagnose, gradients_from_csv, gradients_to_csv,
@@ -45,7 +46,7 @@ pub use epoch_end::checkpoint::CheckpointDir;
 pub use epoch_end::early_stopping::{EarlyStopping, Monitor};
 pub use epoch_end::schedule::{LrSchedule, Plateau};
 pub use error::TrainError;
-pub use evaluate::{Metrics, evaluate, predict};
+pub use evaluate::{Metrics, evaluate, evaluate_masked, predict};
 pub use fit::model::{Model, Supervised, Task};
 pub use fit::progress::Verbosity;
 pub use fit::steps::{StepOutput, StepOutputs};

@@ -239,6 +239,46 @@ impl Embed for Features {
     }
 }
 
+/// The encoder's input, shared by the classifier and the masked-language model: embeddings,
+/// the `[CLS]` vector (prepended, never padding) and positions, then dropout; and the padding.
+///
+/// # Shapes
+/// - output: `[batch, seq (+1 with CLS), d_model]`, and `[batch, seq (+1)]`
+pub(crate) fn embed<E: Embed>(
+    (embedding, cls, positions, dropout): (
+        &E,
+        Option<&Param<Tensor<3>>>,
+        &PositionalEncoding,
+        &Dropout,
+    ),
+    input: E::Input,
+) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
+    let (mut x, mut padding) = embedding.embed(input);
+    let [batch, _, d_model] = x.dims();
+    if let Some(cls) = cls {
+        x = Tensor::cat(vec![cls.val().expand([batch, 1, d_model]), x], 1);
+        padding = padding.map(|p| {
+            let real = Tensor::<2, Int>::zeros([batch, 1], &p.device()).equal_elem(1);
+            Tensor::cat(vec![real, p], 1)
+        });
+    }
+    (dropout.forward(positions.forward(x)), padding)
+}
+
+/// The encoder blocks, then the final layer norm of pre-norm models.
+pub(crate) fn encode(
+    encoder: &Encoder,
+    final_norm: Option<&LayerNorm>,
+    x: Tensor<3>,
+    padding: Option<Tensor<2, Bool>>,
+) -> Tensor<3> {
+    let x = encoder.forward(x, padding);
+    match final_norm {
+        Some(norm) => norm.forward(x),
+        None => x,
+    }
+}
+
 /// See [`SequenceClassifierConfig`]; `E` is [`Tokens`] for text, [`Features`] for series.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier<E: Embed> {
@@ -265,25 +305,21 @@ impl<E: Embed> SequenceClassifier<E> {
     /// - output: `[batch, seq (+1 with CLS), d_model]`, and `[batch, seq (+1)]`
     pub fn encode(&self, input: E::Input) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
         let (x, padding) = self.embed(input);
-        let mut x = self.encoder.forward(x, padding.clone());
-        if let Some(norm) = &self.final_norm {
-            x = norm.forward(x);
-        }
-        (x, padding)
+        (
+            encode(&self.encoder, self.final_norm.as_ref(), x, padding.clone()),
+            padding,
+        )
     }
 
     /// The encoder's input: embeddings, the `[CLS]` vector and positions, and the padding.
     fn embed(&self, input: E::Input) -> (Tensor<3>, Option<Tensor<2, Bool>>) {
-        let (mut x, mut padding) = self.input.embed(input);
-        let [batch, _, d_model] = x.dims();
-        if let Some(cls) = &self.cls {
-            x = Tensor::cat(vec![cls.val().expand([batch, 1, d_model]), x], 1);
-            padding = padding.map(|p| {
-                let real = Tensor::<2, Int>::zeros([batch, 1], &p.device()).equal_elem(1);
-                Tensor::cat(vec![real, p], 1)
-            });
-        }
-        (self.dropout.forward(self.positions.forward(x)), padding)
+        let parts = (
+            &self.input,
+            self.cls.as_ref(),
+            &self.positions,
+            &self.dropout,
+        );
+        embed(parts, input)
     }
 
     /// One vector per sequence: the `[CLS]` output, or the mean over non-padded positions.

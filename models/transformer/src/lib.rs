@@ -1,6 +1,7 @@
 //! Transformer encoders: [`MultiHeadAttention`], [`EncoderBlock`] (post-norm or pre-norm, with a
 //! padding mask), [`PositionalEncoding`] (sinusoidal or learned), [`Encoder`], and
-//! [`SequenceClassifier`] for token ids ([`Tokens`]) or real-valued sequences ([`Features`]).
+//! [`SequenceClassifier`] for token ids ([`Tokens`]) or real-valued sequences ([`Features`]), and
+//! [`MaskedLanguageModel`], the same encoder pre-trained on text without labels (BERT).
 //!
 //! Parameters follow PyTorch's `TransformerEncoderLayer` names (`self_attn.in_proj_weight`,
 //! `linear1`, `norm1`, ...), and the block matches it to 1e-4 (see `tests/pytorch.rs`).
@@ -20,6 +21,7 @@ mod encoder;
 )]
 pub mod flash;
 mod flash_kernel;
+mod masked_lm;
 mod positional;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
 #[allow(deprecated)]
@@ -37,4 +39,5 @@ pub use classifier::{
     TransformerConfigError,
 };
 pub use encoder::{Encoder, EncoderConfig};
+pub use masked_lm::{MaskedLanguageModel, MaskedLmHead, MaskedTokens};
 pub use positional::{PositionalEncoding, PositionalEncodingConfig, Positions};

@@ -4,7 +4,7 @@ use anyhow::Result;
 use kiln::Device;
 use kiln::backend;
 use kiln::datasets::{ForecastReport, TargetScaler, Targets};
-use kiln::train::{Metrics, RunDir, evaluate};
+use kiln::train::{MaskedLm, Metrics, RunDir, evaluate, evaluate_masked};
 
 use crate::args::EvalArgs;
 use crate::dataset::{Prepared, Scaler};
@@ -40,12 +40,18 @@ pub(super) const TARGET_SCALER: &str = "target_scaler.json";
 
 /// The model's test metrics, in the targets' own units: a run whose regression targets were
 /// standardised has its outputs mapped back before they are scored.
+///
+/// A masked-language model is scored on the test texts' hidden tokens, masked as in training.
 pub(super) fn test_metrics<M: kiln::common::Model>(
     model: &M,
     prepared: &Prepared,
+    masking: Option<MaskedLm>,
     device: &Device,
 ) -> Metrics {
     let (test, task) = (&prepared.test, prepared.task);
+    if let Some(masking) = masking {
+        return evaluate_masked(model, test, masking, EVAL_BATCH, device);
+    }
     let (Some(scaler), Targets::Values { values, names }) = (&prepared.targets, &test.y) else {
         return evaluate(model, test, task, EVAL_BATCH, device);
     };
@@ -77,7 +83,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let (test, forecast) = with_model!(
         &config.model,
         &device,
-        |fresh| reload_and_evaluate(&run, fresh, &prepared, &device)?,
+        |fresh| reload_and_evaluate(&run, fresh, &prepared, &config, &device)?,
         perceptron | cfg | {
             let model = run.load_model(cfg.init(&device))?;
             (perceptron_metrics(&model, &prepared.test, &device), None)
@@ -106,11 +112,12 @@ pub(super) fn reload_and_evaluate<M: kiln::common::Model>(
     run: &RunDir,
     fresh: M,
     data: &Prepared,
+    config: &RunConfig,
     device: &Device,
 ) -> Result<(Metrics, Option<ForecastReport>)> {
     let model = run.load_model(fresh)?;
     Ok((
-        test_metrics(&model, data, device),
+        test_metrics(&model, data, config.trainer.masked_lm, device),
         forecast(&model, data, device),
     ))
 }

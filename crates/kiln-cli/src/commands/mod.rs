@@ -28,6 +28,10 @@ macro_rules! with_model {
                     let $m = t.features($device);
                     $body
                 }
+                $crate::commands::TransformerInput::MaskedTokens { .. } => {
+                    let $m = t.masked_lm($device);
+                    $body
+                }
             },
             $crate::commands::ModelSpec::Perceptron($cfg) => $perceptron,
         }
@@ -39,6 +43,7 @@ mod distill;
 mod evaluate;
 mod perceptron;
 mod predict;
+mod pretrain;
 mod repair;
 mod report;
 mod spec;
@@ -50,6 +55,7 @@ pub use diagnose::diagnose_run;
 pub use distill::distill;
 pub use evaluate::eval;
 pub use predict::predict;
+pub use pretrain::pretrain;
 use spec::{ModelSpec, TransformerInput};
 pub use tools::{export, import, lr_find, plot, summary};
 pub use train::train;

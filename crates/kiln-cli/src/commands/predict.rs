@@ -24,6 +24,14 @@ pub(super) const COLUMNS: &str = "columns.json";
 pub fn predict(args: &PredictArgs) -> Result<()> {
     let run = open_finished(&args.run)?;
     let config: RunConfig = run.read_json("config.json")?;
+    if config.trainer.masked_lm.is_some() {
+        bail!(
+            "{} is a pre-trained masked-language model: it fills in hidden words, it does not \
+             classify; fine-tune it first (kiln train --init-from {} ...)",
+            args.run.display(),
+            args.run.display()
+        );
+    }
     let (_, device) = backend::device(args.device.as_deref())?;
     let columns = columns_of(&run)?;
     let scaler: Option<Scaler> = read_if_there(&run, "scaler.json")?;
@@ -170,6 +178,9 @@ fn model_outputs(
                 let model = run.load_model(t.features(device))?;
                 inputs.sample_shape = vec![inputs.sample_len() / d_input.max(1), d_input];
                 outputs_of(&model, &inputs, EVAL_BATCH, device)
+            }
+            TransformerInput::MaskedTokens { .. } => {
+                unreachable!("`predict` refuses masked-language runs up front")
             }
         },
         ModelSpec::Perceptron(_) => bail!("predict supports the MLP, CNN and sequence models"),

@@ -13,12 +13,14 @@ use kiln::train::{
     Verbosity,
 };
 use kiln::transformer::{
-    Features, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
+    Features, MaskedLanguageModel, Positions, SequenceClassifier, SequenceClassifierConfig, Tokens,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::args::{ModelKind, TrainArgs};
-use crate::dataset::{DataConfig, ImageSettings, Prepared, Scaler, SequenceOptions};
+use crate::dataset::{
+    DataConfig, DatasetSpec, ImageSettings, Prepared, Scaler, SequenceOptions, text_run,
+};
 
 /// The model's architecture, as `config.json` keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,20 +47,31 @@ pub enum TransformerInput {
     Tokens { vocab_size: usize },
     /// Real-valued steps of this many features.
     Features { d_input: usize },
+    /// Token ids, some hidden, predicted (masked-language pre-training, `kiln pretrain`).
+    MaskedTokens { vocab_size: usize },
 }
 
 impl TransformerSpec {
     pub(super) fn tokens(&self, device: &Device) -> SequenceClassifier<Tokens> {
         match self.input {
             TransformerInput::Tokens { vocab_size } => self.config.init_tokens(vocab_size, device),
-            TransformerInput::Features { .. } => unreachable!("checked by the caller"),
+            _ => unreachable!("checked by the caller"),
+        }
+    }
+
+    pub(super) fn masked_lm(&self, device: &Device) -> MaskedLanguageModel {
+        match self.input {
+            TransformerInput::MaskedTokens { vocab_size } => {
+                self.config.init_masked_lm(vocab_size, device)
+            }
+            _ => unreachable!("checked by the caller"),
         }
     }
 
     pub(super) fn features(&self, device: &Device) -> SequenceClassifier<Features> {
         match self.input {
             TransformerInput::Features { d_input } => self.config.init_features(d_input, device),
-            TransformerInput::Tokens { .. } => unreachable!("checked by the caller"),
+            _ => unreachable!("checked by the caller"),
         }
     }
 }
@@ -101,6 +114,12 @@ pub(super) fn data_config(args: &TrainArgs) -> DataConfig {
             column: args.column.clone(),
             horizon: args.horizon,
             season: args.season,
+            // Fine-tuning a model pre-trained on texts reads its token ids.
+            vocabulary_from: args
+                .init_from
+                .as_deref()
+                .filter(|_| data_is_text(&args.dataset))
+                .and_then(text_run),
         },
         scale_targets: true,
         labels: LabelSubset {
@@ -112,7 +131,13 @@ pub(super) fn data_config(args: &TrainArgs) -> DataConfig {
             size: args.image_size,
             channels: args.channels,
         },
+        pretrain: args.pretraining,
     }
+}
+
+/// Whether `dataset` is texts (token ids).
+fn data_is_text(dataset: &DatasetSpec) -> bool {
+    matches!(dataset, DatasetSpec::Spam | DatasetSpec::TextCsv(_))
 }
 
 pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
@@ -159,6 +184,8 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
         // `kiln distill` sets it.
         distillation: None,
         unfreeze_at: args.unfreeze_at,
+        // `kiln pretrain` sets it, with the vocabulary's mask id.
+        masked_lm: None,
     }
 }
 
@@ -289,6 +316,12 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
                 ),
             };
             let (input, seq_len) = match (&data.scaler, &data.train.sample_shape[..]) {
+                (Some(Scaler::Text(encoder)), _) if args.pretraining => (
+                    TransformerInput::MaskedTokens {
+                        vocab_size: encoder.vocab_size(),
+                    },
+                    encoder.seq_len,
+                ),
                 (Some(Scaler::Text(encoder)), _) => (
                     TransformerInput::Tokens {
                         vocab_size: encoder.vocab_size(),
@@ -301,6 +334,11 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
                      features] (sequential-mnist, airline); {} has {shape:?}",
                     args.dataset
                 ),
+            };
+            // The masked-language model's outputs are the vocabulary's tokens.
+            let d_output = match input {
+                TransformerInput::MaskedTokens { vocab_size } => vocab_size,
+                _ => d_output,
             };
             let config = SequenceClassifierConfig::new(args.d_model, d_output)
                 .with_n_heads(args.heads)
@@ -379,6 +417,9 @@ pub(super) fn model_name(model: &ModelSpec) -> String {
             match t.input {
                 TransformerInput::Tokens { vocab_size } => format!("vocabulary {vocab_size}"),
                 TransformerInput::Features { d_input } => format!("{d_input} features per step"),
+                TransformerInput::MaskedTokens { vocab_size } => {
+                    format!("masked-language model, vocabulary {vocab_size}")
+                }
             }
         ),
         ModelSpec::Perceptron(c) => format!("perceptron ({} inputs)", c.d_input),

@@ -469,7 +469,12 @@ impl Fit<'_> {
                 return Err(as_flag(error));
             }
         };
-        let test = test_metrics(&fit.model, self.prepared, self.device);
+        let test = test_metrics(
+            &fit.model,
+            self.prepared,
+            self.trainer.masked_lm,
+            self.device,
+        );
         let forecast = forecast(&fit.model, self.prepared, self.device);
         if fit.stopped_early && self.trainer.verbosity != Verbosity::Quiet {
             err_line(&early_stop_note(&self.trainer, &fit))?;

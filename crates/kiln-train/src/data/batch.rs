@@ -8,6 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_datasets::{Data, Targets};
 
 use crate::Augmentation;
+use crate::data::masking::MaskedLm;
 use crate::fit::failures::{Failure, Failures};
 use crate::fit::replicas::StepShares;
 use crate::transfer::distill::TeacherOutputs;
@@ -48,6 +49,7 @@ pub struct DataBatcher<I> {
     augmentation: Option<Arc<Augmentation>>,
     shares: Option<Arc<StepShares>>,
     teacher: Option<TeacherOutputs>,
+    masking: Option<MaskedLm>,
     /// Where a sample that cannot be read (a corrupt image file) is reported, ending the run.
     failures: Option<Failures>,
     _input: PhantomData<fn() -> I>,
@@ -61,6 +63,7 @@ impl<I> DataBatcher<I> {
             augmentation: None,
             shares: None,
             teacher: None,
+            masking: None,
             failures: None,
             _input: PhantomData,
         }
@@ -77,6 +80,13 @@ impl<I> DataBatcher<I> {
     /// error) rather than panicking on the loader thread.
     pub(crate) fn with_failures(mut self, failures: Failures) -> Self {
         self.failures = Some(failures);
+        self
+    }
+
+    /// Masks every batch's texts (masked-language pre-training): the inputs become samples of
+    /// shape `[2, seq]` (ids, then the chosen positions) and the targets the hidden tokens.
+    pub fn with_masking(mut self, masking: MaskedLm) -> Self {
+        self.masking = Some(masking);
         self
     }
 
@@ -105,19 +115,33 @@ impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
             failures.report(Failure::Component(format!("reading the data: {e}")));
             values = vec![0.0; indices.len() * self.data.sample_len()];
         }
+        // The batch's own indices key its random streams: the same batch is augmented (or
+        // masked) the same way whichever thread builds it.
+        let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
+            (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
+        });
         if let Some(augmentation) = &self.augmentation {
             let shape = match self.data.sample_shape[..] {
                 [c, h, w] => [c, h, w],
                 _ => unreachable!("the trainer checks that augmented samples are images"),
             };
-            // The batch's own indices key its random stream: the same batch is augmented the
-            // same way whichever thread builds it.
-            let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
-                (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
-            });
             augmentation.apply_batch(&mut values, shape, key);
         }
         let (n, shape) = (indices.len(), &self.data.sample_shape);
+        if let Some(masking) = &self.masking {
+            let seq = self.data.sample_len();
+            let (masked, tokens) = masking.apply(&values, seq, key);
+            let count = tokens.len();
+            return Batch {
+                inputs: I::from_samples(masked, n, &[2, seq], device),
+                targets: BatchTargets::Classes(Tensor::from_data(
+                    TensorData::new(tokens, [count]),
+                    device,
+                )),
+                teacher: None,
+                share,
+            };
+        }
         let teacher = self
             .teacher
             .as_ref()

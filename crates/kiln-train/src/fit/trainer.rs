@@ -18,6 +18,7 @@ use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
 use crate::data::batch::{DataBatcher, ValidIndices};
+use crate::data::masking::MaskedLm;
 use crate::epoch_end::callback::Callback;
 use crate::epoch_end::checkpoint::{
     CheckpointDir, EveryEpoch, Loaded, ModelPart, PARTS, Staged, Staging,
@@ -143,6 +144,13 @@ pub struct TrainerConfig {
     /// (Lightning's `BackboneFinetuning`; see [`Unfreeze`]). One device only. Default: none.
     #[serde(default)]
     pub unfreeze_at: Option<Unfreeze>,
+    /// Pre-train on unlabelled token data (BERT's masked-language objective): every training
+    /// and validation batch is masked as [`MaskedLm`] says, and the model (such as
+    /// `kiln_transformer::MaskedLanguageModel`) predicts the hidden tokens; loss and accuracy
+    /// are over those. The data's samples are texts of token ids, their labels (if any)
+    /// unused. Default: none.
+    #[serde(default)]
+    pub masked_lm: Option<MaskedLm>,
 }
 
 fn on() -> bool {
@@ -186,6 +194,7 @@ impl TrainerConfig {
             lora: None,
             distillation: None,
             unfreeze_at: None,
+            masked_lm: None,
         }
     }
 
@@ -248,6 +257,21 @@ impl TrainerConfig {
                 return Err(TrainError::option(
                     "distillation",
                     "learns from a teacher's class probabilities: it needs a classification task",
+                ));
+            }
+        }
+        if let Some(masking) = &self.masked_lm {
+            masking.check()?;
+            if self.task != Task::Classification {
+                return Err(TrainError::option(
+                    "masked_lm",
+                    "predicts tokens, classes of the vocabulary: it needs a classification task",
+                ));
+            }
+            if self.distillation.is_some() || self.augmentation.is_some() {
+                return Err(TrainError::option(
+                    "masked_lm",
+                    "pre-trains on text alone: no teacher, no image augmentation",
                 ));
             }
         }
@@ -516,6 +540,9 @@ impl Trainer {
         if let Some(augmentation) = &config.augmentation {
             batcher = batcher.with_augmentation(augmentation.clone());
         }
+        if let Some(masking) = config.masked_lm {
+            batcher = batcher.with_masking(masking);
+        }
         if let Some(teacher) = &self.teacher {
             // Inputs that never change get the teacher's logits once, not once per epoch.
             batcher = batcher.with_teacher(match config.augmentation {
@@ -532,9 +559,14 @@ impl Trainer {
         );
         let valid_started = Arc::new(Mutex::new(None));
         let loader_valid = Prefetch::new(
-            DataLoaderBuilder::new(
-                DataBatcher::<M::Input>::new(valid.clone()).with_failures(failures.clone()),
-            )
+            DataLoaderBuilder::new({
+                let batcher =
+                    DataBatcher::<M::Input>::new(valid.clone()).with_failures(failures.clone());
+                match config.masked_lm {
+                    Some(masking) => batcher.with_masking(masking),
+                    None => batcher,
+                }
+            })
             .batch_size(config.batch_size)
             .set_device(self.device.clone())
             .build(ValidIndices {
@@ -923,22 +955,27 @@ impl Trainer {
     /// so that a mismatch is a clear error rather than a panic deep inside a training step.
     fn check_fit<M: Model>(&self, model: &M, data: &Data) -> Result<(), TrainError> {
         let task = self.config.task;
-        let (expected, what) = match (&data.y, task) {
-            (Targets::Classes { names, .. }, Task::Classification) => (names.len(), "classes"),
-            (Targets::Values { names, .. }, Task::Regression) => (names.len(), "target columns"),
-            (Targets::Classes { .. }, Task::Regression) => {
+        let (expected, what) = match (&data.y, task, &self.config.masked_lm) {
+            (_, _, Some(masking)) => (masking.vocab_size, "tokens of the vocabulary"),
+            (Targets::Classes { names, .. }, Task::Classification, None) => {
+                (names.len(), "classes")
+            }
+            (Targets::Values { names, .. }, Task::Regression, None) => {
+                (names.len(), "target columns")
+            }
+            (Targets::Classes { .. }, Task::Regression, None) => {
                 return Err(TrainError::TaskMismatch {
                     task: "regression",
                     targets: "classes",
                 });
             }
-            (Targets::Unlabelled { .. }, task) => {
+            (Targets::Unlabelled { .. }, task, None) => {
                 return Err(TrainError::TaskMismatch {
                     task: task.name(),
                     targets: "missing (unlabelled data)",
                 });
             }
-            (Targets::Values { .. }, Task::Classification) => {
+            (Targets::Values { .. }, Task::Classification, None) => {
                 return Err(TrainError::TaskMismatch {
                     task: "classification",
                     targets: "real values",
