@@ -147,7 +147,15 @@ impl SequenceClassifierConfig {
     /// # Panics
     /// If [`check`](Self::check) fails; call it first to get the error as a value.
     pub fn init_tokens(&self, vocab_size: usize, device: &Device) -> SequenceClassifier<Tokens> {
-        let embedding = EmbeddingConfig::new(vocab_size, self.d_model).init(device);
+        // N(0, 1 / d_model): scaled by sqrt(d_model) on the way in, token vectors have unit
+        // variance, the scale of the positions added to them (the original Transformer's; Burn's
+        // default N(0, 1) made them sqrt(d_model) times larger, the positions drowned out).
+        let embedding = EmbeddingConfig::new(vocab_size, self.d_model)
+            .with_initializer(Initializer::Normal {
+                mean: 0.0,
+                std: (self.d_model as f64).sqrt().recip(),
+            })
+            .init(device);
         self.init_with(Tokens { embedding }, device)
     }
 

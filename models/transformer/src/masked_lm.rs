@@ -93,8 +93,7 @@ impl MaskedLmHead {
         let x = self
             .norm
             .forward(dense(&self.transform, x, Some(Activation::Gelu), None));
-        let scale = (x.dims()[1] as f32).sqrt().recip();
-        x.matmul(embedding.transpose()).mul_scalar(scale) + self.bias.val().unsqueeze_dim(0)
+        x.matmul(embedding.transpose()) + self.bias.val().unsqueeze_dim(0)
     }
 }
 
