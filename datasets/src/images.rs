@@ -9,10 +9,11 @@
 //! read.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image::{ColorType, ImageDecoder, ImageReader, imageops::FilterType};
 
-use crate::{Data, DataError, Targets};
+use crate::{Data, DataError, DecodedCache, Targets};
 
 /// The file name extensions read as images (any case); other files in a class folder are
 /// skipped and counted ([`ImageSet::skipped`]).
@@ -29,6 +30,9 @@ pub struct ImageOptions {
     /// 1 (grey) or 3 (RGB): every image is converted to it, an alpha channel dropped.
     /// Default: 1 if every image is grey, else 3.
     pub channels: Option<usize>,
+    /// Keep decoded images in memory, at most this many bytes of them (4 per pixel value):
+    /// epochs after the first read those from memory. Default: none, every read decodes.
+    pub cache_bytes: Option<usize>,
 }
 
 /// The image files of a [`Data`], decoded to `[channels, height, width]` samples with pixels in
@@ -41,11 +45,36 @@ pub struct ImageFiles {
     pub shape: [usize; 3],
     /// Per-channel `(mean, std)` subtracted and divided after decoding.
     pub normalize: Option<(Vec<f32>, Vec<f32>)>,
+    /// Decoded images kept in memory up to a size cap ([`ImageOptions::cache_bytes`]); `None`
+    /// decodes every file each time it is read.
+    pub cache: Option<Arc<DecodedCache>>,
 }
 
 impl ImageFiles {
     /// Decodes image `i` into `out` (`channels * height * width` values, channel-major).
     pub fn read(&self, i: usize, out: &mut [f32]) -> Result<(), DataError> {
+        match self.cache.as_ref().and_then(|cache| cache.get(i)) {
+            Some(pixels) => out.copy_from_slice(pixels),
+            None => {
+                self.decode(i, out)?;
+                if let Some(cache) = &self.cache {
+                    cache.put(i, out);
+                }
+            }
+        }
+        let [_, h, w] = self.shape;
+        if let Some((mean, std)) = &self.normalize {
+            for (ch, plane) in out.chunks_exact_mut(h * w).enumerate() {
+                plane
+                    .iter_mut()
+                    .for_each(|v| *v = (*v - mean[ch]) / std[ch]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes image `i`'s file into `out`, pixels in [0, 1].
+    fn decode(&self, i: usize, out: &mut [f32]) -> Result<(), DataError> {
         let path = &self.paths[i];
         let [c, h, w] = self.shape;
         let image = reader(path)?.decode().map_err(|e| image_error(path, e))?;
@@ -63,13 +92,6 @@ impl ImageFiles {
                 out[ch * h * w + p] = v as f32 / 255.0;
             }
         }
-        if let Some((mean, std)) = &self.normalize {
-            for (ch, plane) in out.chunks_exact_mut(h * w).enumerate() {
-                plane
-                    .iter_mut()
-                    .for_each(|v| *v = (*v - mean[ch]) / std[ch]);
-            }
-        }
         Ok(())
     }
 
@@ -79,6 +101,10 @@ impl ImageFiles {
             paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
             shape: self.shape,
             normalize: self.normalize.clone(),
+            cache: self
+                .cache
+                .as_ref()
+                .map(|cache| Arc::new(cache.sibling(indices.len()))),
         }
     }
 }
@@ -253,6 +279,7 @@ pub fn image_inputs(path: &Path, shape: [usize; 3]) -> Result<Data, DataError> {
     let options = ImageOptions {
         size: Some([shape[1], shape[2]]),
         channels: Some(shape[0]),
+        cache_bytes: None,
     };
     let files = check_files(paths, &options)?;
     let n = files.paths.len();
@@ -319,6 +346,9 @@ fn check_files(paths: Vec<PathBuf>, options: &ImageOptions) -> Result<ImageFiles
     };
     let channels = options.channels.unwrap_or(if colour { 3 } else { 1 });
     Ok(ImageFiles {
+        cache: options
+            .cache_bytes
+            .map(|bytes| Arc::new(DecodedCache::new(paths.len(), bytes))),
         paths,
         shape: [channels, h, w],
         normalize: None,
@@ -391,6 +421,54 @@ mod tests {
         dir
     }
 
+    /// With a cache for 3 of 4 images, a second pass reads those from memory: with the files
+    /// gone, they still read (the same values, normalised at read time), the fourth does not.
+    #[test]
+    fn cached_images_are_read_from_memory_up_to_the_cap() {
+        let dir = scratch("cache");
+        for (class, value) in [("a", 10u8), ("b", 200u8)] {
+            std::fs::create_dir_all(dir.join(class)).unwrap();
+            for i in 0..2u8 {
+                let path = dir.join(class).join(format!("{i}.png"));
+                grey_png(&path, &[value + i, 51, 102, 153], 2, 2);
+            }
+        }
+        // 3 images of 4 values of 4 bytes.
+        let options = ImageOptions {
+            cache_bytes: Some(48),
+            ..Default::default()
+        };
+        let set = image_folder(&dir, &options).unwrap();
+        let all = [0, 1, 2, 3];
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        set.data.read_samples(&all, &mut first).unwrap();
+        let cache = set.data.files.as_ref().unwrap().cache.clone().unwrap();
+        assert_eq!((cache.cached(), cache.used_bytes()), (3, 48));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let cached: Vec<usize> = (0..4).filter(|&i| cache.get(i).is_some()).collect();
+        set.data.read_samples(&cached, &mut again).unwrap();
+        let expected: Vec<f32> = cached
+            .iter()
+            .flat_map(|&i| first[i * 4..(i + 1) * 4].to_vec())
+            .collect();
+        assert_eq!(again, expected);
+        let missing = (0..4).find(|i| !cached.contains(i)).unwrap();
+        let err = set.data.read_samples(&[missing], &mut again).unwrap_err();
+        assert!(err.to_string().contains(".png"), "{err}");
+        // A normaliser set later applies to cached pixels as to decoded ones.
+        let mut normalised = set.data.clone();
+        if let Some(files) = normalised.files.as_mut() {
+            Arc::make_mut(files).normalize = Some((vec![0.5], vec![2.0]));
+        }
+        normalised.read_samples(&cached[..1], &mut again).unwrap();
+        let i = cached[0];
+        let want: Vec<f32> = first[i * 4..(i + 1) * 4]
+            .iter()
+            .map(|v| (v - 0.5) / 2.0)
+            .collect();
+        assert_eq!(again, want);
+    }
+
     #[test]
     fn a_folder_of_class_folders_reads_its_images_channel_major_in_0_1() {
         let dir = scratch("folder");
@@ -414,6 +492,7 @@ mod tests {
         let rgb = ImageOptions {
             channels: Some(3),
             size: Some([1, 1]),
+            ..Default::default()
         };
         let set = image_folder(&dir, &rgb).unwrap();
         assert_eq!(set.data.sample_shape, [3, 1, 1]);
@@ -507,7 +586,7 @@ mod tests {
                 let _ = std::fs::remove_dir_all(dir.join("b"));
                 std::fs::create_dir_all(dir.join("b")).unwrap();
                 std::fs::write(&file, content).unwrap();
-                let options = ImageOptions { size: Some([16, 16]), channels: None };
+                let options = ImageOptions { size: Some([16, 16]), ..Default::default() };
                 match image_folder(&dir, &options) {
                     Err(e) => proptest::prop_assert!(e.to_string().contains(&name), "{e}"),
                     Ok(set) => {

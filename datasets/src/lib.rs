@@ -12,6 +12,7 @@ mod data;
 mod embedded;
 mod error;
 mod idx;
+mod image_cache;
 mod images;
 mod inputs;
 mod kaggle;
@@ -29,6 +30,7 @@ pub use data::{Data, Targets};
 pub use embedded::{digit_images, digits, iris};
 pub use error::DataError;
 pub use idx::{IdxArray, read_idx};
+pub use image_cache::DecodedCache;
 pub use images::{
     IMAGE_EXTENSIONS, ImageFiles, ImageOptions, ImageSet, image_folder, image_inputs, image_list,
 };

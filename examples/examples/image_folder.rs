@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
     let options = ImageOptions {
         size: Some([32, 32]),
         channels: Some(3),
+        ..Default::default()
     };
     let set = image_folder(&dir, &options)?;
     println!(

@@ -424,6 +424,11 @@ pub struct TrainArgs {
     /// image is grey, else 3].
     #[arg(long, value_parser = parse_channels)]
     pub channels: Option<usize>,
+    /// Image files: keep decoded images in memory, up to SIZE of them (512M, 2G; 4 bytes per
+    /// pixel value), so that epochs after the first decode only what did not fit [default:
+    /// none, every epoch decodes every file].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub image_cache: Option<u64>,
     /// CNN: average each channel of the last convolution over the image before the dense head
     /// (Keras's GlobalAveragePooling2D), so that the preset's blocks read images of any size;
     /// on by itself for images no preset is made for.
@@ -601,6 +606,24 @@ fn parse_channels(spec: &str) -> Result<usize, String> {
     }
 }
 
+/// A size in bytes: a number with K, M or G (powers of 1024), or bytes alone.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => match t[i..].to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+            "K" => (&t[..i], 1u64 << 10),
+            "M" => (&t[..i], 1 << 20),
+            "G" => (&t[..i], 1 << 30),
+            other => return Err(format!("`{text}`: unknown unit `{other}` (K, M, G)")),
+        },
+        None => (t, 1),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok((v * scale as f64) as u64),
+        _ => Err(format!("`{text}`: expected a size such as 512M or 2G")),
+    }
+}
+
 fn parse_image_size(spec: &str) -> Result<[usize; 2], String> {
     let parsed = spec
         .split_once(['x', 'X'])
@@ -661,4 +684,21 @@ pub struct EvalArgs {
     /// Backend to evaluate on [default: $BURN_DEVICE, else flex].
     #[arg(long)]
     pub device: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_in_powers_of_1024_and_bad_ones_are_named() {
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_bytes("2gb"), Ok(2 << 30));
+        assert_eq!(parse_bytes("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("3T").unwrap_err().contains("unknown unit `T`"));
+        assert!(parse_bytes("-1M").unwrap_err().contains("expected a size"));
+        assert!(parse_bytes("lots").unwrap_err().contains("lots"));
+    }
 }

@@ -184,6 +184,9 @@ pub struct ImageSettings {
     pub size: Option<[usize; 2]>,
     /// 1 (grey) or 3 (RGB).
     pub channels: Option<usize>,
+    /// Bytes of decoded images kept in memory (`--image-cache`).
+    #[serde(default)]
+    pub cache: Option<u64>,
 }
 
 impl ImageSettings {
@@ -191,6 +194,7 @@ impl ImageSettings {
         ImageOptions {
             size: self.size,
             channels: self.channels,
+            cache_bytes: self.cache.map(|b| b as usize),
         }
     }
 }

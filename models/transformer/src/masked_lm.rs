@@ -70,10 +70,9 @@ impl BatchInput for MaskedTokens {
 }
 
 /// The prediction head of BERT's masked-language model: a dense layer with GELU, layer norm,
-/// then scores over the vocabulary from the input embedding's own table (tied weights), scaled
-/// by `1 / sqrt(d_model)` (the embedding starts as N(0, 1), the normed vector has unit
-/// variance: the first scores do too, as the input side multiplies by `sqrt(d_model)`), plus a
-/// bias per token.
+/// then scores over the vocabulary from the input embedding's own table (tied weights, as BERT's:
+/// it starts as N(0, 1/d_model), so the first scores of a normed vector have unit variance),
+/// plus a bias per token.
 #[derive(Module, Debug)]
 pub struct MaskedLmHead {
     /// `d_model -> d_model`, before GELU.
@@ -105,8 +104,7 @@ impl MaskedLmHead {
 ///
 /// ```text
 /// ids [batch, seq] -> the classifier's embedding, positions and encoder -> [batch, seq, d_model]
-///   -> the predicted positions [n, d_model] -> Linear, GELU, LayerNorm -> x E^T / sqrt(d_model) + b
-///   -> [n, vocab]
+///   -> the predicted positions [n, d_model] -> Linear, GELU, LayerNorm -> x E^T + b -> [n, vocab]
 /// ```
 #[derive(Module, Debug)]
 pub struct MaskedLanguageModel {

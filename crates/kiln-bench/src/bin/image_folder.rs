@@ -38,6 +38,10 @@ enum Command {
         /// Resize to SIZExSIZE while reading (as --image-size).
         #[arg(long)]
         size: Option<usize>,
+        /// Keep up to this many MB of decoded images in memory (as --image-cache): the second
+        /// pass reads those from it.
+        #[arg(long)]
+        cache_mb: Option<usize>,
     },
 }
 
@@ -65,10 +69,15 @@ fn main() -> Result<()> {
                 digit.save(folder.join(format!("{i:05}.{format}")))?;
             }
         }
-        Command::Decode { dir, size } => {
+        Command::Decode {
+            dir,
+            size,
+            cache_mb,
+        } => {
             let options = ImageOptions {
                 size: size.map(|s| [s, s]),
                 channels: Some(1),
+                cache_bytes: cache_mb.map(|mb| mb << 20),
             };
             let start = Instant::now();
             let set = image_folder(&dir, &options)?;
@@ -88,6 +97,7 @@ fn main() -> Result<()> {
                         "images": n,
                         "shape": set.data.sample_shape,
                         "pass": pass,
+                        "cache_mb": cache_mb,
                         "headers_seconds": scan,
                         "decode_seconds": seconds,
                         "images_per_sec": n as f64 / seconds,

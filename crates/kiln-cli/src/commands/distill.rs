@@ -51,6 +51,8 @@ fn check_teacher(dir: &Path, student: &RunConfig) -> Result<()> {
         let mut data = config.data.clone();
         data.labels.per_class = None;
         data.labels.samples = None;
+        // Caching decoded images changes no value.
+        data.images.cache = None;
         if data.official_test() {
             data.seed = 0;
             data.test_split = 0.0;

@@ -130,6 +130,7 @@ pub(super) fn data_config(args: &TrainArgs) -> DataConfig {
         images: ImageSettings {
             size: args.image_size,
             channels: args.channels,
+            cache: args.image_cache,
         },
         pretrain: args.pretraining,
     }
