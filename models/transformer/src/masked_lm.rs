@@ -5,10 +5,10 @@ use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_common::dense::dense;
-use kiln_common::{Activation, BatchInput, Dropout, LayerActivations, Model};
+use kiln_common::{Activation, BatchInput, Dropout, Layer, LayerActivations, Model};
 
 use crate::classifier::{embed, encode};
-use crate::{Encoder, PAD_ID, PositionalEncoding, SequenceClassifierConfig, Tokens};
+use crate::{Embed, Encoder, PAD_ID, PositionalEncoding, SequenceClassifierConfig, Tokens};
 
 /// A batch for the masked-language objective: token ids (the chosen ones already replaced by
 /// `<mask>`, a random token or themselves) and the positions whose original token the model
@@ -193,6 +193,56 @@ impl Model for MaskedLanguageModel {
             .forward(chosen, self.input.embedding.weight.val())
     }
 
+    /// The embedding (also the head's output table), each encoder block and the head, for one
+    /// predicted position.
+    fn layers(&self, sample_shape: &[usize]) -> Vec<Layer> {
+        let model = self.valid();
+        let device = model.mlm_head.transform.weight.device();
+        let seq = sample_shape.last().copied().unwrap_or(1);
+        let ids = Tensor::<2, Int>::zeros([1, seq], &device);
+        let (x, _) = model.input.embed(ids);
+        let mut rows = vec![Layer::new("input", "Embedding", &model.input, &x)];
+        let mut x = x;
+        if let Some(cls) = &model.cls {
+            x = Tensor::cat(vec![cls.val(), x], 1);
+            rows.push(Layer::new("cls", "[CLS] token", cls, &x));
+        }
+        x = model.positions.forward(x);
+        rows.push(Layer::new(
+            "positions",
+            "Positional encoding",
+            &model.positions,
+            &x,
+        ));
+        for (i, block) in model.encoder.blocks.iter().enumerate() {
+            x = block.forward(x, None);
+            rows.push(Layer::new(
+                format!("encoder.blocks.{i}"),
+                "Encoder block",
+                block,
+                &x,
+            ));
+        }
+        if let Some(norm) = &model.final_norm {
+            x = norm.forward(x);
+            rows.push(Layer::new("final_norm", "LayerNorm", norm, &x));
+        }
+        let [_, len, d_model] = x.dims();
+        let one = x
+            .slice([0..1, len - 1..len, 0..d_model])
+            .reshape([1, d_model]);
+        let out = model
+            .mlm_head
+            .forward(one, model.input.embedding.weight.val());
+        rows.push(Layer::new(
+            "mlm_head",
+            "Masked-token head",
+            &model.mlm_head,
+            &out,
+        ));
+        rows
+    }
+
     /// Each encoder block's feed-forward pre-activations (`encoder.blocks.0`, ...).
     fn activations(&self, input: MaskedTokens) -> Vec<LayerActivations> {
         let (x, padding) = self.embed(input.ids);
@@ -251,6 +301,31 @@ mod tests {
             some.into_data()
                 .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::default());
         }
+    }
+
+    /// The summary's rows add up to the model's parameters, the tied table counted once.
+    #[test]
+    fn the_summary_counts_every_parameter_once() {
+        let device = Device::flex();
+        let model = config()
+            .with_pooling(Pooling::Cls)
+            .init_masked_lm(12, &device);
+        let rows = model.layers(&[6]);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "input",
+                "cls",
+                "positions",
+                "encoder.blocks.0",
+                "encoder.blocks.1",
+                "mlm_head"
+            ]
+        );
+        let total: usize = rows.iter().map(|r| r.params).sum();
+        assert_eq!(total, model.num_params());
+        assert_eq!(rows.last().unwrap().output, [12]);
     }
 
     /// The head scores tokens against the input embedding's table: one tensor, trained by both.
