@@ -33,7 +33,8 @@ pub enum Command {
     /// Predict with a run's model on new inputs and write a submission CSV.
     Predict(PredictArgs),
     /// Print the layers, output shapes and parameter counts of the model `kiln train` would
-    /// build with the same flags (Keras's `model.summary()`).
+    /// build with the same flags, or that a run's config.json describes (--config FILE: also a
+    /// pre-training, LoRA or frozen run) (Keras's `model.summary()`).
     Summary(Box<TrainArgs>),
     /// Draw the training curves of one or several runs side by side (PNG).
     Plot(PlotArgs),

@@ -82,6 +82,16 @@ fn a_pretrained_encoder_predicts_hidden_words_resumes_exactly_and_fine_tunes() {
     ]);
     assert_same_run(&resumed, &whole);
 
+    // `kiln summary --config` shows the run's model, as its summary.txt does.
+    let config = whole.join("config.json");
+    let summary = kiln(&["summary", "--config", config.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&summary.stdout).to_string();
+    assert!(table.contains("mlm_head (Masked-token head)"), "{table}");
+    assert_eq!(
+        table,
+        std::fs::read_to_string(whole.join("summary.txt")).unwrap()
+    );
+
     // `kiln eval` scores the test texts' hidden tokens as training did.
     let eval = kiln(&["eval", "--run", whole.to_str().unwrap()]);
     let printed = String::from_utf8_lossy(&eval.stdout).to_string();

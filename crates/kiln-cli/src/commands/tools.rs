@@ -16,7 +16,7 @@ use crate::dataset::Prepared;
 use super::out;
 use super::perceptron::perceptron_summary;
 use super::spec::{RunConfig, data_config, model_spec, trainer_config};
-use super::train::{as_flag, timestamp};
+use super::train::{as_flag, flags_outside, timestamp};
 
 /// `kiln lr-find`: the learning-rate finder on the training split of `kiln train`'s data, with
 /// its model, optimiser and batch size. Writes `lr_find.csv` and `lr_find.png`.
@@ -170,20 +170,49 @@ pub(super) fn refuse_training_flags(command: &str, args: &TrainArgs) -> Result<(
     Ok(())
 }
 
-/// `kiln summary`: the model `kiln train` would build with these flags, as a table.
+/// `kiln summary`: the model `kiln train` would build with these flags, or that a run's
+/// `config.json` describes (`--config`: also a pre-training, LoRA or distilled run), as a table.
 pub fn summary(args: &TrainArgs) -> Result<()> {
     refuse_training_flags("summary", args)?;
     let (_, device) = backend::device(args.device.as_deref())?;
-    let data = data_config(args);
-    let prepared = data.prepare(args.task, args.validation_split)?;
-    let model = model_spec(args, &prepared)?;
+    let (model, prepared, freezing, lora) = match &args.config {
+        Some(path) => {
+            let conflicting = flags_outside(&args.given, &["config", "device"]);
+            if !conflicting.is_empty() {
+                bail!(
+                    "--config {} describes the model; these flags conflict with it: {}",
+                    path.display(),
+                    conflicting.join(", ")
+                );
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config: reading {}", path.display()))?;
+            let config: RunConfig = serde_json::from_str(&text).with_context(|| {
+                format!("--config {}: not a kiln run's config.json", path.display())
+            })?;
+            let prepared = config
+                .data
+                .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
+            (
+                config.model,
+                prepared,
+                config.trainer.freeze,
+                config.trainer.lora,
+            )
+        }
+        None => {
+            let prepared = data_config(args).prepare(args.task, args.validation_split)?;
+            let model = model_spec(args, &prepared)?;
+            (model, prepared, args.freeze.clone(), args.lora.clone())
+        }
+    };
     device.seed(args.seed);
     let text = with_model!(
         &model,
         &device,
         |m| {
-            let m = freeze(m, &args.freeze).map_err(as_flag)?;
-            match &args.lora {
+            let m = freeze(m, &freezing).map_err(as_flag)?;
+            match &lora {
                 Some(lora) => summary_of(&lora.apply(m).map_err(as_flag)?, &prepared)?,
                 None => summary_of(&m, &prepared)?,
             }
