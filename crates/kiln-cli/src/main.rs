@@ -13,7 +13,11 @@ use crate::args::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    match run() {
+    let result = run();
+    if result.is_ok() {
+        commands::job::finish();
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader of our output went away (`kiln train | head`): end quietly, with the
         // status a shell gives a process that SIGPIPE ended. The run directory holds the
@@ -21,7 +25,12 @@ fn main() -> std::process::ExitCode {
         Err(e) if output_closed(&e) => std::process::ExitCode::from(141),
         Err(e) => {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}{e:#}",
+                commands::job::rank_prefix()
+            );
+            commands::job::abort(1);
             std::process::ExitCode::FAILURE
         }
     }

@@ -48,7 +48,10 @@ pub use epoch_end::schedule::{LrSchedule, Plateau};
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, evaluate_masked, predict};
 pub use fit::model::{Model, Supervised, Task};
+#[cfg(feature = "mpi")]
+pub use fit::mpi::MpiWorld;
 pub use fit::progress::Verbosity;
+pub use fit::ranks::Collective;
 pub use fit::steps::{StepOutput, StepOutputs};
 pub use fit::trainer::{FitResult, Trainer, TrainerConfig};
 pub use lr_find::{LrFindResult, LrFinder};

@@ -13,6 +13,8 @@ use super::spec::{ModelSpec, RunConfig};
 use super::train::{as_flag, new_config, train_new};
 
 pub fn distill(args: &DistillArgs) -> Result<()> {
+    // Joined first, so that every message of a rank of an MPI job says which it is.
+    super::job::Job::current()?;
     let student = &args.train;
     if student.resume.is_some() {
         bail!("a distilled run resumes as any run does: kiln train --resume DIR");

@@ -41,6 +41,7 @@ macro_rules! with_model {
 mod diagnose;
 mod distill;
 mod evaluate;
+pub mod job;
 mod perceptron;
 mod predict;
 mod pretrain;

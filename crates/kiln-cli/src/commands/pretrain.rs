@@ -20,6 +20,8 @@ const LABEL_FLAGS: [&str; 6] = [
 ];
 
 pub fn pretrain(args: &PretrainArgs) -> Result<()> {
+    // Joined first, so that every message of a rank of an MPI job says which it is.
+    super::job::Job::current()?;
     let mut train = args.train.clone();
     if train.resume.is_some() {
         bail!("a pre-training run resumes as any run does: kiln train --resume DIR");

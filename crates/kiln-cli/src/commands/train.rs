@@ -22,6 +22,7 @@ use crate::dataset::{DataConfig, Prepared};
 use super::diagnose::{DIAGNOSIS, kept_epoch, record_gradients};
 use super::distill::with_teacher;
 use super::evaluate::{TARGET_SCALER, check_scaler, forecast, test_metrics};
+use super::job::Job;
 use super::perceptron::train_perceptron;
 use super::predict::COLUMNS;
 use super::report::{Report, print_metrics};
@@ -58,7 +59,10 @@ const CONFIG_FLAGS: [&str; 7] = [
 ];
 
 pub fn train(args: &TrainArgs) -> Result<()> {
+    // Joined first, so that every message of a rank of an MPI job says which it is.
+    super::job::Job::current()?;
     if args.auto_fix {
+        Job::current()?.refuse("--auto-fix")?;
         return super::repair::train_with_repairs(args);
     }
     if let Some(dir) = &args.resume {
@@ -131,6 +135,13 @@ fn train_config(args: &TrainArgs, path: &Path) -> Result<()> {
 
 /// A new run of `config` in `--out` (or a new directory under runs/).
 pub(super) fn train_new(args: &TrainArgs, config: &RunConfig, prepared: &Prepared) -> Result<()> {
+    if !Job::current()?.writes() {
+        // Another rank of an MPI job writes the run; this one trains beside it.
+        let run = RunDir::create_new(private_run_dir())?;
+        let trained = run_training(config, prepared, &run, args, Start::Fresh);
+        let _ = std::fs::remove_dir_all(&run.path);
+        return trained;
+    }
     let run = match &args.out {
         Some(out) if args.overwrite => RunDir::replace(out)?,
         Some(out) => RunDir::create_new(out)?,
@@ -206,7 +217,36 @@ pub(super) fn resume(args: &TrainArgs, dir: &std::path::Path) -> Result<()> {
         .data
         .prepare(Some(config.trainer.task), config.trainer.validation_split)?;
     check_scaler(&run, &config, &prepared)?;
-    run_training(&config, &prepared, &run, args, start)
+    if Job::current()?.writes() {
+        return run_training(&config, &prepared, &run, args, start);
+    }
+    // Another rank of an MPI job writes the run: this one resumes from a copy of it.
+    let copy = RunDir::create_new(private_run_dir())?;
+    copy_dir(&run.path, &copy.path)?;
+    let trained = run_training(&config, &prepared, &copy, args, start);
+    let _ = std::fs::remove_dir_all(&copy.path);
+    trained
+}
+
+/// Where a rank other than 0 keeps the run it does not write.
+fn private_run_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("kiln-rank-{}", std::process::id()))
+}
+
+/// Copies the files under `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `--tune-trial env#KEY`: the storage's URL is in [`STORAGE_ENV`].
@@ -256,6 +296,10 @@ pub(super) fn run_training(
     start: Start,
 ) -> Result<()> {
     let resume = start != Start::Fresh;
+    let job = Job::current()?;
+    if args.tune_trial.is_some() {
+        job.refuse("a kiln tune trial")?;
+    }
     let tune_trial = args.tune_trial.as_deref().map(attach_trial).transpose()?;
     let (backend, devices) = match &args.devices {
         Some(list) => backend::devices(list)?,
@@ -267,15 +311,15 @@ pub(super) fn run_training(
         trainer.devices = devices.clone();
         trainer.check().map_err(as_flag)?;
     }
-    trainer.verbosity = if args.quiet {
+    trainer.verbosity = if args.quiet || !job.writes() {
         Verbosity::Quiet
     } else {
         Verbosity::auto()
     };
-    if !args.quiet {
+    if !args.quiet && job.writes() {
         err_line(&format!(
             "kiln: {} on {} ({} train / {} validation / {} test samples, {}) with backend \
-             {backend}{}{}",
+             {backend}{}{}{}",
             model_name(&config.model),
             config.data.dataset,
             prepared.train.len(),
@@ -286,7 +330,11 @@ pub(super) fn run_training(
                 1 => String::new(),
                 n => format!(" on {n} devices"),
             },
-            if resume { ", resumed" } else { "" }
+            if resume { ", resumed" } else { "" },
+            match job.size {
+                1 => String::new(),
+                n => format!(", {n} MPI ranks"),
+            }
         ))?;
     }
     let fit = Fit {
@@ -324,8 +372,12 @@ pub(super) fn run_training(
             )?
         }
     );
-    let metrics = report.metrics_json(backend, devices.len(), model);
+    let mut metrics = report.metrics_json(backend, devices.len(), model);
+    metrics["ranks"] = job.size.into();
     run.write_json("metrics.json", &metrics)?;
+    if !job.writes() {
+        return Ok(());
+    }
     if let Some(trial) = tune_trial.as_ref().filter(|t| t.was_pruned()) {
         // Its value: the best epoch it reported.
         trial.finish(Ok(f64::NAN))?;
@@ -406,6 +458,9 @@ impl Fit<'_> {
         let mut trainer = Trainer::new(config, self.device.clone())?
             .with_checkpoints(&checkpoints.path)
             .with_tensorboard(run.file("tensorboard"));
+        if let Some(ranks) = Job::current()?.collective() {
+            trainer = trainer.with_ranks(ranks);
+        }
         if self.save_best {
             trainer = trainer.with_save_best(run.file("best.bpk"));
         }

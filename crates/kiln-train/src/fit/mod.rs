@@ -3,9 +3,12 @@
 
 pub(crate) mod failures;
 pub(crate) mod model;
+#[cfg(feature = "mpi")]
+pub(crate) mod mpi;
 pub(crate) mod nan_guard;
 pub(crate) mod prefetch;
 pub(crate) mod progress;
+pub(crate) mod ranks;
 pub(crate) mod replicas;
 pub(crate) mod steps;
 pub(crate) mod strategy;

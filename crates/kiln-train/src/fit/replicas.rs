@@ -48,7 +48,7 @@ impl Replicas {
 
     /// The slices `split_dataloader` gives the devices of a `len`-sample epoch: contiguous,
     /// `len / n` each, the remainder to the last.
-    fn slices(&self, len: usize) -> Vec<(usize, usize)> {
+    pub fn slices(&self, len: usize) -> Vec<(usize, usize)> {
         let n = self.count();
         let step = len / n;
         (0..n)

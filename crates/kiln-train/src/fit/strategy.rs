@@ -26,6 +26,7 @@ use burn::train::{
 use kiln_common::Model;
 
 use crate::Supervised;
+use crate::fit::ranks::{Ranks, gather_outputs, sum_gradients};
 use crate::fit::steps::StepOutputs;
 
 /// The longest a step's output waits before it is sent: short enough for a progress display
@@ -43,6 +44,8 @@ pub(crate) struct GroupedSingleDevice<M: Model> {
     /// At the start of this epoch, the learner is rebuilt (frozen parts made trainable) and
     /// loaded from the previous epoch's checkpoint.
     unfreeze: Option<(usize, Rebuild<M>)>,
+    /// Data-parallel over processes: the job's ranks and the optimiser steps of an epoch.
+    ranks: Option<(Ranks, usize)>,
 }
 
 impl<M: Model> GroupedSingleDevice<M> {
@@ -50,7 +53,29 @@ impl<M: Model> GroupedSingleDevice<M> {
         Self {
             device,
             unfreeze: None,
+            ranks: None,
         }
+    }
+
+    /// Trains as one rank of a job: `steps` optimiser steps an epoch, each over every rank's
+    /// part of the global batch (see [`crate::fit::ranks`]).
+    pub fn with_ranks(mut self, ranks: Ranks, steps: usize) -> Self {
+        self.ranks = Some((ranks, steps));
+        self
+    }
+
+    /// Whether any rank (this one included) is stopping: every rank then stops, at the same
+    /// point of the loop, so that none waits alone in a collective.
+    fn agree_to_stop(&self, stopping: bool, interrupter: &Interrupter) -> bool {
+        let Some((ranks, _)) = &self.ranks else {
+            return stopping;
+        };
+        let mut flag = [f32::from(u8::from(stopping))];
+        ranks.comm.sum(&mut flag);
+        if flag[0] > 0.0 && !interrupter.should_stop() {
+            crate::fit::ranks::another_rank_stopped(interrupter);
+        }
+        flag[0] > 0.0
     }
 
     /// Rebuilds the learner with `rebuild` at the start of `epoch` (see
@@ -138,15 +163,24 @@ impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice
                 epoch_number: epoch,
                 total_items: dataloader_train.num_items(),
             }));
-            train_epoch(
-                &mut learner,
-                &dataloader_train,
-                grad_accumulation,
-                &mut processor,
-                &interrupter,
-            );
+            match &self.ranks {
+                Some((ranks, steps)) => train_epoch_ranks(
+                    &mut learner,
+                    &dataloader_train,
+                    (ranks, *steps, &self.device.clone().inner()),
+                    &mut processor,
+                    &interrupter,
+                ),
+                None => train_epoch(
+                    &mut learner,
+                    &dataloader_train,
+                    grad_accumulation,
+                    &mut processor,
+                    &interrupter,
+                ),
+            }
             interrupter.fail_on_error(processor.process_train(LearnerEvent::EndSplit(epoch)));
-            if interrupter.should_stop() {
+            if self.agree_to_stop(interrupter.should_stop(), &interrupter) {
                 break;
             }
 
@@ -160,15 +194,16 @@ impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice
             if checkpointer.is_some() || early_stopping.is_some() {
                 interrupter.fail_on_error(processor.flush());
             }
-            if interrupter.should_stop() {
+            if self.agree_to_stop(interrupter.should_stop(), &interrupter) {
                 break;
             }
             if let Some(checkpointer) = &mut checkpointer {
                 checkpointer.checkpoint(&learner, epoch, &event_store);
             }
-            if let Some(early_stopping) = &mut early_stopping
-                && early_stopping.should_stop(epoch, &event_store)
-            {
+            let stop = early_stopping
+                .as_mut()
+                .is_some_and(|rule| rule.should_stop(epoch, &event_store));
+            if self.agree_to_stop(stop, &interrupter) {
                 break;
             }
         }
@@ -219,6 +254,72 @@ fn train_epoch<M: Model>(
         }
     }
     send_train(&mut group, learner, processor, interrupter);
+}
+
+/// One pass over this rank's part of the training data: `steps` optimiser steps, each
+/// summing every rank's gradients (zeros from a rank whose part of the epoch is used up) and
+/// handing the metrics every rank's outputs; a rank stopping (an error, a non-finite loss)
+/// stops every rank after the same step.
+fn train_epoch_ranks<M: Model>(
+    learner: &mut Learner<Supervised<M>>,
+    dataloader: &TrainLoader<Supervised<M>>,
+    (ranks, steps, device): (&Ranks, usize, &Device),
+    processor: &mut SupervisedTrainingEventProcessor<Supervised<M>>,
+    interrupter: &Interrupter,
+) {
+    let comm = ranks.comm.as_ref();
+    let mut iterator = dataloader.iter();
+    let mut group = Group::new();
+    let mut exhausted = false;
+    let (started, mut exchanging) = (Instant::now(), Duration::ZERO);
+    for step in 1..=steps {
+        let item = match exhausted {
+            true => None,
+            false => next_item(&mut *iterator, interrupter),
+        };
+        exhausted |= item.is_none();
+        let progress = Progress {
+            items_processed: step,
+            items_total: steps,
+            unit: Some("steps".into()),
+        };
+        let (grads, local) = match item {
+            Some(batch) => {
+                let output = learner.train_step(batch);
+                (Some(output.grads), output.item.steps().first().cloned())
+            }
+            None => (None, None),
+        };
+        let mut stop = [f32::from(u8::from(interrupter.should_stop()))];
+        let exchange = Instant::now();
+        let grads = sum_gradients(&learner.model(), grads, &mut stop, comm, device);
+        let global = gather_outputs(local, comm, device);
+        exchanging += exchange.elapsed();
+        learner.lr_step();
+        learner.optimizer_step(grads);
+        if let Some(global) = global {
+            group.push(global.into(), progress, step);
+        }
+        let stop = stop[0] > 0.0;
+        if stop && !interrupter.should_stop() {
+            crate::fit::ranks::another_rank_stopped(interrupter);
+        }
+        if step == steps || group.due() || stop {
+            send_train(&mut group, learner, processor, interrupter);
+        }
+        if stop {
+            break;
+        }
+    }
+    send_train(&mut group, learner, processor, interrupter);
+    // `RUST_LOG=kiln_train=info` shows where a rank's epoch went.
+    tracing::info!(
+        rank = comm.rank(),
+        "training pass {:.2} s, of which exchanging gradients and outputs with the other ranks {:.2} s ({:.0}%)",
+        started.elapsed().as_secs_f64(),
+        exchanging.as_secs_f64(),
+        100.0 * exchanging.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9)
+    );
 }
 
 /// The loader's next batch; a batch that could not be built fails the run and ends the pass.

@@ -30,6 +30,7 @@ use crate::fit::failures::{Failure, Failures, GuardedLogger};
 use crate::fit::nan_guard::TerminateOnNan;
 use crate::fit::prefetch::Prefetch;
 use crate::fit::progress::ProgressRenderer;
+use crate::fit::ranks::{Collective, RankSlice, Ranks};
 use crate::fit::replicas::Replicas;
 use crate::fit::steps::PerStep;
 use crate::fit::steps::StepOutput;
@@ -327,6 +328,8 @@ pub struct Trainer {
     callbacks: Mutex<Vec<Box<dyn Callback>>>,
     /// The model a student is distilled from ([`TrainerConfig::distillation`]).
     teacher: Option<Teacher>,
+    /// The job this process is a rank of, for data-parallel training over processes.
+    ranks: Option<Arc<dyn Collective>>,
 }
 
 impl Trainer {
@@ -354,12 +357,26 @@ impl Trainer {
             metrics: Mutex::default(),
             callbacks: Mutex::default(),
             teacher: None,
+            ranks: None,
         })
     }
 
     /// The trainer's configuration.
     pub fn config(&self) -> &TrainerConfig {
         &self.config
+    }
+
+    /// Trains as one rank of a job of several processes (`mpirun -np N`; see
+    /// `kiln_train::mpi::MpiWorld`, cargo feature `mpi`): every rank must build the same model
+    /// from the same seed and call `fit` with the same data and configuration; each reads its
+    /// part of every global batch of `batch_size` (which must split evenly over the ranks),
+    /// the ranks sum their gradients each step and take the same optimiser step, and every
+    /// rank's history is the whole job's. Validation runs whole on every rank. Give checkpoints
+    /// to rank 0 alone (or to each rank a directory of its own). A job of one rank trains as
+    /// without it.
+    pub fn with_ranks(mut self, ranks: Arc<dyn Collective>) -> Self {
+        self.ranks = Some(ranks);
+        self
     }
 
     /// Distils the fitted model from `teacher`, a trained classifier of the same data (any
@@ -528,7 +545,27 @@ impl Trainer {
             },
             config.batch_size,
         )?;
-        let order = EpochOrder::new(train.len(), config.seed).with_replicas(replicas.clone());
+        let ranks = match &self.ranks {
+            Some(comm) if comm.size() > 1 => {
+                if config.devices.len() > 1 {
+                    return Err(TrainError::option(
+                        "devices",
+                        "several devices inside each rank of an MPI job are not supported yet: one device per rank",
+                    ));
+                }
+                if config.unfreeze_at.is_some() {
+                    return Err(TrainError::option(
+                        "unfreeze_at",
+                        "rebuilds the learner mid-run, which the ranks of a job do not do together",
+                    ));
+                }
+                Some(Ranks::new(comm.clone(), &self.device, config.batch_size)?)
+            }
+            _ => None,
+        };
+        // The ranks of a job are laid out as devices are: each takes its chunk of every batch.
+        let layout = ranks.as_ref().map_or(&replicas, |r| &r.replicas);
+        let order = EpochOrder::new(train.len(), config.seed).with_replicas(layout.clone());
         // Made first, so that the loaders report to it too (an image file that cannot be read).
         let interrupter = Interrupter::new();
         let failures = Failures::new(interrupter.clone());
@@ -551,12 +588,17 @@ impl Trainer {
             });
         }
         // Batches (and their augmentation) are built on a loader thread, ahead of the step.
-        let loader_train = Prefetch::new(
-            DataLoaderBuilder::new(batcher)
-                .batch_size(replicas.device_batch)
-                .set_device(train_device.clone())
-                .build(order.clone()),
-        );
+        let builder = DataLoaderBuilder::new(batcher)
+            .batch_size(layout.device_batch)
+            .set_device(train_device.clone());
+        let loader_train = Prefetch::new(match &ranks {
+            Some(r) => builder.build(RankSlice {
+                order: order.clone(),
+                replicas: r.replicas.clone(),
+                rank: r.comm.rank(),
+            }),
+            None => builder.build(order.clone()),
+        });
         let valid_started = Arc::new(Mutex::new(None));
         let loader_valid = Prefetch::new(
             DataLoaderBuilder::new({
@@ -575,7 +617,7 @@ impl Trainer {
             }),
         );
 
-        let steps_per_epoch = replicas.steps_per_epoch(train.len());
+        let steps_per_epoch = layout.steps_per_epoch(train.len());
         let plateau = matches!(config.lr_schedule, LrSchedule::Plateau { .. }).then(|| {
             resumed
                 .as_ref()
@@ -644,6 +686,9 @@ impl Trainer {
                     Learner::new(supervised, optimizer.build(), rates.clone())
                 }),
             );
+        }
+        if let Some(ranks) = ranks {
+            strategy = strategy.with_ranks(ranks, steps_per_epoch);
         }
         let learner = Learner::new(supervised, config.optimizer.build(), rates(scheduler)?);
 
