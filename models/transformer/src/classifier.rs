@@ -287,6 +287,53 @@ pub(crate) fn encode(
     }
 }
 
+/// The summary rows of the embedding, `[CLS]` vector, positions, encoder blocks and final norm
+/// for one input, shared by the classifier and the masked-language model, and the encoder's
+/// output.
+pub(crate) fn encoder_layers<E: Embed>(
+    (embedding, cls, positions): (&E, Option<&Param<Tensor<3>>>, &PositionalEncoding),
+    encoder: &Encoder,
+    final_norm: Option<&LayerNorm>,
+    input: E::Input,
+) -> (Vec<Layer>, Tensor<3>) {
+    let (mut x, padding) = embedding.embed(input);
+    let device = x.device();
+    let mut rows = vec![Layer::new("input", "Embedding", embedding, &x)];
+    if let Some(cls) = cls {
+        let [batch, _, d_model] = x.dims();
+        x = Tensor::cat(vec![cls.val().expand([batch, 1, d_model]), x], 1);
+        rows.push(Layer::new("cls", "[CLS] token", cls, &x));
+    }
+    let padding = padding.map(|p| match cls {
+        Some(_) => {
+            let real = Tensor::<2, Int>::zeros([p.dims()[0], 1], &device).equal_elem(1);
+            Tensor::cat(vec![real, p], 1)
+        }
+        None => p,
+    });
+    let mut x = positions.forward(x);
+    rows.push(Layer::new(
+        "positions",
+        "Positional encoding",
+        positions,
+        &x,
+    ));
+    for (i, block) in encoder.blocks.iter().enumerate() {
+        x = block.forward(x, padding.clone());
+        rows.push(Layer::new(
+            format!("encoder.blocks.{i}"),
+            "Encoder block",
+            block,
+            &x,
+        ));
+    }
+    if let Some(norm) = final_norm {
+        x = norm.forward(x);
+        rows.push(Layer::new("final_norm", "LayerNorm", norm, &x));
+    }
+    (rows, x)
+}
+
 /// See [`SequenceClassifierConfig`]; `E` is [`Tokens`] for text, [`Features`] for series.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier<E: Embed> {
@@ -381,42 +428,13 @@ impl<E: Embed> Model for SequenceClassifier<E> {
         let device = model.head.weight.device();
         let len: usize = sample_shape.iter().product();
         let input = E::Input::from_samples(vec![0.0; len], 1, sample_shape, &device);
-        let (x, padding) = model.input.embed(input.clone());
-        let mut rows = vec![Layer::new("input", "Embedding", &model.input, &x)];
-        let mut x = x;
-        if let Some(cls) = &model.cls {
-            let [batch, _, d_model] = x.dims();
-            x = Tensor::cat(vec![cls.val().expand([batch, 1, d_model]), x], 1);
-            rows.push(Layer::new("cls", "[CLS] token", cls, &x));
-        }
-        let padding = padding.map(|p| {
-            if model.cls.is_some() {
-                let real = Tensor::<2, Int>::zeros([1, 1], &device).equal_elem(1);
-                Tensor::cat(vec![real, p], 1)
-            } else {
-                p
-            }
-        });
-        let mut x = model.positions.forward(x);
-        rows.push(Layer::new(
-            "positions",
-            "Positional encoding",
-            &model.positions,
-            &x,
-        ));
-        for (i, block) in model.encoder.blocks.iter().enumerate() {
-            x = block.forward(x, padding.clone());
-            rows.push(Layer::new(
-                format!("encoder.blocks.{i}"),
-                "Encoder block",
-                block,
-                &x,
-            ));
-        }
-        if let Some(norm) = &model.final_norm {
-            x = norm.forward(x);
-            rows.push(Layer::new("final_norm", "LayerNorm", norm, &x));
-        }
+        let parts = (&model.input, model.cls.as_ref(), &model.positions);
+        let (mut rows, _) = encoder_layers(
+            parts,
+            &model.encoder,
+            model.final_norm.as_ref(),
+            input.clone(),
+        );
         let pooled = model.pool(input);
         let kind = if model.cls.is_some() {
             "[CLS] output"

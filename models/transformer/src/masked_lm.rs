@@ -7,8 +7,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_common::dense::dense;
 use kiln_common::{Activation, BatchInput, Dropout, Layer, LayerActivations, Model};
 
-use crate::classifier::{embed, encode};
-use crate::{Embed, Encoder, PAD_ID, PositionalEncoding, SequenceClassifierConfig, Tokens};
+use crate::classifier::{embed, encode, encoder_layers};
+use crate::{Encoder, PAD_ID, PositionalEncoding, SequenceClassifierConfig, Tokens};
 
 /// A batch for the masked-language objective: token ids (the chosen ones already replaced by
 /// `<mask>`, a random token or themselves) and the positions whose original token the model
@@ -200,33 +200,8 @@ impl Model for MaskedLanguageModel {
         let device = model.mlm_head.transform.weight.device();
         let seq = sample_shape.last().copied().unwrap_or(1);
         let ids = Tensor::<2, Int>::zeros([1, seq], &device);
-        let (x, _) = model.input.embed(ids);
-        let mut rows = vec![Layer::new("input", "Embedding", &model.input, &x)];
-        let mut x = x;
-        if let Some(cls) = &model.cls {
-            x = Tensor::cat(vec![cls.val(), x], 1);
-            rows.push(Layer::new("cls", "[CLS] token", cls, &x));
-        }
-        x = model.positions.forward(x);
-        rows.push(Layer::new(
-            "positions",
-            "Positional encoding",
-            &model.positions,
-            &x,
-        ));
-        for (i, block) in model.encoder.blocks.iter().enumerate() {
-            x = block.forward(x, None);
-            rows.push(Layer::new(
-                format!("encoder.blocks.{i}"),
-                "Encoder block",
-                block,
-                &x,
-            ));
-        }
-        if let Some(norm) = &model.final_norm {
-            x = norm.forward(x);
-            rows.push(Layer::new("final_norm", "LayerNorm", norm, &x));
-        }
+        let parts = (&model.input, model.cls.as_ref(), &model.positions);
+        let (mut rows, x) = encoder_layers(parts, &model.encoder, model.final_norm.as_ref(), ids);
         let [_, len, d_model] = x.dims();
         let one = x
             .slice([0..1, len - 1..len, 0..d_model])
