@@ -8,23 +8,27 @@ use std::path::Path;
 
 use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
 
+/// The encoder pre-trained and fine-tuned: small, on the messages.
+const ENCODER: [&str; 12] = [
+    "--model",
+    "transformer",
+    "--dataset",
+    "spam",
+    "--d-model",
+    "32",
+    "--heads",
+    "2",
+    "--d-ff",
+    "64",
+    "--layers",
+    "1",
+];
+
 /// A small encoder on 30% of the messages' texts (the rest is the test part): 32 tokens each.
 fn pretrain_args<'a>(epochs: &'a str, out: &'a Path) -> Vec<&'a str> {
-    vec![
-        "pretrain",
-        "--quiet",
-        "--model",
-        "transformer",
-        "--dataset",
-        "spam",
-        "--d-model",
-        "32",
-        "--heads",
-        "2",
-        "--d-ff",
-        "64",
-        "--layers",
-        "1",
+    let mut args = vec!["pretrain", "--quiet"];
+    args.extend(ENCODER);
+    args.extend([
         "--seq-len",
         "32",
         "--vocab-size",
@@ -39,7 +43,8 @@ fn pretrain_args<'a>(epochs: &'a str, out: &'a Path) -> Vec<&'a str> {
         epochs,
         "--out",
         out.to_str().unwrap(),
-    ]
+    ]);
+    args
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -102,20 +107,9 @@ fn a_pretrained_encoder_predicts_hidden_words_resumes_exactly_and_fine_tunes() {
 
     // A classifier of the same encoder starts from it, reading its vocabulary.
     let tuned = dir.join("tuned");
-    let out = kiln(&[
-        "train",
-        "--model",
-        "transformer",
-        "--dataset",
-        "spam",
-        "--d-model",
-        "32",
-        "--heads",
-        "2",
-        "--d-ff",
-        "64",
-        "--layers",
-        "1",
+    let mut args = vec!["train"];
+    args.extend(ENCODER);
+    args.extend([
         "--train-samples",
         "200",
         "--epochs",
@@ -127,6 +121,7 @@ fn a_pretrained_encoder_predicts_hidden_words_resumes_exactly_and_fine_tunes() {
         "--out",
         tuned.to_str().unwrap(),
     ]);
+    let out = kiln(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("new     2 tensors: head.bias, head.weight"),
