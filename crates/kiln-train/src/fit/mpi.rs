@@ -6,7 +6,6 @@
 //! `THREAD_SINGLE` model, no other thread ever calls it) and finalises it; the trainer reaches it
 //! through a channel, a few microseconds a call against milliseconds a step.
 
-use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
@@ -28,7 +27,8 @@ enum Call {
 pub struct MpiWorld {
     rank: usize,
     size: usize,
-    calls: Mutex<Option<Sender<Call>>>,
+    /// `None` once dropping: the MPI thread then finalises and ends.
+    calls: Option<Sender<Call>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -99,20 +99,18 @@ impl MpiWorld {
         Ok(Self {
             rank,
             size,
-            calls: Mutex::new(Some(calls)),
+            calls: Some(calls),
             thread: Some(thread),
         })
     }
 
     fn call<T>(&self, make: impl FnOnce(Sender<T>) -> Call) -> T {
         let (reply, answer) = channel();
-        let calls = self.calls.lock().expect("MPI calls lock");
-        calls
+        self.calls
             .as_ref()
             .expect("MPI is running")
             .send(make(reply))
             .expect("the MPI thread is running");
-        drop(calls);
         answer.recv().expect("the MPI thread answers")
     }
 }
@@ -121,7 +119,7 @@ impl MpiWorld {
     /// Ends every rank of the job with `code` (MPI_Abort): what a rank that fails does, so that
     /// no other rank waits for it in a collective. Does not return.
     pub fn abort(&self, code: i32) -> ! {
-        if let Some(calls) = self.calls.lock().expect("MPI calls lock").as_ref() {
+        if let Some(calls) = &self.calls {
             let _ = calls.send(Call::Abort(code));
         }
         // MPI ends this process too; should it not, within a minute, end it here.
@@ -151,7 +149,7 @@ impl Collective for MpiWorld {
 
 impl Drop for MpiWorld {
     fn drop(&mut self) {
-        self.calls.lock().expect("MPI calls lock").take();
+        self.calls.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
