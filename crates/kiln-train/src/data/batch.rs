@@ -117,20 +117,22 @@ impl<I: BatchInput> Batcher<usize, Batch<I>> for DataBatcher<I> {
         }
         // The batch's own indices key its random streams: the same batch is augmented (or
         // masked) the same way whichever thread builds it.
-        let key = indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
-            (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
-        });
+        let key = || {
+            indices.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &i| {
+                (h ^ i as u64).wrapping_mul(0x100_0000_01b3)
+            })
+        };
         if let Some(augmentation) = &self.augmentation {
             let shape = match self.data.sample_shape[..] {
                 [c, h, w] => [c, h, w],
                 _ => unreachable!("the trainer checks that augmented samples are images"),
             };
-            augmentation.apply_batch(&mut values, shape, key);
+            augmentation.apply_batch(&mut values, shape, key());
         }
         let (n, shape) = (indices.len(), &self.data.sample_shape);
         if let Some(masking) = &self.masking {
             let seq = self.data.sample_len();
-            let (masked, tokens) = masking.apply(&values, seq, key);
+            let (masked, tokens) = masking.apply(&values, seq, key());
             let count = tokens.len();
             return Batch {
                 inputs: I::from_samples(masked, n, &[2, seq], device),
