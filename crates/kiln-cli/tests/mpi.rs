@@ -1,6 +1,7 @@
 //! `mpirun -np N kiln train` (cargo feature `mpi`, Open MPI): data-parallel over processes on
-//! the loopback, against one process; resumed with another number of ranks; a killed rank and
-//! an unreadable file end the whole job. Built only with `--features mpi`:
+//! the loopback (also with two devices inside each rank), against one process; resumed with
+//! another number of ranks; a killed rank and an unreadable file end the whole job. Built only
+//! with `--features mpi`:
 //! `cargo test --release -p kiln-cli --features mpi --test mpi`.
 #![cfg(feature = "mpi")]
 
@@ -96,7 +97,8 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 #[test]
-fn two_and_three_ranks_train_as_one_process_and_resume_with_another_count() {
+fn two_and_three_ranks_and_devices_inside_ranks_train_as_one_process_and_resume_with_another_count()
+{
     let dir = scratch("mpi");
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -125,6 +127,14 @@ fn two_and_three_ranks_train_as_one_process_and_resume_with_another_count() {
             .count(),
         0
     );
+
+    // Two ranks of two devices each: four chunks of 8 per step (the last step's 30 as
+    // 8 + 8 + 8 + 6), the same 8 epochs.
+    let mut args = train_args(&dir.join("two_by_two"), "8");
+    args.extend(["--devices".into(), "flex:0,flex:1".into()]);
+    run(2, &tmp, &strs(&args));
+    assert_close_histories(&dir.join("two_by_two"), &alone, 1e-6);
+    assert_eq!(tested(&dir.join("two_by_two")).1, confusion1);
 
     // Three ranks, batch 30, against one process of batch 30.
     let mut args = train_args(&dir.join("three"), "4");

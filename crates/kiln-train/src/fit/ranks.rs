@@ -3,10 +3,12 @@
 //! and share their outputs, so that every rank takes the optimiser step one process would take
 //! over the global batch and every rank's metrics see the whole batch.
 //!
-//! The layout is the one `--devices` uses ([`replica_layout`](crate::fit::replicas)): step `k`
-//! hands rank `r` the `r`-th chunk of the one-process run's batch `k`, and each part's loss is
-//! scaled by its share of the step's samples, so that the summed gradients are the global
-//! batch's mean.
+//! The layout is the one `--devices` uses ([`replica_layout`](crate::fit::replicas)), with
+//! every device of every rank a replica: with `D` devices a rank, step `k` hands device `d` of
+//! rank `r` the `(r * D + d)`-th chunk of the one-process run's batch `k`, and each part's loss
+//! is scaled by its share of the step's samples, so that the summed gradients are the global
+//! batch's mean. Inside a rank the devices' gradients are summed first (on its first device),
+//! then the ranks'.
 
 use std::sync::Arc;
 
@@ -33,6 +35,22 @@ pub trait Collective: Send + Sync {
     fn gather(&self, values: &[f32]) -> Vec<Vec<f32>>;
 }
 
+/// A job of one process (several devices of one process train as its one rank).
+pub(crate) struct OneProcess;
+
+impl Collective for OneProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn sum(&self, _values: &mut [f32]) {}
+    fn gather(&self, values: &[f32]) -> Vec<Vec<f32>> {
+        vec![values.to_vec()]
+    }
+}
+
 /// What a rank of a job that had no reason to stop fails with when another rank stopped (an
 /// error there, which that rank reports): its run must not look finished.
 #[derive(Debug, thiserror::Error)]
@@ -51,41 +69,72 @@ const BUCKET: usize = 4 << 20;
 #[derive(Clone)]
 pub(crate) struct Ranks {
     pub comm: Arc<dyn Collective>,
-    /// The ranks as replicas of one global batch (`batch_size / size` samples each).
+    /// This rank's devices (the same count on every rank), the first holding the model.
+    pub devices: Vec<Device>,
+    /// Every device of every rank as a replica of one global batch (rank-major:
+    /// `batch_size / (ranks * devices)` samples each).
     pub replicas: Replicas,
 }
 
 impl Ranks {
     pub fn new(
         comm: Arc<dyn Collective>,
-        device: &Device,
+        devices: Vec<Device>,
         batch_size: usize,
     ) -> Result<Self, crate::TrainError> {
-        let replicas =
-            Replicas::new(vec![device.clone(); comm.size()], batch_size).map_err(|_| {
-                crate::TrainError::option(
-                    "batch_size",
-                    format!(
-                        "{batch_size} is the global batch and must split evenly over the {} ranks",
-                        comm.size()
-                    ),
-                )
-            })?;
-        Ok(Self { comm, replicas })
+        let (n, d) = (comm.size(), devices.len().max(1));
+        let all = vec![devices[0].clone(); n * d];
+        let replicas = Replicas::new(all, batch_size).map_err(|_| {
+            let over = match d {
+                1 => format!("{n} ranks"),
+                _ => format!("{n} ranks x {d} devices"),
+            };
+            crate::TrainError::option(
+                "batch_size",
+                format!("{batch_size} is the global batch and must split evenly over the {over}"),
+            )
+        })?;
+        Ok(Self {
+            comm,
+            devices,
+            replicas,
+        })
+    }
+
+    /// This rank's data: its devices' slices of each epoch's `order`.
+    pub fn slice(&self, order: EpochOrder) -> RankSlice {
+        RankSlice {
+            order,
+            replicas: self.replicas.clone(),
+            first: self.comm.rank() * self.devices.len(),
+            count: self.devices.len(),
+        }
+    }
+
+    /// Each of this rank's devices' part of its slice of a `len`-sample epoch, as bounds
+    /// within the slice.
+    pub fn device_bounds(&self, len: usize) -> Vec<(usize, usize)> {
+        let first = self.comm.rank() * self.devices.len();
+        let slices = &self.replicas.slices(len)[first..first + self.devices.len()];
+        let start = slices[0].0;
+        slices.iter().map(|(s, e)| (s - start, e - start)).collect()
     }
 }
 
-/// One rank's part of each epoch's order: its slice of the layout [`EpochOrder`] makes for the
-/// ranks as replicas.
+/// One rank's part of each epoch's order: its devices' slices (contiguous) of the layout
+/// [`EpochOrder`] makes for every device of every rank as replicas.
 pub(crate) struct RankSlice {
-    pub order: EpochOrder,
-    pub replicas: Replicas,
-    pub rank: usize,
+    order: EpochOrder,
+    replicas: Replicas,
+    /// The first of this rank's replicas, and how many it has.
+    first: usize,
+    count: usize,
 }
 
 impl RankSlice {
     fn bounds(&self) -> (usize, usize) {
-        self.replicas.slices(self.order.len())[self.rank]
+        let slices = self.replicas.slices(self.order.len());
+        (slices[self.first].0, slices[self.first + self.count - 1].1)
     }
 }
 
@@ -118,6 +167,9 @@ pub(crate) fn sum_gradients<M: Module>(
     comm: &dyn Collective,
     device: &Device,
 ) -> GradientsParams {
+    if comm.size() == 1 {
+        return grads.unwrap_or_default();
+    }
     let mut gather = Flatten {
         grads,
         values: Vec::new(),
@@ -199,20 +251,27 @@ impl ModuleVisitor for Flatten {
 
 /// The step's outputs over every rank's part, in rank order (the one-process batch's order):
 /// what each rank hands its metrics, so that every rank's history is the whole job's. `local`
-/// is `None` on a rank without a part in this step.
+/// holds this rank's devices' parts in device order (none on a rank without a part in this
+/// step).
 pub(crate) fn gather_outputs(
-    local: Option<StepOutput>,
+    local: &[StepOutput],
     comm: &dyn Collective,
     device: &Device,
 ) -> Option<StepOutput> {
-    // Each rank sends [rows, width, loss, outputs..., targets...].
-    let mut message = vec![0.0f32; 3];
+    if comm.size() == 1 {
+        return join_parts(local, device);
+    }
+    // Each rank sends [kind, rows, width, loss, outputs..., targets...]: its parts' outputs
+    // then their targets, the loss their mean.
+    let (mut outputs, mut targets) = (Vec::new(), Vec::new());
+    let (mut rows, mut width, mut loss_sum) = (0, 0, 0.0f64);
     let mut kind = 0.0; // 0 none, 1 classes, 2 values
-    if let Some(step) = &local {
-        let [rows, width] = step.output.dims();
+    for step in local {
+        let [r, w] = step.output.dims();
         let loss: f32 = step.loss.clone().into_scalar();
-        message = vec![rows as f32, width as f32, loss];
-        message.extend(
+        (rows, width) = (rows + r, w);
+        loss_sum += f64::from(loss) * r as f64;
+        outputs.extend(
             step.output
                 .clone()
                 .into_data()
@@ -222,16 +281,22 @@ pub(crate) fn gather_outputs(
         match &step.targets {
             BatchTargets::Classes(c) => {
                 kind = 1.0;
-                message.extend(c.clone().into_data().iter::<i64>().map(|v| v as f32));
+                targets.extend(c.clone().into_data().iter::<i64>().map(|v| v as f32));
             }
             BatchTargets::Values(v) => {
                 kind = 2.0;
-                message.extend(v.clone().into_data().convert::<f32>().iter::<f32>());
+                targets.extend(v.clone().into_data().convert::<f32>().iter::<f32>());
             }
             BatchTargets::None => {}
         }
     }
-    message.insert(0, kind);
+    let loss = match rows {
+        0 => 0.0,
+        r => (loss_sum / r as f64) as f32,
+    };
+    let mut message = vec![kind, rows as f32, width as f32, loss];
+    message.extend(outputs);
+    message.extend(targets);
     let parts = comm.gather(&message);
     let (mut outputs, mut targets) = (Vec::new(), Vec::new());
     let (mut rows, mut width, mut loss_sum, mut kind, mut target_width) = (0, 0, 0.0f64, 0, 0);
@@ -272,6 +337,58 @@ pub(crate) fn gather_outputs(
             TensorData::new(vec![(loss_sum / rows as f64) as f32], [1]),
             device,
         ),
+        output,
+        targets,
+        share: 1.0,
+    })
+}
+
+/// One process's devices' parts of a step as one output on `device`, without leaving the
+/// devices (no copy to host memory, no wait): outputs and targets in device order, the loss the
+/// rows' mean.
+fn join_parts(parts: &[StepOutput], device: &Device) -> Option<StepOutput> {
+    if parts.len() <= 1 {
+        return parts.first().cloned();
+    }
+    let rows: Vec<usize> = parts.iter().map(|p| p.output.dims()[0]).collect();
+    let total: usize = rows.iter().sum();
+    let loss = parts
+        .iter()
+        .zip(&rows)
+        .map(|(p, &r)| p.loss.clone().to_device(device) * (r as f32 / total as f32))
+        .reduce(|a, b| a + b)?;
+    let output = Tensor::cat(
+        parts
+            .iter()
+            .map(|p| p.output.clone().to_device(device))
+            .collect(),
+        0,
+    );
+    let targets = match &parts[0].targets {
+        BatchTargets::Classes(_) => BatchTargets::Classes(Tensor::cat(
+            parts
+                .iter()
+                .filter_map(|p| match &p.targets {
+                    BatchTargets::Classes(c) => Some(c.clone().to_device(device)),
+                    _ => None,
+                })
+                .collect(),
+            0,
+        )),
+        BatchTargets::Values(_) => BatchTargets::Values(Tensor::cat(
+            parts
+                .iter()
+                .filter_map(|p| match &p.targets {
+                    BatchTargets::Values(v) => Some(v.clone().to_device(device)),
+                    _ => None,
+                })
+                .collect(),
+            0,
+        )),
+        BatchTargets::None => BatchTargets::None,
+    };
+    Some(StepOutput {
+        loss,
         output,
         targets,
         share: 1.0,

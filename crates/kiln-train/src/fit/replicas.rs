@@ -1,11 +1,13 @@
-//! Data-parallel training on several devices (burn-train's multi-device strategy), arranged so
+//! Data-parallel training on several devices (and over the ranks of an MPI job), arranged so
 //! that adding devices does not change what is trained.
 //!
-//! burn-train gives each device a contiguous slice of the training set (`split_dataloader`),
-//! runs one batch per device per step and sums the devices' gradients on the first device. kiln
-//! makes that step equal to a single-device step over the same global batch:
+//! Each device (replica) reads a contiguous slice of the epoch's order, one batch per step,
+//! and the replicas' gradients are summed on the first device (see
+//! [`crate::fit::ranks`]). kiln makes that step equal to a single-device step over the same
+//! global batch:
 //! - [`replica_layout`] lays each epoch's order out so that step `k` hands device `d` the `d`-th
-//!   chunk of the single-device run's batch `k`;
+//!   chunk of the single-device run's batch `k`, the last, partial one included ([`Replicas::slices`]
+//!   are sized for that, so an epoch has as many steps as on one device);
 //! - each device's batch carries its share of the step's samples ([`StepShares`]), by which
 //!   its loss is scaled, so that the summed gradients are the mean over the step's samples, as
 //!   on one device (also in the last, partial step of an epoch, whose parts may differ in size).
@@ -46,13 +48,21 @@ impl Replicas {
         self.devices.len()
     }
 
-    /// The slices `split_dataloader` gives the devices of a `len`-sample epoch: contiguous,
-    /// `len / n` each, the remainder to the last.
+    /// Each device's slice of a `len`-sample epoch, contiguous: a chunk of `device_batch`
+    /// samples per full global batch, and its chunk of the last, partial one (the first
+    /// devices' full, the rest what is left, some none).
     pub fn slices(&self, len: usize) -> Vec<(usize, usize)> {
-        let n = self.count();
-        let step = len / n;
+        let (n, b) = (self.count(), self.device_batch);
+        let full = len / (b * n);
+        let tail = len - full * b * n;
+        let mut start = 0;
         (0..n)
-            .map(|d| (d * step, if d + 1 == n { len } else { (d + 1) * step }))
+            .map(|d| {
+                let end = start + full * b + tail.saturating_sub(d * b).min(b);
+                let slice = (start, end);
+                start = end;
+                slice
+            })
             .collect()
     }
 
@@ -151,8 +161,15 @@ mod tests {
     }
 
     #[test]
-    fn every_full_step_is_the_single_device_batch_split_over_the_devices() {
-        for (len, n, batch) in [(40, 2, 8), (45, 2, 8), (100, 4, 8), (7, 2, 2), (64, 2, 64)] {
+    fn every_step_is_the_single_device_batch_split_over_the_devices() {
+        for (len, n, batch) in [
+            (40, 2, 8),
+            (45, 2, 8),
+            (100, 4, 8),
+            (7, 2, 2),
+            (64, 2, 64),
+            (1150, 4, 32),
+        ] {
             let r = replicas(n, batch);
             let order: Vec<usize> = (0..len).map(|i| (i * 7919) % len).collect();
             let laid = replica_layout(&order, &r);
@@ -160,19 +177,29 @@ mod tests {
             sorted.sort_unstable();
             assert_eq!(sorted, (0..len).collect::<Vec<_>>(), "a permutation");
             let per_device = device_batches(&laid, &r);
+            // The last, partial step too.
             for (k, single) in order.chunks(batch).enumerate() {
-                if single.len() < batch {
-                    break;
-                }
-                let joined: Vec<usize> = per_device.iter().flat_map(|d| d[k].clone()).collect();
+                let joined: Vec<usize> = per_device
+                    .iter()
+                    .filter_map(|d| d.get(k))
+                    .flatten()
+                    .copied()
+                    .collect();
                 assert_eq!(joined, single, "len {len}, {n} devices, step {k}");
             }
+            assert_eq!(r.steps_per_epoch(len), len.div_ceil(batch));
         }
     }
 
     #[test]
     fn the_shares_of_every_step_sum_to_one() {
-        for (len, n, batch) in [(40, 2, 8), (45, 2, 8), (101, 4, 8), (7, 2, 2)] {
+        for (len, n, batch) in [
+            (40, 2, 8),
+            (45, 2, 8),
+            (101, 4, 8),
+            (7, 2, 2),
+            (1150, 4, 32),
+        ] {
             let r = replicas(n, batch);
             let order: Vec<usize> = (0..len).rev().collect();
             let shares = StepShares::new(len, batch);
@@ -193,7 +220,16 @@ mod tests {
     #[test]
     fn steps_count_the_longest_slice_and_uneven_batches_are_refused() {
         assert_eq!(replicas(2, 8).steps_per_epoch(40), 5);
-        assert_eq!(replicas(2, 8).steps_per_epoch(45), 6); // slices 22 and 23, 4 per batch
+        assert_eq!(replicas(2, 8).steps_per_epoch(45), 6); // slices 24 and 21, 4 per batch
+        // 1,150 digits over 4 devices of 8: 35 full steps and one of 30 (8, 8, 8, 6), not a
+        // 37th step for a last slice of 289.
+        assert_eq!(replicas(4, 32).slices(1150)[3], (1150 - 286, 1150));
+        assert_eq!(replicas(4, 32).steps_per_epoch(1150), 36);
+        // A tail smaller than the devices' chunks leaves the last devices without one.
+        assert_eq!(
+            replicas(4, 32).slices(64 + 10),
+            vec![(0, 24), (24, 42), (42, 58), (58, 74)]
+        );
         assert_eq!(replicas(1, 8).steps_per_epoch(45), 6);
         let e = Replicas::new(vec![Device::flex(); 3], 32).unwrap_err();
         assert!(

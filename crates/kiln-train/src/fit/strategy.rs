@@ -10,24 +10,31 @@
 //! itself is burn-train's: the same steps, learning-rate steps, optimiser steps, validation,
 //! checkpoints, early stopping and events, in the same order; metrics see every step (see
 //! [`PerStep`](crate::fit::steps::PerStep)). Loggers and the progress display get one update per group.
+//!
+//! The same loop trains data-parallel, on several devices of one process and over the ranks
+//! of an MPI job ([`crate::fit::ranks`]), in place of burn-train's multi-device strategy, whose
+//! `split_dataloader` could give the last device one batch more than the others (an epoch of
+//! one more step than on one device) and which sums the devices' gradients in the order they
+//! finish.
 
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use burn::data::dataloader::{DataLoaderIterator, Progress};
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
-use burn::optim::GradientsAccumulator;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use burn::train::{
     EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent,
-    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents,
-    TrainingItem, ValidLoader,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainOutput,
+    TrainStep, TrainingComponents, TrainingItem, ValidLoader,
 };
 use kiln_common::Model;
 
 use crate::Supervised;
 use crate::fit::ranks::{Ranks, gather_outputs, sum_gradients};
-use crate::fit::steps::StepOutputs;
+use crate::fit::steps::{StepOutput, StepOutputs};
 
 /// The longest a step's output waits before it is sent: short enough for a progress display
 /// that moves smoothly.
@@ -44,8 +51,9 @@ pub(crate) struct GroupedSingleDevice<M: Model> {
     /// At the start of this epoch, the learner is rebuilt (frozen parts made trainable) and
     /// loaded from the previous epoch's checkpoint.
     unfreeze: Option<(usize, Rebuild<M>)>,
-    /// Data-parallel over processes: the job's ranks and the optimiser steps of an epoch.
-    ranks: Option<(Ranks, usize)>,
+    /// Data-parallel over processes: the job's ranks, the optimiser steps of an epoch and the
+    /// training set's length.
+    ranks: Option<(Ranks, usize, usize)>,
 }
 
 impl<M: Model> GroupedSingleDevice<M> {
@@ -57,17 +65,17 @@ impl<M: Model> GroupedSingleDevice<M> {
         }
     }
 
-    /// Trains as one rank of a job: `steps` optimiser steps an epoch, each over every rank's
-    /// part of the global batch (see [`crate::fit::ranks`]).
-    pub fn with_ranks(mut self, ranks: Ranks, steps: usize) -> Self {
-        self.ranks = Some((ranks, steps));
+    /// Trains as one rank of a job: `steps` optimiser steps an epoch of `len` samples, each
+    /// over every rank's part of the global batch (see [`crate::fit::ranks`]).
+    pub fn with_ranks(mut self, ranks: Ranks, steps: usize, len: usize) -> Self {
+        self.ranks = Some((ranks, steps, len));
         self
     }
 
     /// Whether any rank (this one included) is stopping: every rank then stops, at the same
     /// point of the loop, so that none waits alone in a collective.
     fn agree_to_stop(&self, stopping: bool, interrupter: &Interrupter) -> bool {
-        let Some((ranks, _)) = &self.ranks else {
+        let Some((ranks, ..)) = &self.ranks else {
             return stopping;
         };
         let mut flag = [f32::from(u8::from(stopping))];
@@ -164,10 +172,10 @@ impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice
                 total_items: dataloader_train.num_items(),
             }));
             match &self.ranks {
-                Some((ranks, steps)) => train_epoch_ranks(
+                Some((ranks, steps, len)) => train_epoch_ranks(
                     &mut learner,
                     &dataloader_train,
-                    (ranks, *steps, &self.device.clone().inner()),
+                    (ranks, *steps, *len),
                     &mut processor,
                     &interrupter,
                 ),
@@ -259,41 +267,47 @@ fn train_epoch<M: Model>(
 /// One pass over this rank's part of the training data: `steps` optimiser steps, each
 /// summing every rank's gradients (zeros from a rank whose part of the epoch is used up) and
 /// handing the metrics every rank's outputs; a rank stopping (an error, a non-finite loss)
-/// stops every rank after the same step.
+/// stops every rank after the same step. With several devices a rank, each device trains on
+/// its part of the rank's slice (the first on this thread, the others on [`DeviceWorkers`]),
+/// and their gradients are summed on the first device before the ranks'.
 fn train_epoch_ranks<M: Model>(
     learner: &mut Learner<Supervised<M>>,
     dataloader: &TrainLoader<Supervised<M>>,
-    (ranks, steps, device): (&Ranks, usize, &Device),
+    (ranks, steps, len): (&Ranks, usize, usize),
     processor: &mut SupervisedTrainingEventProcessor<Supervised<M>>,
     interrupter: &Interrupter,
 ) {
     let comm = ranks.comm.as_ref();
-    let mut iterator = dataloader.iter();
+    let main = ranks.devices[0].clone();
+    let devices: Vec<Device> = ranks.devices.iter().map(|d| d.clone().autodiff()).collect();
+    let loaders: Vec<_> = match ranks.devices.len() {
+        1 => vec![dataloader.clone()],
+        _ => ranks
+            .device_bounds(len)
+            .into_iter()
+            .zip(&devices)
+            .map(|((start, end), device)| dataloader.slice(start, end).to_device(device))
+            .collect(),
+    };
+    let mut iterators: Vec<_> = loaders.iter().map(|l| l.iter()).collect();
+    let workers = DeviceWorkers::<M>::start(&devices[1..]);
     let mut group = Group::new();
-    let mut exhausted = false;
     let (started, mut exchanging) = (Instant::now(), Duration::ZERO);
     for step in 1..=steps {
-        let item = match exhausted {
-            true => None,
-            false => next_item(&mut *iterator, interrupter),
-        };
-        exhausted |= item.is_none();
+        let items: Vec<_> = iterators
+            .iter_mut()
+            .map(|iterator| next_item(&mut **iterator, interrupter))
+            .collect();
         let progress = Progress {
             items_processed: step,
             items_total: steps,
             unit: Some("steps".into()),
         };
-        let (grads, local) = match item {
-            Some(batch) => {
-                let output = learner.train_step(batch);
-                (Some(output.grads), output.item.steps().first().cloned())
-            }
-            None => (None, None),
-        };
+        let (grads, local) = workers.step(learner, items, &devices, interrupter);
         let mut stop = [f32::from(u8::from(interrupter.should_stop()))];
         let exchange = Instant::now();
-        let grads = sum_gradients(&learner.model(), grads, &mut stop, comm, device);
-        let global = gather_outputs(local, comm, device);
+        let grads = sum_gradients(&learner.model(), grads, &mut stop, comm, &main);
+        let global = gather_outputs(&local, comm, &main);
         exchanging += exchange.elapsed();
         learner.lr_step();
         learner.optimizer_step(grads);
@@ -321,6 +335,101 @@ fn train_epoch_ranks<M: Model>(
         100.0 * exchanging.as_secs_f64() / started.elapsed().as_secs_f64().max(1e-9)
     );
 }
+
+/// The training steps of a rank's devices after the first, each on a thread of its own for
+/// the epoch (burn-train's multi-device workers' way: no thread started per step).
+struct DeviceWorkers<M: Model> {
+    workers: Vec<Worker<M>>,
+}
+
+type TrainInput<M> = <Supervised<M> as TrainStep>::Input;
+type TrainResult<M> = std::thread::Result<TrainOutput<<Supervised<M> as TrainStep>::Output>>;
+
+struct Worker<M: Model> {
+    send: std::sync::mpsc::Sender<(Supervised<M>, TrainInput<M>)>,
+    receive: std::sync::mpsc::Receiver<TrainResult<M>>,
+}
+
+impl<M: Model> DeviceWorkers<M> {
+    /// Workers for `devices` (autodiff devices); none for one device.
+    fn start(devices: &[Device]) -> Self {
+        let workers = devices
+            .iter()
+            .map(|device| {
+                let (send, inputs) = std::sync::mpsc::channel::<(Supervised<M>, TrainInput<M>)>();
+                let (results, receive) = std::sync::mpsc::channel();
+                let device = device.clone();
+                std::thread::Builder::new()
+                    .name("kiln-device".into())
+                    .spawn(move || {
+                        for (model, item) in inputs {
+                            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                TrainStep::step(&model.fork(&device), item)
+                            }));
+                            if results.send(result).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .expect("a thread for a device");
+                Worker { send, receive }
+            })
+            .collect();
+        Self { workers }
+    }
+
+    /// One step of every device, each on the batch it got (`None`: its part of the epoch is
+    /// used up; the first device's on this thread): the gradients summed on the first device
+    /// (`None` when no device had a batch) and each device's outputs, in device order. A
+    /// device whose step panics fails the run.
+    fn step(
+        &self,
+        learner: &Learner<Supervised<M>>,
+        items: Vec<Option<TrainInput<M>>>,
+        devices: &[Device],
+        interrupter: &Interrupter,
+    ) -> (Option<GradientsParams>, Vec<StepOutput>) {
+        let model = learner.model();
+        let mut items = items.into_iter();
+        let first = items.next().flatten();
+        let sent: Vec<bool> = items
+            .zip(&self.workers)
+            .map(|(item, worker)| match item {
+                Some(item) => worker.send.send((model.clone(), item)).is_ok(),
+                None => false,
+            })
+            .collect();
+        let mut results = vec![first.map(|item| Ok(learner.train_step(item)))];
+        results.extend(sent.iter().zip(&self.workers).map(|(&sent, worker)| {
+            sent.then(|| worker.receive.recv().unwrap_or_else(|e| Err(Box::new(e))))
+        }));
+        let mut accumulator = GradientsAccumulator::new();
+        let (mut any, mut local) = (false, Vec::new());
+        for (d, result) in results.into_iter().enumerate() {
+            match result {
+                Some(Ok(output)) => {
+                    let grads = match d {
+                        0 => output.grads,
+                        _ => output.grads.to_device(&devices[0], &model),
+                    };
+                    accumulator.accumulate(&model, grads);
+                    any = true;
+                    local.extend(output.item.steps().first().cloned());
+                }
+                Some(Err(_)) => {
+                    interrupter.fail(burn::data::dataset::DatasetError::new(DeviceFailed(d)))
+                }
+                None => {}
+            }
+        }
+        (any.then(|| accumulator.grads()), local)
+    }
+}
+
+/// A device's training step panicked (its message is on standard error).
+#[derive(Debug, thiserror::Error)]
+#[error("the training step on device {0} of this rank failed (its message is above)")]
+struct DeviceFailed(usize);
 
 /// The loader's next batch; a batch that could not be built fails the run and ends the pass.
 fn next_item<O>(iterator: &mut dyn DataLoaderIterator<O>, interrupter: &Interrupter) -> Option<O> {

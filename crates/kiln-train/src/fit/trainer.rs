@@ -10,9 +10,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::{Adaptor, Metric, Numeric};
-use burn::train::{
-    ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining, TrainingStrategy,
-};
+use burn::train::{Interrupter, Learner, SupervisedTraining, TrainingStrategy};
 use kiln_common::Model;
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
@@ -30,7 +28,7 @@ use crate::fit::failures::{Failure, Failures, GuardedLogger};
 use crate::fit::nan_guard::TerminateOnNan;
 use crate::fit::prefetch::Prefetch;
 use crate::fit::progress::ProgressRenderer;
-use crate::fit::ranks::{Collective, RankSlice, Ranks};
+use crate::fit::ranks::{Collective, OneProcess, Ranks};
 use crate::fit::replicas::Replicas;
 use crate::fit::steps::PerStep;
 use crate::fit::steps::StepOutput;
@@ -107,13 +105,14 @@ pub struct TrainerConfig {
     pub augmentation: Option<Augmentation>,
     /// Seed of the split, the shuffling, the initialisation and dropout. Default: 42.
     pub seed: u64,
-    /// Devices to train on data-parallel (burn-train's multi-device strategy): each step
-    /// gives every device `batch_size / devices.len()` samples of the global batch, the
-    /// same model on each, and averages their gradients on the first, which also validates
-    /// and holds the optimiser. The first must be the device given to [`Trainer::new`];
+    /// Devices to train on data-parallel: each step gives every device its chunk of the
+    /// global batch (`batch_size / devices.len()` samples; the epoch's last, partial batch
+    /// chunked the same way), the same model on each, each on a thread of its own, and sums
+    /// their gradients (each part's loss scaled by its share of the batch) on the first, which
+    /// also validates and holds the optimiser. The first must be the device given to [`Trainer::new`];
     /// `batch_size` must split evenly. Empty or one device: that device alone. Default: empty.
     ///
-    /// A step over two devices equals a one-device step over the same global batch up to
+    /// A step over several devices equals a one-device step over the same global batch up to
     /// floating-point rounding (the gradient sums are grouped differently), except for
     /// batch normalisation (statistics per device's part of the batch) and dropout (on a CPU
     /// backend the devices' workers draw from one generator in the order they reach it).
@@ -239,12 +238,6 @@ impl TrainerConfig {
         }
         if let Some(unfreeze) = &self.unfreeze_at {
             unfreeze.check(&self.freeze)?;
-            if self.devices.len() > 1 {
-                return Err(TrainError::option(
-                    "unfreeze_at",
-                    "trains on one device: the multi-device strategy cannot rebuild its learner",
-                ));
-            }
             if self.lora.is_some() {
                 return Err(TrainError::option(
                     "unfreeze_at",
@@ -369,9 +362,10 @@ impl Trainer {
     /// Trains as one rank of a job of several processes (`mpirun -np N`; see
     /// `kiln_train::mpi::MpiWorld`, cargo feature `mpi`): every rank must build the same model
     /// from the same seed and call `fit` with the same data and configuration; each reads its
-    /// part of every global batch of `batch_size` (which must split evenly over the ranks),
-    /// the ranks sum their gradients each step and take the same optimiser step, and every
-    /// rank's history is the whole job's. Validation runs whole on every rank. Give checkpoints
+    /// part of every global batch of `batch_size` (which must split evenly over the ranks, or
+    /// over every rank's [`TrainerConfig::devices`] when each rank has several: each device of
+    /// each rank a part), the ranks sum their gradients each step and take the same optimiser
+    /// step, and every rank's history is the whole job's. Validation runs whole on every rank. Give checkpoints
     /// to rank 0 alone (or to each rank a directory of its own). A job of one rank trains as
     /// without it.
     pub fn with_ranks(mut self, ranks: Arc<dyn Collective>) -> Self {
@@ -545,24 +539,22 @@ impl Trainer {
             },
             config.batch_size,
         )?;
+        // Several devices, or the ranks of a job, train in kiln's loop as replicas of one
+        // global batch.
         let ranks = match &self.ranks {
             Some(comm) if comm.size() > 1 => {
-                if config.devices.len() > 1 {
-                    return Err(TrainError::option(
-                        "devices",
-                        "several devices inside each rank of an MPI job are not supported yet: one device per rank",
-                    ));
-                }
                 if config.unfreeze_at.is_some() {
                     return Err(TrainError::option(
                         "unfreeze_at",
                         "rebuilds the learner mid-run, which the ranks of a job do not do together",
                     ));
                 }
-                Some(Ranks::new(comm.clone(), &self.device, config.batch_size)?)
+                Some(comm.clone())
             }
-            _ => None,
-        };
+            _ => (replicas.count() > 1).then(|| Arc::new(OneProcess) as Arc<dyn Collective>),
+        }
+        .map(|comm| Ranks::new(comm, replicas.devices.clone(), config.batch_size))
+        .transpose()?;
         // The ranks of a job are laid out as devices are: each takes its chunk of every batch.
         let layout = ranks.as_ref().map_or(&replicas, |r| &r.replicas);
         let order = EpochOrder::new(train.len(), config.seed).with_replicas(layout.clone());
@@ -592,11 +584,7 @@ impl Trainer {
             .batch_size(layout.device_batch)
             .set_device(train_device.clone());
         let loader_train = Prefetch::new(match &ranks {
-            Some(r) => builder.build(RankSlice {
-                order: order.clone(),
-                replicas: r.replicas.clone(),
-                rank: r.comm.rank(),
-            }),
+            Some(r) => builder.build(r.slice(order.clone())),
             None => builder.build(order.clone()),
         });
         let valid_started = Arc::new(Mutex::new(None));
@@ -688,7 +676,7 @@ impl Trainer {
             );
         }
         if let Some(ranks) = ranks {
-            strategy = strategy.with_ranks(ranks, steps_per_epoch);
+            strategy = strategy.with_ranks(ranks, steps_per_epoch, train.len());
         }
         let learner = Learner::new(supervised, config.optimizer.build(), rates(scheduler)?);
 
@@ -700,14 +688,7 @@ impl Trainer {
             .metric_train_numeric(PerStep(EpochLoss::new()))
             .metric_valid_numeric(PerStep(EpochLoss::new()))
             .num_epochs(config.epochs)
-            .with_training_strategy(if replicas.count() > 1 {
-                TrainingStrategy::Default(ExecutionStrategy::multi(
-                    replicas.devices.clone(),
-                    MultiDeviceOptim::OptimMainDevice,
-                ))
-            } else {
-                TrainingStrategy::Custom(Arc::new(strategy))
-            });
+            .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)));
         training = training.renderer(Box::new(ProgressRenderer::new(
             config.verbosity,
             failures.clone(),
