@@ -15,6 +15,19 @@ use kiln_cnn::fused;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
+/// Under bf16 products (`kiln_common::Precision::Bf16`): operands rounded to 8 significant bits
+/// (relative error up to 2^-9 each), sums in f32, so that a sum's error scales with its terms'
+/// magnitudes, not its own (a weight gradient sums hundreds of products of both signs): 2% of
+/// the tensor's largest value.
+const BF16_TOLERANCE: f32 = 2e-2;
+
+/// The precision is process-wide: the tests of this binary take turns.
+static PRECISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+std::thread_local! {
+    /// The largest difference from PyTorch `assert_close` has seen on this thread.
+    static WORST: std::cell::Cell<f32> = const { std::cell::Cell::new(0.0) };
+}
 
 /// This crate's directory: cargo's at run time (a test binary built from another checkout that
 /// shares the target directory keeps that checkout's path in `env!`), else the build's.
@@ -54,9 +67,16 @@ fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &Value) {
     let (want, shape) = flatten(want);
     assert_eq!(got.dims().to_vec(), shape, "{what}: shape");
     let got: Vec<f32> = got.into_data().iter::<f32>().collect();
+    let tolerance = match kiln_common::precision() {
+        kiln_common::Precision::Bf16 => {
+            BF16_TOLERANCE * want.iter().fold(1f32, |m, w| m.max(w.abs()))
+        }
+        kiln_common::Precision::F32 => TOLERANCE,
+    };
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        WORST.with(|worst| worst.set(worst.get().max((g - w).abs())));
         assert!(
-            (g - w).abs() < TOLERANCE,
+            (g - w).abs() < tolerance,
             "{what}[{i}]: kiln {g} vs PyTorch {w}"
         );
     }
@@ -87,6 +107,25 @@ fn conv(case: &Value, device: &Device) -> Conv2d {
 
 #[test]
 fn fused_and_composed_convolutions_equal_pytorch() {
+    let _turn = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
+    check_convolutions(&["fused", "composed"]);
+}
+
+/// The fused convolution's bf16 products (`--precision bf16`) against the same float64
+/// references: within bf16's rounding, and not the f32 result (the products did run in bf16).
+#[test]
+fn the_fused_convolution_in_bf16_matches_pytorch_within_bf16_rounding() {
+    let _turn = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
+    let _bf16 = kiln_common::PrecisionScope::new(kiln_common::Precision::Bf16);
+    WORST.with(|w| w.set(0.0));
+    check_convolutions(&["fused"]);
+    let worst = WORST.with(|w| w.get());
+    eprintln!("fused convolution in bf16: largest difference from PyTorch {worst:e}");
+    assert!(worst > 1e-4, "no bf16 rounding to be seen ({worst:e})");
+}
+
+/// Every case of the fixture on each of `paths` ("fused", "composed").
+fn check_convolutions(paths: &[&str]) {
     let device = Device::flex().autodiff();
     let fixture = fixture();
     let cases = fixture["cases"].as_array().unwrap();
@@ -97,7 +136,7 @@ fn fused_and_composed_convolutions_equal_pytorch() {
         let with_relu = case["relu"].as_bool().unwrap();
         let pool = case["pool"].as_u64().unwrap() as usize;
         let max_pool = (pool > 1).then(|| MaxPool2dConfig::new([pool, pool]).init());
-        for path in ["fused", "composed"] {
+        for &path in paths {
             let x: Tensor<4> = tensor::<4>(&case["input"], &device).require_grad();
             let out = if path == "fused" {
                 let padding = fused::applies_to(&conv, &x).expect("the fused path applies");

@@ -61,9 +61,23 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), for `m x k` times `k x n`
-/// matrices given as (slice, row stride, column stride).
-#[allow(clippy::too_many_arguments)]
+/// matrices given as (slice, row stride, column stride); in bf16 with f32 sums when the
+/// [precision](crate::precision) is bf16 ([`matmul_bf16`](crate::amx::matmul_bf16)).
 pub fn matmul(
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    accumulate: bool,
+) {
+    match crate::precision() {
+        crate::Precision::Bf16 => crate::amx::matmul_bf16(dims, dst, lhs, rhs, accumulate),
+        crate::Precision::F32 => matmul_f32(dims, dst, lhs, rhs, accumulate),
+    }
+}
+
+/// [`matmul`] in f32, whatever the precision.
+pub fn matmul_f32(
     (m, n, k): (usize, usize, usize),
     dst: (&mut [f32], usize),
     lhs: (&[f32], usize, usize),

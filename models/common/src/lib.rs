@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod activation;
+pub mod amx;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
 #[allow(deprecated)]
 // Without a CPU backend the generated dispatch routes nowhere and leaves its arguments unread.
@@ -18,11 +19,13 @@ mod dense_kernel;
 mod dropout;
 pub mod kernel;
 mod model;
+pub mod precision;
 mod summary;
 mod units;
 
 pub use activation::{Activation, UnknownActivation};
 pub use dropout::{Dropout, DropoutConfig, DropoutDraw};
 pub use model::{BatchInput, Model};
+pub use precision::{Precision, PrecisionScope, UnknownPrecision, precision, set_precision};
 pub use summary::{Layer, Summary, summary, thousands};
 pub use units::LayerActivations;

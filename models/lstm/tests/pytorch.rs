@@ -8,6 +8,19 @@ use kiln_lstm::{GruConfig, LstmConfig};
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
+/// Under bf16 products (`kiln_common::Precision::Bf16`): operands rounded to 8 significant bits
+/// (relative error up to 2^-9 each), sums in f32, so that a sum's error scales with its terms'
+/// magnitudes, not its own (a weight gradient sums hundreds of products of both signs): 2% of
+/// the tensor's largest value.
+const BF16_TOLERANCE: f32 = 2e-2;
+
+/// The precision is process-wide: the tests of this binary take turns.
+static PRECISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+std::thread_local! {
+    /// The largest difference from PyTorch `assert_close` has seen on this thread.
+    static WORST: std::cell::Cell<f32> = const { std::cell::Cell::new(0.0) };
+}
 
 /// This crate's directory: cargo's at run time (a test binary built from another checkout that
 /// shares the target directory keeps that checkout's path in `env!`), else the build's.
@@ -51,9 +64,16 @@ fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &Value) {
     let (want, shape) = flatten(want);
     assert_eq!(got.dims().to_vec(), shape, "{what}: shape");
     let got: Vec<f32> = got.into_data().iter::<f32>().collect();
+    let tolerance = match kiln_common::precision() {
+        kiln_common::Precision::Bf16 => {
+            BF16_TOLERANCE * want.iter().fold(1f32, |m, w| m.max(w.abs()))
+        }
+        kiln_common::Precision::F32 => TOLERANCE,
+    };
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        WORST.with(|worst| worst.set(worst.get().max((g - w).abs())));
         assert!(
-            (g - w).abs() < TOLERANCE,
+            (g - w).abs() < tolerance,
             "{what}[{i}]: kiln {g} vs PyTorch {w}"
         );
     }
@@ -143,16 +163,37 @@ fn check_lstm(name: &str, bidirectional: bool) {
 
 #[test]
 fn lstm_matches_pytorch() {
+    let _turn = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
     check_lstm("torch_lstm", false);
 }
 
 #[test]
 fn bidirectional_lstm_matches_pytorch() {
+    let _turn = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
     check_lstm("torch_bilstm", true);
+}
+
+/// The fused LSTM's bf16 products (`--precision bf16`) against the same float64 references:
+/// within bf16's rounding, and not the f32 result (the products did run in bf16).
+#[test]
+fn lstm_in_bf16_matches_pytorch_within_bf16_rounding() {
+    let _turn = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
+    let _bf16 = kiln_common::PrecisionScope::new(kiln_common::Precision::Bf16);
+    for (name, bidirectional) in [("torch_lstm", false), ("torch_bilstm", true)] {
+        WORST.with(|w| w.set(0.0));
+        check_lstm(name, bidirectional);
+        let worst = WORST.with(|w| w.get());
+        eprintln!("{name} in bf16: largest difference from PyTorch {worst:e}");
+        assert!(
+            worst > 1e-4,
+            "{name}: no bf16 rounding to be seen ({worst:e})"
+        );
+    }
 }
 
 #[test]
 fn gru_matches_pytorch() {
+    let _turn = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
     let f = fixture("torch_gru");
     let device = Device::flex().autodiff();
     let mut gru = GruConfig::new(3, 4).init(&device);

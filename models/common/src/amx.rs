@@ -1,0 +1,543 @@
+//! Matrix products in bfloat16 with float32 accumulation on Intel's AMX tile unit (Sapphire
+//! Rapids and later): `tdpbf16ps` multiplies a 16 x 32 tile of bf16 by a 32 x 16 one into 16 x 16
+//! f32 sums, 16 times the multiply-adds of an AVX-512 FMA per instruction.
+//!
+//! [`matmul_bf16`] has [`matmul`](crate::kernel::matmul)'s interface: the operands (f32, any
+//! strides) are rounded to bf16 (to nearest, ties to even) as they are packed into tiles, the
+//! products summed in f32 and added to (or written over) `dst`. Where the CPU has no AMX, or the
+//! operating system does not grant it, the same rounding is done and the product of the rounded
+//! operands runs in f32 ([`matmul_f32`](crate::kernel::matmul_f32)): a product of two bf16 values is
+//! exact in f32, so both paths compute the same sums, in a different order.
+//!
+//! The inline assembly is the only way to AMX on stable Rust (its intrinsics are unstable);
+//! every `asm!` block below names the tile registers it uses in its comment.
+
+use std::arch::asm;
+use std::sync::OnceLock;
+
+/// Rows of a tile, and f32 columns of the result tile.
+const T: usize = 16;
+/// bf16 values along the summed dimension per tile (64 bytes a row).
+const TK: usize = 32;
+/// A packed tile: 16 rows of 64 bytes.
+const TILE: usize = T * TK;
+
+/// f32 to bf16, rounded to nearest, ties to even; NaN stays NaN (quiet).
+#[inline(always)]
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// bf16 back to f32 (exact).
+#[inline(always)]
+pub fn from_bf16(v: u16) -> f32 {
+    f32::from_bits(u32::from(v) << 16)
+}
+
+/// `x` rounded to the nearest bf16, as an f32.
+#[inline(always)]
+pub fn round_bf16(x: f32) -> f32 {
+    from_bf16(to_bf16(x))
+}
+
+/// Whether this process may use AMX's bf16 tiles: the CPU has them and Linux granted this
+/// process the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`), asked
+/// once.
+pub fn amx_available() -> bool {
+    static GRANTED: OnceLock<bool> = OnceLock::new();
+    *GRANTED.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE (std's detection of them is
+            // unstable).
+            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+            if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+            const XFEATURE_XTILEDATA: i64 = 18;
+            let ret: i64;
+            // SAFETY: the arch_prctl system call (158) with two integer arguments; it reads and
+            // writes no memory of this process. `syscall` clobbers rcx and r11.
+            unsafe {
+                asm!("syscall", inlateout("rax") 158i64 => ret, in("rdi") ARCH_REQ_XCOMP_PERM,
+                     in("rsi") XFEATURE_XTILEDATA, lateout("rcx") _, lateout("r11") _,
+                     options(nostack));
+            }
+            ret == 0
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        false
+    })
+}
+
+/// An operand as (slice, row stride, column stride).
+type Operand<'a> = (&'a [f32], usize, usize);
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`) with bf16 operands and f32 sums,
+/// for `m x k` times `k x n` matrices; as [`matmul`](crate::kernel::matmul) otherwise.
+pub fn matmul_bf16(
+    dims: (usize, usize, usize),
+    dst: (&mut [f32], usize),
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
+    // Below one tile's depth, the padding would be most of the work.
+    let tiles = amx_available() && dims.2 >= TK;
+    product(tiles, dims, dst, lhs, rhs, accumulate);
+}
+
+/// [`matmul_bf16`] on AMX tiles (`tiles`, which the caller checked the CPU has) or by the
+/// rounded operands' f32 product.
+fn product(
+    tiles: bool,
+    (m, n, k): (usize, usize, usize),
+    dst: (&mut [f32], usize),
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
+    if m * n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    // Every element each operand's strides reach lies inside its slice (the tile kernel's
+    // stores rely on `dst`'s).
+    assert!(last(m, n, dst.1, 1) < dst.0.len() && dst.1 >= n);
+    assert!(m * k == 0 || last(m, k, lhs.1, lhs.2) < lhs.0.len());
+    assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
+    if !tiles {
+        let round = |(v, rs, cs): Operand, rows: usize, cols: usize| -> Vec<f32> {
+            let mut out = Vec::with_capacity(rows * cols);
+            for r in 0..rows {
+                out.extend((0..cols).map(|c| round_bf16(v[r * rs + c * cs])));
+            }
+            out
+        };
+        let (a, b) = (round(lhs, m, k), round(rhs, k, n));
+        crate::kernel::matmul_f32((m, n, k), dst, (&a, k, 1), (&b, n, 1), accumulate);
+        return;
+    }
+    let a = row_major(lhs, m, k);
+    let b = pack_rhs(rhs, k, n);
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst.0[r * dst.1..r * dst.1 + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    tiles_product(&a, &b, (m, n, k), dst, accumulate);
+}
+
+/// Blocks of `T` rows (or columns), rounded up to an even count (the kernel works on 2 x 2
+/// blocks of tiles).
+fn blocks(len: usize) -> usize {
+    len.div_ceil(T).next_multiple_of(2)
+}
+
+/// `v` as a row-major `rows x cols` matrix: borrowed when it is one already, copied otherwise.
+fn row_major<'a>(
+    (v, rs, cs): Operand<'a>,
+    rows: usize,
+    cols: usize,
+) -> std::borrow::Cow<'a, [f32]> {
+    if cs == 1 && rs == cols {
+        return std::borrow::Cow::Borrowed(&v[..rows * cols]);
+    }
+    let mut out = vec![0f32; rows * cols];
+    if rs == 1 {
+        // A transposed matrix: read its columns (contiguous) into the rows.
+        for c in 0..cols {
+            for (r, x) in v[c * cs..c * cs + rows].iter().enumerate() {
+                out[r * cols + c] = *x;
+            }
+        }
+    } else {
+        for r in 0..rows {
+            for c in 0..cols {
+                out[r * cols + c] = v[r * rs + c * cs];
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Rows `first..first + 2 * T` of `a` (row-major, `m x k`) as two row blocks of tiles into
+/// `out`: row block `i` (0 or 1), k block `p` at `(i * kb + p) * TILE`, each 16 rows of 32
+/// bf16; zeros past the matrix.
+fn pack_lhs(a: &[f32], (m, k): (usize, usize), first: usize, out: &mut [u16]) {
+    let kb = k.div_ceil(TK);
+    out.fill(0);
+    for r in first..m.min(first + 2 * T) {
+        let (i, row) = ((r - first) / T, r % T);
+        for (p, chunk) in a[r * k..(r + 1) * k].chunks(TK).enumerate() {
+            let at = (i * kb + p) * TILE + row * TK;
+            convert(chunk, &mut out[at..at + chunk.len()]);
+        }
+    }
+}
+
+/// `rhs` (`k x n`) as tiles in AMX's pair layout: column block `j`, k block `p` at
+/// `(j * kb + p) * TILE`, row `q` of a tile holding k `2q` and `2q + 1` of each of its 16
+/// columns, interleaved; zeros past the matrix.
+fn pack_rhs(rhs: Operand, k: usize, n: usize) -> Vec<u16> {
+    let v = row_major(rhs, k, n);
+    let (nb, kb) = (blocks(n), k.div_ceil(TK));
+    let mut out = vec![0u16; nb * kb * TILE];
+    let zeros = vec![0f32; n];
+    for pair in 0..k.div_ceil(2) {
+        let (p, q) = ((2 * pair) / TK, ((2 * pair) % TK) / 2);
+        let even = &v[2 * pair * n..(2 * pair + 1) * n];
+        let odd = match 2 * pair + 1 < k {
+            true => &v[(2 * pair + 1) * n..(2 * pair + 2) * n],
+            false => &zeros[..],
+        };
+        for j in 0..n.div_ceil(T) {
+            let cols = T.min(n - j * T);
+            let at = (j * kb + p) * TILE + q * TK;
+            interleave(
+                &even[j * T..j * T + cols],
+                &odd[j * T..j * T + cols],
+                &mut out[at..at + 2 * cols],
+            );
+        }
+    }
+    out
+}
+
+/// `out[i] = bf16(src[i])`.
+fn convert(src: &[f32], out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if src.len() == TK && avx512_bf16() {
+        // SAFETY: the CPU has AVX-512 BF16 (checked); `src` holds 32 f32 and `out` 32 u16
+        // (the lengths checked), read and written unaligned.
+        unsafe { convert32(src, out) };
+        return;
+    }
+    out.iter_mut().zip(src).for_each(|(o, &x)| *o = to_bf16(x));
+}
+
+/// `out[2c] = bf16(even[c])`, `out[2c + 1] = bf16(odd[c])`.
+fn interleave(even: &[f32], odd: &[f32], out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if even.len() == T && avx512_bf16() {
+        // SAFETY: the CPU has AVX-512 BF16 (checked); `even` and `odd` hold 16 f32 and `out`
+        // 32 u16 (the callers' lengths), read and written unaligned.
+        unsafe { interleave16(even, odd, out) };
+        return;
+    }
+    for (c, (&e, &o)) in even.iter().zip(odd).enumerate() {
+        out[2 * c] = to_bf16(e);
+        out[2 * c + 1] = to_bf16(o);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_bf16() -> bool {
+    std::arch::is_x86_feature_detected!("avx512bf16")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn convert32(src: &[f32], out: &mut [u16]) {
+    use std::arch::x86_64::*;
+    debug_assert!(src.len() == TK && out.len() == TK);
+    // SAFETY: (the caller's) 32 f32 read, 32 u16 written, unaligned.
+    unsafe {
+        let lo = _mm512_loadu_ps(src.as_ptr());
+        let hi = _mm512_loadu_ps(src.as_ptr().add(16));
+        // Rounds to nearest even, as `to_bf16`; the second argument is the low half.
+        let packed = _mm512_cvtne2ps_pbh(hi, lo);
+        _mm512_storeu_si512(
+            out.as_mut_ptr().cast(),
+            std::mem::transmute::<__m512bh, __m512i>(packed),
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn interleave16(even: &[f32], odd: &[f32], out: &mut [u16]) {
+    use std::arch::x86_64::*;
+    debug_assert!(even.len() == T && odd.len() == T && out.len() == 2 * T);
+    // SAFETY: (the caller's) 16 + 16 f32 read, 32 u16 written, unaligned.
+    unsafe {
+        let e = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(
+            _mm512_cvtneps_pbh(_mm512_loadu_ps(even.as_ptr())),
+        ));
+        let o = _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(
+            _mm512_cvtneps_pbh(_mm512_loadu_ps(odd.as_ptr())),
+        ));
+        let pairs = _mm512_or_si512(e, _mm512_slli_epi32(o, 16));
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), pairs);
+    }
+}
+
+/// The palette-1 configuration of eight 16 x 64-byte tiles.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl TileConfig {
+    fn new() -> Self {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        for t in 0..8 {
+            c[16 + 2 * t] = 64; // bytes a row
+            c[48 + t] = T as u8; // rows
+        }
+        Self(c)
+    }
+}
+
+/// The product of `a` (row-major `m x k`) and packed `b` into `dst`: every 32 x 32 block of
+/// the result as four tiles summed over the k blocks, 32 rows of `a` packed at a time; split
+/// over rayon's threads by 32 rows when large (each thread configures its own tiles).
+fn tiles_product(
+    a: &[f32],
+    b: &[u16],
+    (m, n, k): (usize, usize, usize),
+    (dst, stride): (&mut [f32], usize),
+    accumulate: bool,
+) {
+    use rayon::prelude::*;
+    let (nb, kb) = (blocks(n), k.div_ceil(TK));
+    let row_pairs = blocks(m) / 2;
+    let rows_per_task = 2 * T * stride;
+    let task = |(pair, out): (usize, &mut [f32])| {
+        let config = TileConfig::new();
+        let mut packed = vec![0u16; 2 * kb * TILE];
+        pack_lhs(a, (m, k), 2 * pair * T, &mut packed);
+        let mut block = [0f32; 4 * T * T];
+        // Whole 32-row blocks are read and written in place; the last, partial one through
+        // `block`.
+        let whole_rows = (2 * pair + 2) * T <= m;
+        // SAFETY: `config` is a valid palette-1 configuration (64-byte aligned, 8 tiles of
+        // 16 rows x 64 bytes); the tiles are released below on the same thread.
+        unsafe { asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack)) };
+        for jp in 0..nb / 2 {
+            let in_place = whole_rows && (2 * jp + 2) * T <= n;
+            let (c, c_stride) = match in_place {
+                true => (out[2 * jp * T..].as_mut_ptr(), stride),
+                false => (block.as_mut_ptr(), 2 * T),
+            };
+            // The four result tiles: rows 0-15 and 16-31, columns 0-15 and 16-31 of the block.
+            let c_at = |t: usize| (t / 2) * T * c_stride + (t % 2) * T;
+            let a0 = packed.as_ptr();
+            // SAFETY: offset within `packed` (2 * kb tiles).
+            let a1 = unsafe { a0.add(kb * TILE) };
+            let b0 = b[(2 * jp) * kb * TILE..].as_ptr();
+            let b1 = b[(2 * jp + 1) * kb * TILE..].as_ptr();
+            // SAFETY: tmm0-3 hold the four result tiles, loaded from (or stored to) `c`: in
+            // place, 32 rows x 32 columns of `out` inside the matrix (`whole_rows`, the
+            // columns checked), rows `stride` floats apart; otherwise `block` (32 x 32 f32,
+            // rows 32 floats apart). Each k block loads two tiles of `a` (tmm4, tmm5)
+            // and two of `b` (tmm6, tmm7), each 16 rows of 64 bytes at offset p * TILE of a
+            // row block of kb such tiles (the packings' lengths).
+            unsafe {
+                if in_place && accumulate {
+                    asm!(
+                        "tileloadd tmm0, [{c0} + {s}]",
+                        "tileloadd tmm1, [{c1} + {s}]",
+                        "tileloadd tmm2, [{c2} + {s}]",
+                        "tileloadd tmm3, [{c3} + {s}]",
+                        c0 = in(reg) c.add(c_at(0)),
+                        c1 = in(reg) c.add(c_at(1)),
+                        c2 = in(reg) c.add(c_at(2)),
+                        c3 = in(reg) c.add(c_at(3)),
+                        s = in(reg) 4 * c_stride,
+                        options(nostack),
+                    );
+                } else {
+                    asm!(
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        options(nostack)
+                    );
+                }
+                for p in 0..kb {
+                    asm!(
+                        "tileloadd tmm4, [{a0} + {s}]",
+                        "tileloadd tmm5, [{a1} + {s}]",
+                        "tileloadd tmm6, [{b0} + {s}]",
+                        "tileloadd tmm7, [{b1} + {s}]",
+                        "tdpbf16ps tmm0, tmm4, tmm6",
+                        "tdpbf16ps tmm1, tmm4, tmm7",
+                        "tdpbf16ps tmm2, tmm5, tmm6",
+                        "tdpbf16ps tmm3, tmm5, tmm7",
+                        a0 = in(reg) a0.add(p * TILE),
+                        a1 = in(reg) a1.add(p * TILE),
+                        b0 = in(reg) b0.add(p * TILE),
+                        b1 = in(reg) b1.add(p * TILE),
+                        s = in(reg) 2 * TK,
+                        options(nostack),
+                    );
+                }
+                asm!(
+                    "tilestored [{c0} + {s}], tmm0",
+                    "tilestored [{c1} + {s}], tmm1",
+                    "tilestored [{c2} + {s}], tmm2",
+                    "tilestored [{c3} + {s}], tmm3",
+                    c0 = in(reg) c.add(c_at(0)),
+                    c1 = in(reg) c.add(c_at(1)),
+                    c2 = in(reg) c.add(c_at(2)),
+                    c3 = in(reg) c.add(c_at(3)),
+                    s = in(reg) 4 * c_stride,
+                    options(nostack),
+                );
+            }
+            if in_place {
+                continue;
+            }
+            for r in 0..(2 * T).min(m - 2 * pair * T) {
+                let c0 = 2 * jp * T;
+                let cols = (2 * T).min(n.saturating_sub(c0));
+                if cols == 0 {
+                    break;
+                }
+                let row = &mut out[r * stride + c0..r * stride + c0 + cols];
+                let sums = block[r * 2 * T..r * 2 * T + cols].iter().copied();
+                match accumulate {
+                    true => row.iter_mut().zip(sums).for_each(|(d, s)| *d += s),
+                    false => row.iter_mut().zip(sums).for_each(|(d, s)| *d = s),
+                }
+            }
+        }
+        // SAFETY: releases this thread's tile state configured above.
+        unsafe { asm!("tilerelease", options(nostack)) };
+    };
+    let big = m * n * k >= 128 * 128 * 128 && rayon::current_thread_index().is_none();
+    if big {
+        dst.par_chunks_mut(rows_per_task)
+            .enumerate()
+            .take(row_pairs)
+            .for_each(task);
+    } else {
+        dst.chunks_mut(rows_per_task)
+            .enumerate()
+            .take(row_pairs)
+            .for_each(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        let mut state = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// Both paths against the definition (the rounded operands' products summed in f64), for
+    /// shapes with partial tiles and blocks, one row or column, transposed operands, written
+    /// over and accumulated onto, on one thread and above the threshold on every core.
+    #[test]
+    fn both_paths_compute_the_rounded_operands_product() {
+        let paths: &[bool] = match amx_available() {
+            true => &[true, false],
+            false => {
+                eprintln!("no AMX on this CPU: only the rounding path is checked");
+                &[false]
+            }
+        };
+        for &tiles in paths {
+            for (m, n, k, lhs_t, rhs_t, accumulate) in [
+                (1, 1, 1, false, false, true),
+                (7, 13, 5, false, true, false),
+                (64, 128, 784, false, false, true),
+                (64, 128, 784, false, false, false),
+                (33, 511, 129, true, false, true),
+                (200, 200, 200, true, true, false),
+                (50, 17, 70, false, false, true),
+                (12, 40, 0, false, false, false),
+            ] {
+                let (lhs, rhs) = (values(m * k, 1), values(k * n, 2));
+                let l = match lhs_t {
+                    true => (&lhs[..], 1, m),
+                    false => (&lhs[..], k, 1),
+                };
+                let r = match rhs_t {
+                    true => (&rhs[..], 1, k),
+                    false => (&rhs[..], n, 1),
+                };
+                // dst rows 3 wider than the product: those columns stay untouched.
+                let stride = n + 3;
+                let mut dst = values(m * stride, 3);
+                let before = dst.clone();
+                product(tiles, (m, n, k), (&mut dst, stride), l, r, accumulate);
+                for i in 0..m {
+                    for j in 0..stride {
+                        let got = dst[i * stride + j];
+                        if j >= n {
+                            assert_eq!(got, before[i * stride + j], "outside the product");
+                            continue;
+                        }
+                        let start = if accumulate {
+                            before[i * stride + j] as f64
+                        } else {
+                            0.0
+                        };
+                        let want = start
+                            + (0..k)
+                                .map(|p| {
+                                    round_bf16(l.0[i * l.1 + p * l.2]) as f64
+                                        * round_bf16(r.0[p * r.1 + j * r.2]) as f64
+                                })
+                                .sum::<f64>();
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "tiles {tiles}, [{m}x{k}]·[{k}x{n}] at ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even_and_keeps_nan_and_infinity() {
+        assert_eq!(round_bf16(1.0), 1.0);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: to the even one, 1.
+        assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0);
+        assert_eq!(round_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
+        assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
+        assert!(round_bf16(f32::NAN).is_nan());
+        // A NaN whose payload is in the low bits only stays NaN, not infinity.
+        assert!(round_bf16(f32::from_bits(0x7F80_0001)).is_nan());
+        // The vector conversion rounds as the scalar one.
+        let src: Vec<f32> = (0..TK).map(|i| 1.0 + i as f32 * 2f32.powi(-9)).collect();
+        let mut fast = vec![0u16; TK];
+        convert(&src, &mut fast);
+        let slow: Vec<u16> = src.iter().map(|&x| to_bf16(x)).collect();
+        assert_eq!(fast, slow);
+        let (even, odd) = (&src[..T], &src[T..]);
+        let mut pairs = vec![0u16; 2 * T];
+        interleave(even, odd, &mut pairs);
+        for c in 0..T {
+            assert_eq!(
+                [pairs[2 * c], pairs[2 * c + 1]],
+                [to_bf16(even[c]), to_bf16(odd[c])]
+            );
+        }
+    }
+}
