@@ -482,6 +482,11 @@ pub struct TrainArgs {
     /// Seed of splits, initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Number format of the fused layers' matrix products (dense, convolution, LSTM), forward
+    /// and backward: f32, or bf16 (operands rounded to bfloat16, sums and weights in f32; on
+    /// AMX tiles where the CPU has them). CPU backends; not for a GRU (its recurrence is Burn's).
+    #[arg(long, default_value = "f32")]
+    pub precision: kiln::common::Precision,
     /// Backend: flex, ndarray or wgpu (among those compiled in) [default: $BURN_DEVICE, else flex].
     #[arg(long)]
     pub device: Option<String>,

@@ -54,6 +54,7 @@ pub use fit::progress::Verbosity;
 pub use fit::ranks::Collective;
 pub use fit::steps::{StepOutput, StepOutputs};
 pub use fit::trainer::{FitResult, Trainer, TrainerConfig};
+pub use kiln_common::Precision;
 pub use lr_find::{LrFindResult, LrFinder};
 pub use memory::{
     available_memory, check_memory, checkpoint_bytes, human_bytes, optimizer_slots, training_bytes,

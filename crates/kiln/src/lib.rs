@@ -35,7 +35,7 @@ pub mod prelude {
     pub use burn::module::Module;
     pub use burn::tensor::{Device, Tensor};
     pub use kiln_cnn::{Cnn, CnnConfig, ConvBlockConfig, Padding, Pool, Preset};
-    pub use kiln_common::{Activation, Model, summary};
+    pub use kiln_common::{Activation, Model, Precision, summary};
     pub use kiln_datasets::{Data, Targets};
     pub use kiln_fnn::{Mlp, MlpConfig, Perceptron, PerceptronConfig};
     pub use kiln_lstm::{SequenceModel, SequenceModelConfig};

@@ -87,6 +87,7 @@ pub fn matmul_bf16(
     rhs: Operand,
     accumulate: bool,
 ) {
+    crate::precision::count_bf16_product();
     // Below one tile's depth, the padding would be most of the work.
     let tiles = amx_available() && dims.2 >= TK;
     product(tiles, dims, dst, lhs, rhs, accumulate);
@@ -114,19 +115,19 @@ fn product(
     assert!(m * k == 0 || last(m, k, lhs.1, lhs.2) < lhs.0.len());
     assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
     if !tiles {
-        let round = |(v, rs, cs): Operand, rows: usize, cols: usize| -> Vec<f32> {
-            let mut out = Vec::with_capacity(rows * cols);
-            for r in 0..rows {
-                out.extend((0..cols).map(|c| round_bf16(v[r * rs + c * cs])));
-            }
+        // The operands' reachable values rounded, read with their own strides.
+        let rounded = |(v, rs, cs): Operand, rows: usize, cols: usize| -> Vec<f32> {
+            let mut out = v[..(last(rows, cols, rs, cs) + 1).min(v.len())].to_vec();
+            round_all(&mut out);
             out
         };
-        let (a, b) = (round(lhs, m, k), round(rhs, k, n));
-        crate::kernel::matmul_f32((m, n, k), dst, (&a, k, 1), (&b, n, 1), accumulate);
+        let (a, b) = (rounded(lhs, m, k), rounded(rhs, k, n));
+        let (a, b) = ((&a[..], lhs.1, lhs.2), (&b[..], rhs.1, rhs.2));
+        crate::kernel::matmul_f32((m, n, k), dst, a, b, accumulate);
         return;
     }
-    let a = row_major(lhs, m, k);
-    let b = pack_rhs(rhs, k, n);
+    let mut b = SCRATCH_RHS.with(|c| c.take());
+    pack_rhs(rhs, k, n, &mut b);
     if k == 0 {
         if !accumulate {
             for r in 0..m {
@@ -135,8 +136,28 @@ fn product(
         }
         return;
     }
-    tiles_product(&a, &b, (m, n, k), dst, accumulate);
+    tiles_product(lhs, &b, (m, n, k), dst, accumulate);
+    SCRATCH_RHS.with(|c| c.replace(b));
 }
+
+std::thread_local! {
+    /// The packed right operand's buffer, kept between products on each thread, so that a
+    /// training step does not fault in fresh pages for it.
+    static SCRATCH_RHS: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+crate::vectorised!(
+    /// Rounds every value to the nearest bf16 (as [`round_bf16`], branch-free so that it
+    /// vectorises).
+    round_all(v: &mut [f32]) {
+        v.iter_mut().for_each(|x| {
+            let bits = x.to_bits();
+            let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1))) & 0xFFFF_0000;
+            let nan = (bits & 0x7FFF_FFFF) > 0x7F80_0000;
+            *x = f32::from_bits(if nan { bits | 0x0040_0000 } else { rounded } & 0xFFFF_0000);
+        });
+    }
+);
 
 /// Blocks of `T` rows (or columns), rounded up to an even count (the kernel works on 2 x 2
 /// blocks of tiles).
@@ -144,74 +165,94 @@ fn blocks(len: usize) -> usize {
     len.div_ceil(T).next_multiple_of(2)
 }
 
-/// `v` as a row-major `rows x cols` matrix: borrowed when it is one already, copied otherwise.
-fn row_major<'a>(
-    (v, rs, cs): Operand<'a>,
-    rows: usize,
-    cols: usize,
-) -> std::borrow::Cow<'a, [f32]> {
-    if cs == 1 && rs == cols {
-        return std::borrow::Cow::Borrowed(&v[..rows * cols]);
-    }
-    let mut out = vec![0f32; rows * cols];
-    if rs == 1 {
-        // A transposed matrix: read its columns (contiguous) into the rows.
-        for c in 0..cols {
-            for (r, x) in v[c * cs..c * cs + rows].iter().enumerate() {
-                out[r * cols + c] = *x;
+/// Rows `first..first + 2 * T` of `lhs` (`m x k`) as two row blocks of tiles into `out`: row
+/// block `i` (0 or 1), k block `p` at `(i * kb + p) * TILE`, each 16 rows of 32 bf16; zeros
+/// past the matrix.
+fn pack_lhs((v, rs, cs): Operand, (m, k): (usize, usize), first: usize, out: &mut [u16]) {
+    let kb = k.div_ceil(TK);
+    let rows = first..m.min(first + 2 * T);
+    out.fill(0);
+    let at = |r: usize, c: usize| ((r - first) / T * kb + c / TK) * TILE + (r % T) * TK + c % TK;
+    if cs == 1 {
+        // Rows contiguous: 32 values of a row at a time.
+        for r in rows {
+            for (p, chunk) in v[r * rs..r * rs + k].chunks(TK).enumerate() {
+                let to = at(r, p * TK);
+                convert(chunk, &mut out[to..to + chunk.len()]);
+            }
+        }
+    } else if rs == 1 {
+        // Columns contiguous (a transposed matrix): the block's rows of each column converted
+        // together, then each value to its row.
+        let mut column = [0u16; 2 * T];
+        let n_rows = rows.len();
+        for c in 0..k {
+            let src = &v[c * cs + first..c * cs + first + n_rows];
+            convert(src, &mut column[..n_rows]);
+            for (r, &value) in rows.clone().zip(&column[..n_rows]) {
+                out[at(r, c)] = value;
             }
         }
     } else {
-        for r in 0..rows {
-            for c in 0..cols {
-                out[r * cols + c] = v[r * rs + c * cs];
+        for r in rows {
+            for c in 0..k {
+                out[at(r, c)] = to_bf16(v[r * rs + c * cs]);
             }
         }
     }
-    std::borrow::Cow::Owned(out)
 }
 
-/// Rows `first..first + 2 * T` of `a` (row-major, `m x k`) as two row blocks of tiles into
-/// `out`: row block `i` (0 or 1), k block `p` at `(i * kb + p) * TILE`, each 16 rows of 32
-/// bf16; zeros past the matrix.
-fn pack_lhs(a: &[f32], (m, k): (usize, usize), first: usize, out: &mut [u16]) {
-    let kb = k.div_ceil(TK);
-    out.fill(0);
-    for r in first..m.min(first + 2 * T) {
-        let (i, row) = ((r - first) / T, r % T);
-        for (p, chunk) in a[r * k..(r + 1) * k].chunks(TK).enumerate() {
-            let at = (i * kb + p) * TILE + row * TK;
-            convert(chunk, &mut out[at..at + chunk.len()]);
-        }
-    }
-}
-
-/// `rhs` (`k x n`) as tiles in AMX's pair layout: column block `j`, k block `p` at
+/// `rhs` (`k x n`) as tiles in AMX's pair layout into `out`: column block `j`, k block `p` at
 /// `(j * kb + p) * TILE`, row `q` of a tile holding k `2q` and `2q + 1` of each of its 16
 /// columns, interleaved; zeros past the matrix.
-fn pack_rhs(rhs: Operand, k: usize, n: usize) -> Vec<u16> {
-    let v = row_major(rhs, k, n);
+fn pack_rhs((v, rs, cs): Operand, k: usize, n: usize, out: &mut Vec<u16>) {
     let (nb, kb) = (blocks(n), k.div_ceil(TK));
-    let mut out = vec![0u16; nb * kb * TILE];
-    let zeros = vec![0f32; n];
-    for pair in 0..k.div_ceil(2) {
-        let (p, q) = ((2 * pair) / TK, ((2 * pair) % TK) / 2);
-        let even = &v[2 * pair * n..(2 * pair + 1) * n];
-        let odd = match 2 * pair + 1 < k {
-            true => &v[(2 * pair + 1) * n..(2 * pair + 2) * n],
-            false => &zeros[..],
-        };
-        for j in 0..n.div_ceil(T) {
-            let cols = T.min(n - j * T);
-            let at = (j * kb + p) * TILE + q * TK;
-            interleave(
-                &even[j * T..j * T + cols],
-                &odd[j * T..j * T + cols],
-                &mut out[at..at + 2 * cols],
-            );
+    out.clear();
+    out.resize(nb * kb * TILE, 0);
+    // Where value (row r, column c) goes.
+    let at =
+        |r: usize, c: usize| (c / T * kb + r / TK) * TILE + (r % TK) / 2 * TK + (c % T) * 2 + r % 2;
+    if cs == 1 {
+        // Rows contiguous: two rows at a time, 16 columns interleaved.
+        let zeros = vec![0f32; n];
+        for pair in 0..k.div_ceil(2) {
+            let r = 2 * pair;
+            let even = &v[r * rs..r * rs + n];
+            let odd = match r + 1 < k {
+                true => &v[(r + 1) * rs..(r + 1) * rs + n],
+                false => &zeros[..],
+            };
+            for j in 0..n.div_ceil(T) {
+                let cols = T.min(n - j * T);
+                let to = at(r, j * T);
+                interleave(
+                    &even[j * T..j * T + cols],
+                    &odd[j * T..j * T + cols],
+                    &mut out[to..to + 2 * cols],
+                );
+            }
+        }
+    } else if rs == 1 {
+        // Columns contiguous (a transposed matrix): a column's k values are already pairs;
+        // 32 at a time converted, each pair to its tile row.
+        let mut chunk = [0u16; TK];
+        for c in 0..n {
+            for (p, src) in v[c * cs..c * cs + k].chunks(TK).enumerate() {
+                convert(src, &mut chunk[..src.len()]);
+                let base = at(p * TK, c);
+                for (i, &value) in chunk[..src.len()].iter().enumerate() {
+                    // Row i: tile row i / 2, the pair's element i % 2.
+                    out[base + i / 2 * TK + i % 2] = value;
+                }
+            }
+        }
+    } else {
+        for r in 0..k {
+            for c in 0..n {
+                out[at(r, c)] = to_bf16(v[r * rs + c * cs]);
+            }
         }
     }
-    out
 }
 
 /// `out[i] = bf16(src[i])`.
@@ -299,11 +340,11 @@ impl TileConfig {
     }
 }
 
-/// The product of `a` (row-major `m x k`) and packed `b` into `dst`: every 32 x 32 block of
+/// The product of `a` (`m x k`) and packed `b` into `dst`: every 32 x 32 block of
 /// the result as four tiles summed over the k blocks, 32 rows of `a` packed at a time; split
 /// over rayon's threads by 32 rows when large (each thread configures its own tiles).
 fn tiles_product(
-    a: &[f32],
+    a: Operand,
     b: &[u16],
     (m, n, k): (usize, usize, usize),
     (dst, stride): (&mut [f32], usize),
@@ -524,6 +565,27 @@ mod tests {
         assert!(round_bf16(f32::NAN).is_nan());
         // A NaN whose payload is in the low bits only stays NaN, not infinity.
         assert!(round_bf16(f32::from_bits(0x7F80_0001)).is_nan());
+        // The branch-free loop rounds as the scalar function.
+        let mut edge = vec![
+            1.0 + 2f32.powi(-8),
+            1.0 + 3.0 * 2f32.powi(-8),
+            -2.5e-3,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::from_bits(0x7F80_0001),
+            f32::NAN,
+            1e-40,
+            0.0,
+        ];
+        let want: Vec<u32> = edge.iter().map(|&x| round_bf16(x).to_bits()).collect();
+        round_all(&mut edge);
+        for (got, want) in edge.iter().zip(&want) {
+            match f32::from_bits(*want).is_nan() {
+                true => assert!(got.is_nan()),
+                false => assert_eq!(got.to_bits(), *want, "{got}"),
+            }
+        }
         // The vector conversion rounds as the scalar one.
         let src: Vec<f32> = (0..TK).map(|i| 1.0 + i as f32 * 2f32.powi(-9)).collect();
         let mut fast = vec![0u16; TK];

@@ -11,7 +11,7 @@
 //! The setting is process-wide, as Keras's policy is: [`PrecisionScope`] sets it for a
 //! training run and restores the previous one after.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,18 @@ impl std::str::FromStr for Precision {
 }
 
 static CURRENT: AtomicU8 = AtomicU8::new(0);
+static BF16_PRODUCTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many matrix products have run in bf16 in this process: what tells a trainer that a
+/// bf16 run did compute in bf16 (a model without fused layers would not).
+pub fn bf16_products() -> u64 {
+    BF16_PRODUCTS.load(Ordering::Relaxed)
+}
+
+/// Counts one bf16 product.
+pub(crate) fn count_bf16_product() {
+    BF16_PRODUCTS.fetch_add(1, Ordering::Relaxed);
+}
 
 /// The precision the fused kernels compute in now.
 pub fn precision() -> Precision {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use kiln::Device;
 use kiln::cnn::{CnnConfig, Preset};
+use kiln::common::Precision;
 use kiln::datasets::LabelSubset;
 use kiln::fnn::{MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModelConfig};
@@ -187,6 +188,7 @@ pub(super) fn trainer_config(args: &TrainArgs, task: Task) -> TrainerConfig {
         unfreeze_at: args.unfreeze_at,
         // `kiln pretrain` sets it, with the vocabulary's mask id.
         masked_lm: None,
+        precision: args.precision,
     }
 }
 
@@ -290,6 +292,13 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
             let cell = if args.model == ModelKind::Lstm {
                 Cell::Lstm
             } else {
+                if args.precision != Precision::F32 {
+                    bail!(
+                        "--precision {}: a GRU's recurrence is Burn's own, in f32 (only its head \
+                         would run in bf16); train it with --precision f32, or use --model lstm",
+                        args.precision
+                    );
+                }
                 Cell::Gru
             };
             let pooling = match args.pooling.as_deref() {

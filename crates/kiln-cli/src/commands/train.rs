@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use kiln::Device;
 use kiln::backend;
 use kiln::burn::module::Module;
-use kiln::common::thousands;
+use kiln::common::{Precision, thousands};
 use kiln::train::{
     CsvLogger, DataProfile, FitResult, History, PlotRun, RunDir, TrainError, Trainer,
     TrainerConfig, Verbosity, checkpoint_bytes, diagnose, freeze, human_bytes, init_from,
@@ -307,6 +307,7 @@ pub(super) fn run_training(
     };
     let device = devices[0].clone();
     let mut trainer = config.trainer.clone();
+    let precision = trainer.precision;
     if devices.len() > 1 {
         trainer.devices = devices.clone();
         trainer.check().map_err(as_flag)?;
@@ -362,6 +363,9 @@ pub(super) fn run_training(
             if devices.len() > 1 {
                 bail!("the perceptron rule trains on one device: drop --devices");
             }
+            if precision != Precision::F32 {
+                bail!("the perceptron rule has no matrix products: drop --precision");
+            }
             train_perceptron(
                 cfg,
                 prepared,
@@ -374,6 +378,8 @@ pub(super) fn run_training(
     );
     let mut metrics = report.metrics_json(backend, devices.len(), model);
     metrics["ranks"] = job.size.into();
+    metrics["precision"] = precision.name().into();
+    metrics["precision_unit"] = precision.unit().into();
     run.write_json("metrics.json", &metrics)?;
     if !job.writes() {
         return Ok(());

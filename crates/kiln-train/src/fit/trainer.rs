@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::{Adaptor, Metric, Numeric};
 use burn::train::{Interrupter, Learner, SupervisedTraining, TrainingStrategy};
-use kiln_common::Model;
+use kiln_common::{Model, Precision, PrecisionScope};
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +141,7 @@ pub struct TrainerConfig {
     #[serde(default)]
     pub distillation: Option<Distillation>,
     /// The epoch from which the parts in `freeze` train after all, at a fraction of the rate
-    /// (Lightning's `BackboneFinetuning`; see [`Unfreeze`]). One device only. Default: none.
+    /// (Lightning's `BackboneFinetuning`; see [`Unfreeze`]). Not under MPI. Default: none.
     #[serde(default)]
     pub unfreeze_at: Option<Unfreeze>,
     /// Pre-train on unlabelled token data (BERT's masked-language objective): every training
@@ -151,6 +151,17 @@ pub struct TrainerConfig {
     /// unused. Default: none.
     #[serde(default)]
     pub masked_lm: Option<MaskedLm>,
+    /// The number format of the fused CPU kernels' matrix products (dense, convolution, LSTM),
+    /// forward and backward: [`Precision::Bf16`] rounds their operands to bfloat16 and sums in
+    /// float32, on AMX tiles where the CPU has them (PyTorch's `autocast("cpu",
+    /// dtype=torch.bfloat16)`, Keras's `mixed_bfloat16`). Weights, optimiser state, biases,
+    /// activations, losses, softmax and normalisation stay float32, as do the products Burn
+    /// computes itself (attention scores, GELU layers, recurrent heads). Set process-wide for
+    /// the run and restored after (see [`kiln_common::precision`]); needs a CPU backend, and a
+    /// run in which no product ran in bf16 (a model without fused layers) fails rather than
+    /// claim it. Default: [`Precision::F32`].
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn on() -> bool {
@@ -195,6 +206,7 @@ impl TrainerConfig {
             distillation: None,
             unfreeze_at: None,
             masked_lm: None,
+            precision: Precision::F32,
         }
     }
 
@@ -329,6 +341,15 @@ impl Trainer {
     /// A trainer running on `device` (plain; the trainer adds autodiff for training steps).
     pub fn new(config: TrainerConfig, device: Device) -> Result<Self, TrainError> {
         config.check()?;
+        if config.precision == Precision::Bf16 && !kiln_common::kernel::on_host(&device) {
+            return Err(TrainError::option(
+                "precision",
+                format!(
+                    "bf16 runs in kiln's fused CPU kernels, and {device:?} is not a CPU backend's \
+                     device (bf16 and f16 on GPUs are not built yet): train it in f32"
+                ),
+            ));
+        }
         if config.devices.first().is_some_and(|first| *first != device) {
             return Err(TrainError::option(
                 "devices",
@@ -794,7 +815,11 @@ impl Trainer {
         });
 
         let start = Instant::now();
-        let result = training.launch(learner);
+        let products = kiln_common::precision::bf16_products();
+        let result = {
+            let _precision = PrecisionScope::new(config.precision);
+            training.launch(learner)
+        };
         let train_seconds = start.elapsed().as_secs_f64();
         let _ = std::fs::remove_dir_all(&scratch);
         let mut state = Arc::try_unwrap(state)
@@ -836,6 +861,16 @@ impl Trainer {
         }
         if let Some(error) = result.error {
             return Err(TrainError::Training(error.to_string()));
+        }
+        if config.precision == Precision::Bf16
+            && state.history.epochs.len() > done
+            && kiln_common::precision::bf16_products() == products
+        {
+            return Err(TrainError::option(
+                "precision",
+                "bf16 was asked, but no product of this model ran in kiln's fused kernels (its \
+                 layers are all Burn's own, such as a GRU's): the run was f32; train it in f32",
+            ));
         }
         let mut trained = result.model;
 
