@@ -10,6 +10,12 @@
 # line: the medians of kiln's and PyTorch's samples/s, "vs_torch" (the median of the paired
 # ratios kiln/PyTorch), the ratios themselves, and the GFLOP/s of both beside the machine's peak.
 #
+# PRECISION=bf16: each pair is three runs, kiln in bf16 (--precision bf16), kiln in f32 and
+# PyTorch under CPU bf16 autocast (torch_reference.py --precision bf16); the JSON line adds
+# "precision", "vs_f32" (the median of kiln bf16 / kiln f32 over the pairs, with the ratios)
+# and the unit kiln's products ran on. tta runs kiln in bf16 against PyTorch's f32 script (it
+# has no bf16 option).
+#
 # Time to accuracy (tta): kiln-bench tta-mlp and tta-cnn against
 # ../shared/peers/torch_mnist_time_to_accuracy.py on real MNIST (datasets/fetch.sh mnist), the
 # MLP to 97.5% and the CNN to 99.0% test accuracy; prints the training seconds of each and their
@@ -22,6 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PYTHON="${PYTHON:-python3}"
 PAIRS="${PAIRS:-5}"
+PRECISION="${PRECISION:-f32}"
 PEERS="${PEERS:-../shared/peers}"
 MNIST="${KILN_DATA:-${XDG_CACHE_HOME:-$HOME/.cache}/kiln}/mnist"
 [ -f "$PEERS/torch_reference.py" ] || { echo "missing $PEERS/torch_reference.py (the shared PyTorch scripts)" >&2; exit 2; }
@@ -38,24 +45,34 @@ trap 'rm -f "$log"' EXIT
 
 # Summarises the pairs in $log (one kiln line, then one torch line, per pair).
 summarise() {
-    "$PYTHON" - "$log" <<'EOF'
+    "$PYTHON" - "$log" "$PRECISION" <<'EOF'
 import json, statistics, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-kiln = [l for l in lines if l.get("framework") == "kiln"]
+precision = sys.argv[2]
+kiln = [l for l in lines if l.get("framework") == "kiln" and l.get("precision", "f32") == precision]
 torch = [l for l in lines if l.get("framework", "").startswith("torch")]
 ratios = [k["samples_per_sec"] / t["samples_per_sec"] for k, t in zip(kiln, torch)]
 k = statistics.median(l["samples_per_sec"] for l in kiln)
 t = statistics.median(l["samples_per_sec"] for l in torch)
 flop = kiln[0]["flop_per_sample"]
-print(json.dumps({
-    "model": kiln[0]["model"], "pairs": len(ratios), "batch": 64,
+out = {
+    "model": kiln[0]["model"], "pairs": len(ratios), "batch": 64, "precision": precision,
     "kiln_samples_per_sec": round(k), "torch_samples_per_sec": round(t),
     "vs_torch": round(statistics.median(ratios), 3),
     "ratios": [round(r, 3) for r in ratios],
     "kiln_gflops": round(k * flop / 1e9, 1), "torch_gflops": round(t * flop / 1e9, 1),
     "peak_gflops": round(kiln[0]["peak_gflops"], 1),
     "torch": torch[0]["framework"],
-}))
+}
+if precision != "f32":
+    f32 = [l for l in lines if l.get("framework") == "kiln" and l.get("precision") == "f32"]
+    own = [a["samples_per_sec"] / b["samples_per_sec"] for a, b in zip(kiln, f32)]
+    out.update({
+        "kiln_f32_samples_per_sec": round(statistics.median(l["samples_per_sec"] for l in f32)),
+        "vs_f32": round(statistics.median(own), 3), "f32_ratios": [round(r, 3) for r in own],
+        "unit": kiln[0].get("precision_unit"),
+    })
+print(json.dumps(out))
 EOF
 }
 
@@ -67,8 +84,14 @@ throughput() {
     : > "$log"
     for _ in $(seq "$PAIRS"); do
         # kiln holds out 20% for validation (not timed): 5/4 of the samples trains on as many.
-        "$bench" "$model" --backend flex --only kiln --runs 1 --samples $((samples * 5 / 4)) | tee -a "$log"
-        "$PYTHON" "$PEERS/torch_reference.py" "$model" --samples "$samples" | tee -a "$log"
+        "$bench" "$model" --backend flex --only kiln --runs 1 --samples $((samples * 5 / 4)) \
+            --precision "$PRECISION" | tee -a "$log"
+        if [ "$PRECISION" != f32 ]; then
+            "$bench" "$model" --backend flex --only kiln --runs 1 --samples $((samples * 5 / 4)) \
+                --precision f32 | tee -a "$log"
+        fi
+        "$PYTHON" "$PEERS/torch_reference.py" "$model" --samples "$samples" \
+            --precision "$PRECISION" | tee -a "$log"
     done
     summarise
 }
@@ -77,7 +100,7 @@ time_to_accuracy() {
     [ -f "$MNIST/train-images-idx3-ubyte" ] || { echo "no MNIST in $MNIST: datasets/fetch.sh mnist" >&2; exit 2; }
     for model in mlp cnn; do
         local kiln torch
-        kiln="$("$bench" "tta-$model" --backend flex | tee -a /dev/stderr | tail -n 1)"
+        kiln="$("$bench" "tta-$model" --backend flex --precision "$PRECISION" | tee -a /dev/stderr | tail -n 1)"
         torch="$("$PYTHON" "$PEERS/torch_mnist_time_to_accuracy.py" "$MNIST" "$model" | tee -a /dev/stderr | tail -n 1)"
         "$PYTHON" - "$kiln" "$torch" <<'EOF'
 import json, sys

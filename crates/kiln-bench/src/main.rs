@@ -97,6 +97,10 @@ struct Args {
     /// Samples per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// The fused kernels' products: f32 or bf16 (`TrainerConfig::precision`; the plain loop
+    /// runs the same fused layers in it too).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -190,6 +194,7 @@ fn measure<M: Model>(
             lr: 1e-3,
             verbosity: Verbosity::Quiet,
             diagnostics: args.diagnostics == "on",
+            precision: args.precision,
             ..TrainerConfig::new(Task::Classification)
         };
         let fresh = || {
@@ -242,6 +247,8 @@ fn measure<M: Model>(
                 "{}",
                 json!({
                     "framework": "kiln",
+                    "precision": args.precision.name(),
+                    "precision_unit": args.precision.unit(),
                     "model": name,
                     "backend": backend.name(),
                     "data": source,
@@ -399,6 +406,7 @@ fn time_to_accuracy<M: Model>(
         batch_size: 64,
         lr: 1e-3,
         verbosity: Verbosity::Quiet,
+        precision: args.precision,
         ..TrainerConfig::new(Task::Classification)
     };
     let reached = move |history: &History| match history.epochs.last() {
@@ -440,6 +448,8 @@ fn time_to_accuracy<M: Model>(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // For the loops outside kiln's trainer (the plain loop, the LSTM layer), which set none.
+    kiln::common::set_precision(args.precision);
     let samples = |default| args.samples.unwrap_or(default);
     match args.bench {
         Bench::LstmLayer => lstm_layer(&args),

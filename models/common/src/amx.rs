@@ -88,8 +88,12 @@ pub fn matmul_bf16(
     accumulate: bool,
 ) {
     crate::precision::count_bf16_product();
-    // Below one tile's depth, the padding would be most of the work.
-    let tiles = amx_available() && dims.2 >= TK;
+    // Shallow products go to f32 on rounded operands: below two tiles of depth, packing the
+    // operands costs as much as the products (a transformer of d_model 32, whose products are
+    // 12,800 x 32 x 32, trained at 0.80x of f32 with them on tiles, 0.87-0.89x with them in
+    // f32); a short side is padded, not avoided (rounding a tall operand's copy cost an LSTM's
+    // 28 x 512 x 1,792 weight gradient more than the padding).
+    let tiles = amx_available() && dims.2 >= 2 * TK;
     product(tiles, dims, dst, lhs, rhs, accumulate);
 }
 
@@ -458,7 +462,9 @@ fn tiles_product(
         // SAFETY: releases this thread's tile state configured above.
         unsafe { asm!("tilerelease", options(nostack)) };
     };
-    let big = m * n * k >= 128 * 128 * 128 && rayon::current_thread_index().is_none();
+    // Split over the cores only when each gets several row blocks: waking rayon's threads for
+    // two tasks (a batch of 64 rows) made an MLP's step slower than one thread.
+    let big = m >= 8 * T && m * n * k >= 128 * 128 * 128 && rayon::current_thread_index().is_none();
     if big {
         dst.par_chunks_mut(rows_per_task)
             .enumerate()

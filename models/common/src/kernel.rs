@@ -62,7 +62,7 @@ pub fn exp(x: f32) -> f32 {
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), for `m x k` times `k x n`
 /// matrices given as (slice, row stride, column stride); in bf16 with f32 sums when the
-/// [precision](crate::precision) is bf16 ([`matmul_bf16`](crate::amx::matmul_bf16)).
+/// [precision](mod@crate::precision) is bf16 ([`matmul_bf16`](crate::amx::matmul_bf16)).
 pub fn matmul(
     dims: (usize, usize, usize),
     dst: (&mut [f32], usize),

@@ -157,7 +157,7 @@ pub struct TrainerConfig {
     /// dtype=torch.bfloat16)`, Keras's `mixed_bfloat16`). Weights, optimiser state, biases,
     /// activations, losses, softmax and normalisation stay float32, as do the products Burn
     /// computes itself (attention scores, GELU layers, recurrent heads). Set process-wide for
-    /// the run and restored after (see [`kiln_common::precision`]); needs a CPU backend, and a
+    /// the run and restored after (see [`kiln_common::precision`](mod@kiln_common::precision)); needs a CPU backend, and a
     /// run in which no product ran in bf16 (a model without fused layers) fails rather than
     /// claim it. Default: [`Precision::F32`].
     #[serde(default)]
