@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, kiln, kiln_raw, metrics, resume, scratch};
 
 /// The digits CNN, trained in `dir/teacher`.
 fn teacher(dir: &Path) -> String {
@@ -77,14 +77,7 @@ fn a_cnn_teaches_an_mlp_and_the_run_resumes_exactly() {
     let mut args = vec!["distill", "--teacher", &teacher, "--temperature", "4"];
     args.extend(student("8", &resumed));
     kiln(&args);
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "20",
-    ]);
+    resume(&resumed, "20");
     assert_same_run(&resumed, &taught);
 
     // A teacher of other data, or no run at all, is named.

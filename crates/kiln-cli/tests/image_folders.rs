@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, kiln, kiln_raw, metrics, resume, scratch};
 use kiln::datasets::{MnistSplit, mnist};
 
 /// Writes the first `per_class` MNIST training images of each digit into `dir/<digit>/`: most
@@ -87,14 +87,7 @@ fn a_cnn_learns_a_folder_of_pngs_and_jpegs_resumes_and_predicts_a_folder() {
     kiln(&cached);
     let config = std::fs::read_to_string(resumed.join("config.json")).unwrap();
     assert!(config.contains("\"cache\": 1048576"), "{config}");
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "6",
-    ]);
+    resume(&resumed, "6");
     assert_same_run(&resumed, &run);
 
     // A folder of sevens: one row per image, its path, class and probability.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, kiln, kiln_raw, metrics, resume, scratch};
 
 fn train(out: &Path, precision: &str, epochs: &str, extra: &[&str]) {
     let mut args = vec![
@@ -78,14 +78,7 @@ fn bf16_trains_the_digits_as_f32_does_and_resumes_exactly() {
     // precision into the resumed run).
     let resumed = dir.join("resumed");
     train(&resumed, "bf16", "5", &[]);
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "12",
-    ]);
+    resume(&resumed, "12");
     assert_same_run(&resumed, &bf16_run);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_same_run, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, kiln, kiln_raw, metrics, resume, scratch};
 
 /// The encoder pre-trained and fine-tuned: small, on the messages.
 const ENCODER: [&str; 12] = [
@@ -77,14 +77,7 @@ fn a_pretrained_encoder_predicts_hidden_words_resumes_exactly_and_fine_tunes() {
     // Stopped after 1 epoch, resumed to 3: the same run.
     let resumed = dir.join("resumed");
     kiln(&pretrain_args("1", &resumed));
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "3",
-    ]);
+    resume(&resumed, "3");
     assert_same_run(&resumed, &whole);
 
     // `kiln summary --config` shows the run's model, as its summary.txt does.

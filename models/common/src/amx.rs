@@ -10,8 +10,11 @@
 //! exact in f32, so both paths compute the same sums, in a different order.
 //!
 //! The inline assembly is the only way to AMX on stable Rust (its intrinsics are unstable);
-//! every `asm!` block below names the tile registers it uses in its comment.
+//! every `asm!` block below names the tile registers it uses in its comment. Other processors
+//! than x86-64 compile the rounding path alone.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
+#[cfg(target_arch = "x86_64")]
 use std::arch::asm;
 use std::sync::OnceLock;
 
@@ -97,6 +100,48 @@ pub fn matmul_bf16(
     product(tiles, dims, dst, lhs, rhs, accumulate);
 }
 
+/// A right operand packed into tiles once, for several products with it (the LSTM's recurrent
+/// weight at every step of a sequence): [`matmul_bf16_packed`] skips the packing
+/// [`matmul_bf16`] does on every call. `None` from [`PackedRhs::new`] where the products would
+/// not run on tiles.
+pub struct PackedRhs {
+    tiles: Vec<u16>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedRhs {
+    /// `rhs` (`k x n`) packed, where a product with it would run on tiles.
+    pub fn new(rhs: Operand, k: usize, n: usize) -> Option<Self> {
+        if !(cfg!(target_arch = "x86_64") && amx_available() && k >= 2 * TK) {
+            return None;
+        }
+        assert!(k * n == 0 || (k - 1) * rhs.1 + (n.max(1) - 1) * rhs.2 < rhs.0.len());
+        let mut tiles = Vec::new();
+        pack_rhs(rhs, k, n, &mut tiles);
+        Some(Self { tiles, k, n })
+    }
+}
+
+/// [`matmul_bf16`] with its right operand packed already (`m x k` times `rhs`'s `k x n`).
+pub fn matmul_bf16_packed(
+    m: usize,
+    dst: (&mut [f32], usize),
+    lhs: Operand,
+    rhs: &PackedRhs,
+    accumulate: bool,
+) {
+    crate::precision::count_bf16_product();
+    let (n, k) = (rhs.n, rhs.k);
+    if m * n == 0 {
+        return;
+    }
+    assert!((m - 1) * dst.1 + n - 1 < dst.0.len() && dst.1 >= n);
+    assert!((m - 1) * lhs.1 + (k - 1) * lhs.2 < lhs.0.len());
+    #[cfg(target_arch = "x86_64")]
+    tiles_product(lhs, &rhs.tiles, (m, n, k), dst, accumulate);
+}
+
 /// [`matmul_bf16`] on AMX tiles (`tiles`, which the caller checked the CPU has) or by the
 /// rounded operands' f32 product.
 fn product(
@@ -118,7 +163,7 @@ fn product(
     assert!(last(m, n, dst.1, 1) < dst.0.len() && dst.1 >= n);
     assert!(m * k == 0 || last(m, k, lhs.1, lhs.2) < lhs.0.len());
     assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
-    if !tiles {
+    if !tiles || cfg!(not(target_arch = "x86_64")) {
         // The operands' reachable values rounded, read with their own strides.
         let rounded = |(v, rs, cs): Operand, rows: usize, cols: usize| -> Vec<f32> {
             let mut out = v[..(last(rows, cols, rs, cs) + 1).min(v.len())].to_vec();
@@ -130,18 +175,21 @@ fn product(
         crate::kernel::matmul_f32((m, n, k), dst, a, b, accumulate);
         return;
     }
-    let mut b = SCRATCH_RHS.with(|c| c.take());
-    pack_rhs(rhs, k, n, &mut b);
-    if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                dst.0[r * dst.1..r * dst.1 + n].fill(0.0);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut b = SCRATCH_RHS.with(|c| c.take());
+        pack_rhs(rhs, k, n, &mut b);
+        if k == 0 {
+            if !accumulate {
+                for r in 0..m {
+                    dst.0[r * dst.1..r * dst.1 + n].fill(0.0);
+                }
             }
+            return;
         }
-        return;
+        tiles_product(lhs, &b, (m, n, k), dst, accumulate);
+        SCRATCH_RHS.with(|c| c.replace(b));
     }
-    tiles_product(lhs, &b, (m, n, k), dst, accumulate);
-    SCRATCH_RHS.with(|c| c.replace(b));
 }
 
 std::thread_local! {
@@ -347,6 +395,7 @@ impl TileConfig {
 /// The product of `a` (`m x k`) and packed `b` into `dst`: every 32 x 32 block of
 /// the result as four tiles summed over the k blocks, 32 rows of `a` packed at a time; split
 /// over rayon's threads by 32 rows when large (each thread configures its own tiles).
+#[cfg(target_arch = "x86_64")]
 fn tiles_product(
     a: Operand,
     b: &[u16],
@@ -559,6 +608,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A packed right operand gives the products `matmul_bf16` gives, bit for bit.
+    #[test]
+    fn a_packed_right_operand_gives_the_same_products() {
+        let (m, n, k) = (40, 70, 130);
+        let (lhs, rhs) = (values(m * k, 4), values(k * n, 5));
+        for transposed in [false, true] {
+            let r = match transposed {
+                true => (&rhs[..], 1, k),
+                false => (&rhs[..], n, 1),
+            };
+            let Some(packed) = PackedRhs::new(r, k, n) else {
+                eprintln!("no AMX on this CPU: nothing to pack");
+                return;
+            };
+            let mut want = values(m * n, 6);
+            let mut got = want.clone();
+            matmul_bf16((m, n, k), (&mut want, n), (&lhs, k, 1), r, true);
+            matmul_bf16_packed(m, (&mut got, n), (&lhs, k, 1), &packed, true);
+            assert_eq!(got, want);
+        }
+        // Too shallow for tiles: nothing packed.
+        assert!(PackedRhs::new((&rhs[..], n, 1), 32, n).is_none());
     }
 
     #[test]

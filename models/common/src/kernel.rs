@@ -76,6 +76,47 @@ pub fn matmul(
     }
 }
 
+/// A right operand for several products with the same matrix: packed for bf16 tiles once
+/// when the [precision](mod@crate::precision) is bf16 and the products run on them, read as it
+/// is otherwise ([`matmul_with`]).
+pub struct Rhs<'a> {
+    values: (&'a [f32], usize, usize),
+    k: usize,
+    n: usize,
+    packed: Option<crate::amx::PackedRhs>,
+}
+
+impl<'a> Rhs<'a> {
+    /// `values` (`k x n`, as (slice, row stride, column stride)) prepared for the current
+    /// precision.
+    pub fn new(values: (&'a [f32], usize, usize), k: usize, n: usize) -> Self {
+        let packed = match crate::precision() {
+            crate::Precision::Bf16 => crate::amx::PackedRhs::new(values, k, n),
+            crate::Precision::F32 => None,
+        };
+        Self {
+            values,
+            k,
+            n,
+            packed,
+        }
+    }
+}
+
+/// [`matmul`] of an `m x k` `lhs` by a prepared `rhs`.
+pub fn matmul_with(
+    m: usize,
+    dst: (&mut [f32], usize),
+    lhs: (&[f32], usize, usize),
+    rhs: &Rhs,
+    accumulate: bool,
+) {
+    match &rhs.packed {
+        Some(packed) => crate::amx::matmul_bf16_packed(m, dst, lhs, packed, accumulate),
+        None => matmul((m, rhs.n, rhs.k), dst, lhs, rhs.values, accumulate),
+    }
+}
+
 /// [`matmul`] in f32, whatever the precision.
 pub fn matmul_f32(
     (m, n, k): (usize, usize, usize),

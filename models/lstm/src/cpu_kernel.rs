@@ -2,7 +2,7 @@
 //! uses), gate activations in one vectorised pass per step, the batch split across threads.
 //! Buffers are batch-major and row-major: `[batch, seq, features]`.
 
-use kiln_common::kernel::{exp, matmul};
+use kiln_common::kernel::{Rhs, exp, matmul, matmul_with};
 use kiln_common::vectorised;
 use rayon::prelude::*;
 
@@ -177,18 +177,13 @@ fn forward_samples(
         true,
     );
     let zeros = vec![0.0; hd];
+    // The same W_hh^T at every step: prepared (packed for bf16 tiles) once.
+    let w_hh_t = Rhs::new((weight_hh_t, g4, 1), hd, g4);
     for t in 0..seq {
         if t > 0 {
             // gates_t += h_{t-1} W_hh^T, in place, for these samples.
             let (g, h) = (&mut gates[t * g4..], &h_c[(t - 1) * 2 * hd..]);
-            let w_hh_t = (weight_hh_t, g4, 1);
-            matmul(
-                (batch, g4, hd),
-                (g, seq * g4),
-                (h, seq * 2 * hd, 1),
-                w_hh_t,
-                true,
-            );
+            matmul_with(batch, (g, seq * g4), (h, seq * 2 * hd, 1), &w_hh_t, true);
         }
         for b in 0..batch {
             let r = b * seq + t;
@@ -222,6 +217,8 @@ fn bptt_samples(
     let mut dh_next = vec![0.0; batch * hd];
     let mut dc_next = vec![0.0; batch * hd];
     let zeros = vec![0.0; hd];
+    // The same W_hh at every step: prepared (packed for bf16 tiles) once.
+    let w_hh = Rhs::new((weight_hh, hd, 1), g4, hd);
     for t in (0..seq).rev() {
         for b in 0..batch {
             let r = b * seq + t;
@@ -242,13 +239,7 @@ fn bptt_samples(
         if t > 0 {
             // dL/dh_{t-1} through the recurrence: d_t W_hh.
             let d_t = (&d[t * g4..], seq * g4, 1);
-            matmul(
-                (batch, hd, g4),
-                (&mut dh_next, hd),
-                d_t,
-                (weight_hh, hd, 1),
-                false,
-            );
+            matmul_with(batch, (&mut dh_next, hd), d_t, &w_hh, false);
         }
     }
 }

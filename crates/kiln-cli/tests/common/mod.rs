@@ -25,6 +25,18 @@ pub fn kiln(args: &[&str]) -> Output {
     o
 }
 
+/// `kiln train --quiet --resume DIR --epochs EPOCHS`, asserting that it succeeds.
+pub fn resume(dir: &Path, epochs: &str) -> Output {
+    kiln(&[
+        "train",
+        "--quiet",
+        "--resume",
+        dir.to_str().unwrap(),
+        "--epochs",
+        epochs,
+    ])
+}
+
 /// An empty scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-test-{name}-{}", std::process::id()));
