@@ -1,6 +1,6 @@
 //! Data-parallel training on two and four devices against one device with the same global
-//! batch. A test binary of its own: the CPU backend's random generator is shared by every
-//! thread of the process.
+//! batch. A test binary of its own, its tests taking turns: the CPU backend's random generator is
+//! shared by every thread of the process.
 
 mod common;
 
@@ -9,6 +9,10 @@ use common::digits_split;
 use kiln_datasets::Data;
 use kiln_fnn::{Mlp, MlpConfig};
 use kiln_train::{FitResult, Task, Trainer, TrainerConfig, Verbosity, predict};
+
+/// The CPU backend's generator is the process's: the tests that seed it and draw from it take
+/// turns.
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Trains the same freshly initialised MLP (no dropout) on `devices` copies of the flex device.
 fn fit_on(devices: usize, train: &Data) -> FitResult<Mlp> {
@@ -48,6 +52,7 @@ fn logits(model: &Mlp, test: &Data) -> Vec<f32> {
 
 #[test]
 fn two_and_four_devices_train_as_one_device_with_the_same_global_batch() {
+    let _draws = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let (train, test) = digits_split();
     let one = fit_on(1, &train);
     for n in [2, 4] {
@@ -85,6 +90,7 @@ fn two_and_four_devices_train_as_one_device_with_the_same_global_batch() {
 
 #[test]
 fn a_frozen_layer_unfreezes_on_two_devices_as_on_one() {
+    let _draws = DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let (train, test) = digits_split();
     // Frozen for epochs 1-3, then trained at a tenth of the rate: the learner is rebuilt at
     // epoch 4 from epoch 3's checkpoint, on two devices as on one.
