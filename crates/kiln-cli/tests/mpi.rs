@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{kiln, scratch};
+use common::{kiln, resume, scratch};
 
 /// `mpirun -np n kiln ARGS`, private temporary files under `tmp`.
 fn mpirun(n: usize, tmp: &Path, args: &[&str]) -> Command {
@@ -148,14 +148,7 @@ fn two_and_three_ranks_and_devices_inside_ranks_train_as_one_process_and_resume_
     // Two ranks for 4 epochs, one process on to 8: the 8 epochs of one process.
     let resumed = dir.join("resumed");
     run(2, &tmp, &strs(&train_args(&resumed, "4")));
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "8",
-    ]);
+    resume(&resumed, "8");
     assert_close_histories(&resumed, &alone, 1e-6);
     // And one process for 4, two ranks on to 8.
     let resumed2 = dir.join("resumed2");
@@ -246,14 +239,7 @@ fn a_killed_rank_ends_the_job_within_seconds_and_the_run_resumes() {
         killed.elapsed().as_secs_f64()
     );
     // The last complete checkpoint resumes, in one process.
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        out.to_str().unwrap(),
-        "--epochs",
-        "2",
-    ]);
+    resume(&out, "2");
     assert_eq!(history(&out).len(), 2);
 }
 

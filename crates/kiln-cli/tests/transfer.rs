@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{assert_same_run, history_without_seconds, kiln, kiln_raw, metrics, scratch};
+use common::{assert_same_run, history_without_seconds, kiln, kiln_raw, metrics, resume, scratch};
 
 /// An MLP (64-32-5) trained on the digits 0-4, in `dir/base`.
 fn train_base(dir: &Path) -> PathBuf {
@@ -172,14 +172,7 @@ fn a_frozen_pretrained_layer_carries_digits_0_to_4_over_to_5_to_9() {
 fn assert_resumes_to(base: &Path, whole: &Path, dir: &Path, extra: &[&str]) {
     let resumed = dir.join("resumed");
     fine_tune(base, &resumed, "10", extra);
-    kiln(&[
-        "train",
-        "--quiet",
-        "--resume",
-        resumed.to_str().unwrap(),
-        "--epochs",
-        "30",
-    ]);
+    resume(&resumed, "30");
     assert_same_run(&resumed, whole);
 }
 
