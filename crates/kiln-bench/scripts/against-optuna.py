@@ -4,8 +4,8 @@
 For each task and seed: `kiln tune` (TPE, 30 trials) and an Optuna study (its default
 TPESampler, seeded, 30 trials) whose every trial runs the same `kiln train` through its command
 line and reads the best val_loss from the run's history.csv. Both minimise val_loss over the
-same four hyperparameters, each trial 27 epochs without early stopping (as tune.sh). Prints one
-JSON line per study and one per task with the medians.
+same four hyperparameters, each trial 27 epochs on a cosine schedule without early stopping (as
+tune.sh). Prints one JSON line per study and one per task with the medians.
 
     ~/torchenv/bin/python crates/kiln-bench/scripts/against-optuna.py KILN [SEEDS...]
 
@@ -35,7 +35,7 @@ TASKS = {
         ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["8", "16", "32", "64"])),
         ("layers", ("int", 1, 2)), ("batch-size", ("cat", ["8", "16", "32"]))]),
 }
-FIXED = ["--epochs", "27", "--patience", "0"]
+FIXED = ["--epochs", "27", "--patience", "0", "--lr-schedule", "cosine"]
 
 
 def kiln_range(kind):
@@ -104,7 +104,7 @@ def main():
                 theirs.append(o)
                 print(json.dumps({"task": task, "seed": seed, "kiln_tpe": k, "optuna_tpe": o}),
                       flush=True)
-            print(json.dumps({"task": task, "trials": TRIALS,
+            print(json.dumps({"task": task, "trials": TRIALS, "optuna": optuna.__version__,
                               "median_kiln": statistics.median(ours),
                               "median_optuna": statistics.median(theirs),
                               "kiln_no_worse": statistics.median(ours) <= statistics.median(theirs)}),

@@ -13,19 +13,20 @@
 # PRECISION=bf16: each pair is three runs, kiln in bf16 (--precision bf16), kiln in f32 and
 # PyTorch under CPU bf16 autocast (torch_reference.py --precision bf16); the JSON line adds
 # "precision", "vs_f32" (the median of kiln bf16 / kiln f32 over the pairs, with the ratios)
-# and the unit kiln's products ran on. tta runs kiln in bf16 against PyTorch's f32 script (it
-# has no bf16 option).
+# and the unit kiln's products ran on; tta runs both in PRECISION.
 #
-# Time to accuracy (tta): kiln-bench tta-mlp and tta-cnn against
-# ../shared/peers/torch_mnist_time_to_accuracy.py on real MNIST (datasets/fetch.sh mnist), the
-# MLP to 97.5% and the CNN to 99.0% test accuracy; prints the training seconds of each and their
-# ratio (kiln/PyTorch: below 1 is faster).
+# Time to accuracy (tta): kiln-bench tta-mlp and tta-cnn against torch_time_to_accuracy.py
+# (beside this script: ../shared/peers/torch_mnist_time_to_accuracy.py's recipe, with CPU bf16
+# autocast under PRECISION=bf16) on real MNIST (datasets/fetch.sh mnist), the MLP to 97.5% and
+# the CNN to 99.0% test accuracy; prints the training seconds of each and their ratio
+# (kiln/PyTorch: below 1 is faster).
 #
 # PYTHON: a Python with torch (default python3); this script installs nothing. To make one:
 #   python3 -m venv ~/torchenv && ~/torchenv/bin/pip install torch numpy
 #   PYTHON=~/torchenv/bin/python crates/kiln-bench/scripts/against-pytorch.sh
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+here=crates/kiln-bench/scripts
 PYTHON="${PYTHON:-python3}"
 PAIRS="${PAIRS:-5}"
 PRECISION="${PRECISION:-f32}"
@@ -101,12 +102,13 @@ time_to_accuracy() {
     for model in mlp cnn; do
         local kiln torch
         kiln="$("$bench" "tta-$model" --backend flex --precision "$PRECISION" | tee -a /dev/stderr | tail -n 1)"
-        torch="$("$PYTHON" "$PEERS/torch_mnist_time_to_accuracy.py" "$MNIST" "$model" | tee -a /dev/stderr | tail -n 1)"
+        torch="$("$PYTHON" "$here/torch_time_to_accuracy.py" "$PEERS" "$MNIST" "$model" \
+            --precision "$PRECISION" | tee -a /dev/stderr | tail -n 1)"
         "$PYTHON" - "$kiln" "$torch" <<'EOF'
 import json, sys
 k, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(json.dumps({
-    "model": k["model"], "target": k["target"],
+    "model": k["model"], "target": k["target"], "precision": t["precision"],
     "kiln_seconds": k["train_seconds"], "kiln_epochs": k["epochs"], "kiln_reached": k["reached"],
     "torch_seconds": t["train_seconds"], "torch_epochs": t["epoch"],
     "torch_reached": t["test_accuracy"] >= k["target"],

@@ -9,13 +9,15 @@
 #   crates/kiln-bench/scripts/tune.sh KILN [SEEDS...]   (default seeds: 1 2 3)
 #
 # EPOCH_BUDGET (default 810: 30 trials of 27 epochs) sets each study's budget; MIN_EPOCHS
-# (default 3) ASHA's first rung (rungs at 3, 9); KEEP=DIR keeps the studies there.
+# (default 1) ASHA's first rung (rungs at 1, 3, 9); TASKS (default "digits house-prices airline")
+# the tasks; KEEP=DIR keeps the studies there.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,14p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,15p "$0" >&2; exit 2; }
 kiln="$(realpath "$1")"
 shift
 seeds="${*:-1 2 3}"
 budget="${EPOCH_BUDGET:-810}"
+tasks="${TASKS:-digits house-prices airline}"
 tmp="${KEEP:-$(mktemp -d)}"
 mkdir -p "$tmp"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
@@ -30,26 +32,26 @@ task_flags() {
 studies() {
     echo "random --sampler random"
     echo "tpe --sampler tpe"
-    echo "tpe+asha --sampler tpe --pruner asha --min-epochs ${MIN_EPOCHS:-3} --reduction-factor 3"
+    echo "tpe+asha --sampler tpe --pruner asha --min-epochs ${MIN_EPOCHS:-1} --reduction-factor 3"
 }
 
 start=$(date +%s)
-for task in digits house-prices airline; do
+for task in $tasks; do
     for seed in $seeds; do
         while read -r name flags; do
             dir="$tmp/$task/$name-$seed"
             mkdir -p "$tmp/$task"
             # shellcheck disable=SC2046
             "$kiln" tune --quiet --dir "$dir" --study-seed "$seed" --epoch-budget "$budget" \
-                $flags $(task_flags "$task") --lr 1e-4..3e-1:log --epochs 27 --patience 0 \
+                $flags $(task_flags "$task") --lr 1e-4..3e-1:log --epochs 27 --patience 0 ${EXTRA:-} \
                 > "$dir.out" 2>&1 || { cat "$dir.out" >&2; exit 1; }
         done < <(studies)
     done
 done
-python3 - "$tmp" "$seeds" "$(( $(date +%s) - start ))" <<'PY'
+python3 - "$tmp" "$seeds" "$(( $(date +%s) - start ))" "$tasks" <<'PY'
 import csv, json, os, statistics, sys
 
-root, seeds, seconds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
+root, seeds, seconds, tasks = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4].split()
 
 def anytime(study):
     """(cumulative epochs, best val_loss so far) after every epoch of every trial, in order."""
@@ -67,7 +69,7 @@ def anytime(study):
                 curve.append((spent, best))
     return trials, curve
 
-for task in ["digits", "house-prices", "airline"]:
+for task in tasks:
     per = {}
     for seed in seeds:
         for name in ["random", "tpe", "tpe+asha"]:

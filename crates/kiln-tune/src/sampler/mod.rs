@@ -1,6 +1,7 @@
 //! How a study chooses the next trial's values: at random, from a grid, or by TPE.
 
 mod grid;
+mod parzen;
 mod random;
 mod tpe;
 
@@ -27,9 +28,9 @@ pub enum Sampler {
         /// Values of each real range (and of a wide whole-number range). Default 5.
         points: usize,
     },
-    /// The tree-structured Parzen estimator (Bergstra et al. 2011; Optuna's default): after
-    /// `startup_trials` random ones, each value is drawn where good trials were dense and bad
-    /// ones sparse.
+    /// The tree-structured Parzen estimator (Bergstra et al. 2011) as Optuna 5's default,
+    /// multivariate: after `startup_trials` random ones, each trial is drawn where good trials
+    /// were dense and bad ones sparse.
     Tpe(TpeConfig),
 }
 

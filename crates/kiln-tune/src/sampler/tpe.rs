@@ -1,18 +1,19 @@
 //! The tree-structured Parzen estimator (Bergstra, Bardenet, Bengio and Kégl, "Algorithms for
-//! Hyper-Parameter Optimization", 2011), univariate, as Optuna's `TPESampler` is by default.
+//! Hyper-Parameter Optimization", 2011) as Optuna 5's default `TPESampler`: multivariate
+//! (Falkner et al. 2018), with the constant liar for parallel workers.
 //!
-//! The trials so far are split into the best tenth (at most 25), `l`, and the rest, `g`. Each
-//! hyperparameter gets two densities: a Gaussian kernel on each value of `l` (and of `g`) plus a
-//! wide prior kernel, each kernel as wide as the gap to its neighbours, truncated to the range.
-//! Candidates are drawn from `l`'s density; the one where `l(x) / g(x)` is largest is the next
-//! value (the expected improvement is monotone in that ratio).
+//! The finished trials are split into the best tenth (at most 25), `l`, and the rest, `g`
+//! (running trials join `g`). Each set becomes a mixture of product kernels (see
+//! [`super::parzen`]); candidates are drawn from `l`'s and the one where `l(x) / g(x)` is
+//! largest is the next trial (the expected improvement is monotone in that ratio).
 
-use rand::{Rng, RngExt};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::parzen::{Parzen, Point, from_point, to_point};
 use super::random;
 use crate::TuneError;
-use crate::space::{Distribution, ParamValue, Params, SearchSpace};
+use crate::space::{Params, SearchSpace};
 use crate::trial::{Direction, TrialRecord, TrialState};
 
 /// TPE's options (Optuna's defaults).
@@ -58,21 +59,41 @@ pub(super) fn sample(
     if ranked.len() < config.startup_trials.max(1) {
         return random::sample(space, rng);
     }
-    // Optuna's default gamma: the best 10%, at most 25.
+    // Optuna's default gamma: the best 10%, at most 25; every other trial, running ones
+    // included (Optuna's constant liar: a running trial is taken as a bad one, so parallel
+    // workers do not all try the same place), is `g`. Both sets oldest first, for the weights.
     let n_good = ranked.len().div_ceil(10).clamp(1, 25);
-    let (good, bad) = ranked.split_at(n_good);
+    let mut good: Vec<&TrialRecord> = ranked[..n_good].to_vec();
+    let mut bad: Vec<&TrialRecord> = ranked[n_good..].to_vec();
+    bad.extend(trials.iter().filter(|t| t.state == TrialState::Running));
+    good.sort_by_key(|t| t.number);
+    bad.sort_by_key(|t| t.number);
+    let points = |set: &[&TrialRecord]| -> Vec<Point> {
+        set.iter()
+            .filter_map(|t| {
+                space
+                    .params
+                    .iter()
+                    .map(|(name, d)| to_point(d, t.params.get(name)?))
+                    .collect::<Option<Point>>()
+            })
+            .collect()
+    };
+    let (l, g) = (
+        Parzen::new(space, &points(&good)),
+        Parzen::new(space, &points(&bad)),
+    );
+    let best = (0..config.candidates.max(1))
+        .map(|_| l.sample(rng))
+        .map(|x| (l.log_pdf(&x) - g.log_pdf(&x), x))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, x)| x)
+        .unwrap_or_default();
     space
         .params
         .iter()
-        .map(|(name, d)| {
-            let values = |set: &[&TrialRecord]| -> Vec<ParamValue> {
-                set.iter()
-                    .filter_map(|t| t.params.get(name).cloned())
-                    .collect()
-            };
-            let value = draw(d, &values(good), &values(bad), config.candidates, rng);
-            (name.clone(), value)
-        })
+        .zip(best)
+        .map(|((name, d), x)| (name.clone(), from_point(d, x)))
         .collect()
 }
 
@@ -102,195 +123,13 @@ fn rank(trials: &[TrialRecord], direction: Direction) -> Vec<&TrialRecord> {
     keyed.into_iter().map(|(_, t)| t).collect()
 }
 
-/// One hyperparameter's value: the candidate from `good`'s density with the best ratio.
-fn draw(
-    d: &Distribution,
-    good: &[ParamValue],
-    bad: &[ParamValue],
-    candidates: usize,
-    rng: &mut impl Rng,
-) -> ParamValue {
-    match d {
-        Distribution::Choice { choices } => {
-            let weights = |set: &[ParamValue]| -> Vec<f64> {
-                choices
-                    .iter()
-                    .map(|c| {
-                        1.0 + set
-                            .iter()
-                            .filter(|v| matches!(v, ParamValue::Choice(x) if x == c))
-                            .count() as f64
-                    })
-                    .collect()
-            };
-            let (l, g) = (weights(good), weights(bad));
-            let (l_sum, g_sum): (f64, f64) = (l.iter().sum(), g.iter().sum());
-            let score = |i: usize| (l[i] / l_sum).ln() - (g[i] / g_sum).ln();
-            let best = (0..candidates)
-                .map(|_| pick(&l, rng))
-                .max_by(|&a, &b| score(a).total_cmp(&score(b)).then(b.cmp(&a)))
-                .unwrap_or(0);
-            ParamValue::Choice(choices[best].clone())
-        }
-        Distribution::Float { low, high, log } => {
-            let to = |v: f64| if *log { v.ln() } else { v };
-            let (a, b) = (to(*low), to(*high));
-            if a == b {
-                return ParamValue::Float(*low);
-            }
-            let xs = |set: &[ParamValue]| -> Vec<f64> {
-                set.iter().filter_map(ParamValue::as_f64).map(to).collect()
-            };
-            let x = best_candidate(&xs(good), &xs(bad), a, b, candidates, rng);
-            let v = if *log { x.exp() } else { x };
-            ParamValue::Float(v.clamp(*low, *high))
-        }
-        Distribution::Int { low, high, log } => {
-            // Whole numbers as the real interval around them, rounded back.
-            let to = |v: f64| if *log { v.ln() } else { v };
-            let (a, b) = (to(*low as f64 - 0.5), to(*high as f64 + 0.5));
-            let xs = |set: &[ParamValue]| -> Vec<f64> {
-                set.iter().filter_map(ParamValue::as_f64).map(to).collect()
-            };
-            let x = best_candidate(&xs(good), &xs(bad), a, b, candidates, rng);
-            let v = if *log { x.exp() } else { x };
-            ParamValue::Int((v.round() as i64).clamp(*low, *high))
-        }
-    }
-}
-
-/// The candidate drawn from `good`'s density with the largest `log l(x) - log g(x)`.
-fn best_candidate(
-    good: &[f64],
-    bad: &[f64],
-    low: f64,
-    high: f64,
-    candidates: usize,
-    rng: &mut impl Rng,
-) -> f64 {
-    let (l, g) = (Parzen::new(good, low, high), Parzen::new(bad, low, high));
-    (0..candidates)
-        .map(|_| l.sample(rng))
-        .map(|x| (l.log_pdf(x) - g.log_pdf(x), x))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map_or((low + high) / 2.0, |(_, x)| x)
-}
-
-/// A mixture of Gaussians truncated to `[low, high]`: one on each observation and a wide one
-/// in the middle (the prior), weighted alike.
-#[derive(Debug)]
-struct Parzen {
-    mus: Vec<f64>,
-    sigmas: Vec<f64>,
-    low: f64,
-    high: f64,
-}
-
-impl Parzen {
-    fn new(xs: &[f64], low: f64, high: f64) -> Self {
-        let mut mus: Vec<f64> = xs.iter().map(|x| x.clamp(low, high)).collect();
-        mus.sort_by(f64::total_cmp);
-        let n = mus.len();
-        let with_ends: Vec<f64> = std::iter::once(low)
-            .chain(mus.iter().copied())
-            .chain(std::iter::once(high))
-            .collect();
-        let mut sigmas: Vec<f64> = (0..n)
-            .map(|i| {
-                let left = with_ends[i + 1] - with_ends[i];
-                let right = with_ends[i + 2] - with_ends[i + 1];
-                match (i, n) {
-                    // The outermost kernels look inward only (Optuna: consider_endpoints=False).
-                    (0, n) if n >= 2 => right,
-                    (i, n) if n >= 2 && i == n - 1 => left,
-                    _ => left.max(right),
-                }
-            })
-            .collect();
-        let (max_sigma, min_sigma) = (high - low, (high - low) / (1.0 + n as f64).min(100.0));
-        for s in &mut sigmas {
-            *s = s.clamp(min_sigma, max_sigma);
-        }
-        mus.push((low + high) / 2.0);
-        sigmas.push(high - low);
-        Self {
-            mus,
-            sigmas,
-            low,
-            high,
-        }
-    }
-
-    fn sample(&self, rng: &mut impl Rng) -> f64 {
-        let k = rng.random_range(0..self.mus.len());
-        let (mu, sigma) = (self.mus[k], self.sigmas[k]);
-        for _ in 0..100 {
-            let x = mu + sigma * standard_normal(rng);
-            if (self.low..=self.high).contains(&x) {
-                return x;
-            }
-        }
-        rng.random_range(self.low..=self.high)
-    }
-
-    fn log_pdf(&self, x: f64) -> f64 {
-        let n = self.mus.len() as f64;
-        let density: f64 = self
-            .mus
-            .iter()
-            .zip(&self.sigmas)
-            .map(|(&mu, &sigma)| {
-                let z = (x - mu) / sigma;
-                let mass =
-                    normal_cdf((self.high - mu) / sigma) - normal_cdf((self.low - mu) / sigma);
-                (-0.5 * z * z).exp()
-                    / (sigma * (2.0 * std::f64::consts::PI).sqrt())
-                    / mass.max(1e-12)
-            })
-            .sum::<f64>()
-            / n;
-        density.max(1e-300).ln()
-    }
-}
-
-/// A draw of N(0, 1) (Box-Muller).
-fn standard_normal(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
-/// Φ(z), through erf (Abramowitz and Stegun 7.1.26, within 1.5e-7).
-fn normal_cdf(z: f64) -> f64 {
-    let x = z / std::f64::consts::SQRT_2;
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let poly = t
-        * (0.254_829_592
-            + t * (-0.284_496_736
-                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-    let erf = 1.0 - poly * (-x * x).exp();
-    0.5 * (1.0 + if x >= 0.0 { erf } else { -erf })
-}
-
-/// Index drawn with probability proportional to `weights`.
-fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
-    let total: f64 = weights.iter().sum();
-    let mut u = rng.random::<f64>() * total;
-    for (i, w) in weights.iter().enumerate() {
-        if u < *w {
-            return i;
-        }
-        u -= w;
-    }
-    weights.len() - 1
-}
-
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
     use super::*;
+    use crate::space::ParamValue;
 
     fn complete(number: u64, params: Params, value: f64) -> TrialRecord {
         TrialRecord {
@@ -304,23 +143,6 @@ mod tests {
             heartbeat: 0.0,
             message: None,
         }
-    }
-
-    #[test]
-    fn the_normal_cdf_matches_known_values() {
-        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
-        assert!((normal_cdf(1.96) - 0.975_002_1).abs() < 1e-6);
-        assert!((normal_cdf(-1.0) - 0.158_655_25).abs() < 1e-6);
-    }
-
-    #[test]
-    fn a_truncated_mixture_integrates_to_one() {
-        let p = Parzen::new(&[0.1, 0.15, 0.8], 0.0, 1.0);
-        let n = 20_000;
-        let integral: f64 = (0..n)
-            .map(|i| p.log_pdf((i as f64 + 0.5) / n as f64).exp() / n as f64)
-            .sum();
-        assert!((integral - 1.0).abs() < 1e-3, "{integral}");
     }
 
     /// On `(log10(lr) + 2)^2 + [opt != b]`, TPE's later trials land nearer the optimum than
