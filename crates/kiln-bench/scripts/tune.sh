@@ -2,17 +2,18 @@
 # Random search, TPE and TPE + ASHA on three tasks with the same budget of epochs, for each
 # study seed: the digits (MLP, classification), house prices (MLP, regression) and the airline
 # passengers (LSTM, a sequence), each minimising val_loss over four hyperparameters, every
-# trial at most 27 epochs (no early stopping). Then, from each trial's history, the best
-# val_loss reached against the epochs spent: the best of each study, and the epochs TPE + ASHA
-# took to reach random search's best. Prints one JSON line per study and per task.
+# trial at most 27 epochs on a cosine schedule (no early stopping). Then, from each trial's
+# history, the best val_loss reached against the epochs spent: the best of each study, and the
+# epochs TPE + ASHA took to reach random search's best. Prints one JSON line per study and per
+# task.
 #
 #   crates/kiln-bench/scripts/tune.sh KILN [SEEDS...]   (default seeds: 1 2 3)
 #
 # EPOCH_BUDGET (default 810: 30 trials of 27 epochs) sets each study's budget; MIN_EPOCHS
 # (default 1) ASHA's first rung (rungs at 1, 3, 9); TASKS (default "digits house-prices airline")
-# the tasks; KEEP=DIR keeps the studies there.
+# the tasks; EXTRA more flags for every trial; KEEP=DIR keeps the studies there.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,15p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,16p "$0" >&2; exit 2; }
 kiln="$(realpath "$1")"
 shift
 seeds="${*:-1 2 3}"
@@ -43,7 +44,7 @@ for task in $tasks; do
             mkdir -p "$tmp/$task"
             # shellcheck disable=SC2046
             "$kiln" tune --quiet --dir "$dir" --study-seed "$seed" --epoch-budget "$budget" \
-                $flags $(task_flags "$task") --lr 1e-4..3e-1:log --epochs 27 --patience 0 ${EXTRA:-} \
+                $flags $(task_flags "$task") --lr 1e-4..3e-1:log --epochs 27 --patience 0 --lr-schedule cosine ${EXTRA:-} \
                 > "$dir.out" 2>&1 || { cat "$dir.out" >&2; exit 1; }
         done < <(studies)
     done
