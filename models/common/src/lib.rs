@@ -8,6 +8,7 @@
 mod activation;
 pub mod amx;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
+pub mod denormals;
 #[allow(deprecated)]
 // Without a CPU backend the generated dispatch routes nowhere and leaves its arguments unread.
 #[cfg_attr(
@@ -24,6 +25,7 @@ mod summary;
 mod units;
 
 pub use activation::{Activation, UnknownActivation};
+pub use denormals::{FlushDenormals, flush_denormals_on_this_thread};
 pub use dropout::{Dropout, DropoutConfig, DropoutDraw};
 pub use model::{BatchInput, Model};
 pub use precision::{Precision, PrecisionScope, UnknownPrecision, precision, set_precision};

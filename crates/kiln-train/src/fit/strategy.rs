@@ -362,6 +362,8 @@ impl<M: Model> DeviceWorkers<M> {
                 std::thread::Builder::new()
                     .name("kiln-device".into())
                     .spawn(move || {
+                        // As the thread that started the run (see `FlushDenormals`).
+                        kiln_common::flush_denormals_on_this_thread();
                         for (model, item) in inputs {
                             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                                 TrainStep::step(&model.fork(&device), item)

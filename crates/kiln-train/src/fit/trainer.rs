@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::{Adaptor, Metric, Numeric};
 use burn::train::{Interrupter, Learner, SupervisedTraining, TrainingStrategy};
-use kiln_common::{Model, Precision, PrecisionScope};
+use kiln_common::{FlushDenormals, Model, Precision, PrecisionScope};
 use kiln_datasets::{Data, Targets, split};
 use serde::{Deserialize, Serialize};
 
@@ -818,6 +818,9 @@ impl Trainer {
         let products = kiln_common::precision::bf16_products();
         let result = {
             let _precision = PrecisionScope::new(config.precision);
+            // Subnormal values (Adam's decaying moments) cost a microcode assist per operation:
+            // flushed to zero while training (kiln_common::denormals says why).
+            let _denormals = FlushDenormals::new();
             training.launch(learner)
         };
         let train_seconds = start.elapsed().as_secs_f64();
