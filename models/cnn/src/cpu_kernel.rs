@@ -167,6 +167,9 @@ fn per_task(batch: usize) -> usize {
 /// variant only when the scan found one.
 fn max_pool<const NAN: bool>(d: &ConvDims, conv: &[f32], out: &mut [f32], argmax: &mut [u32]) {
     let p = d.pool;
+    if p == 2 && !NAN {
+        return max_pool_2x2(d, conv, out, argmax);
+    }
     let [hp, wp] = d.pooled();
     for c in 0..d.c_out {
         for py in 0..hp {
@@ -182,6 +185,35 @@ fn max_pool<const NAN: bool>(d: &ConvDims, conv: &[f32], out: &mut [f32], argmax
                 }
                 let o = (c * hp + py) * wp + px;
                 (out[o], argmax[o]) = (best, at as u32);
+            }
+        }
+    }
+}
+
+/// [`max_pool`] of windows 2 x 2 in an image without NaN (the usual case): a row of outputs
+/// at a time, each window's four values compared without branches, so that the loop
+/// vectorises; the same choice as the general loop (in the window's row order, a later value
+/// wins only when strictly larger).
+fn max_pool_2x2(d: &ConvDims, conv: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+    let [hp, wp] = d.pooled();
+    let below = d.w_out as u32;
+    for c in 0..d.c_out {
+        for py in 0..hp {
+            let top = (c * d.h_out + 2 * py) * d.w_out;
+            let o = (c * hp + py) * wp;
+            let rows = conv[top..top + 2 * wp]
+                .chunks_exact(2)
+                .zip(conv[top + d.w_out..top + d.w_out + 2 * wp].chunks_exact(2));
+            let outputs = out[o..o + wp].iter_mut().zip(&mut argmax[o..o + wp]);
+            for (px, ((value, at), (upper, lower))) in outputs.zip(rows).enumerate() {
+                let (mut best, mut offset) = (upper[0], 0);
+                for (v, off) in [(upper[1], 1), (lower[0], below), (lower[1], below + 1)] {
+                    let larger = v > best;
+                    best = if larger { v } else { best };
+                    offset = if larger { off } else { offset };
+                }
+                *value = best;
+                *at = (top + 2 * px) as u32 + offset;
             }
         }
     }
@@ -435,6 +467,40 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The 2 x 2 pool's branch-free loop picks what the general loop picks, ties included
+    /// (values of three levels, so most windows hold equal values), for odd and even sizes.
+    #[test]
+    fn the_2x2_pool_picks_as_the_general_loop() {
+        for (h_out, w_out) in [(4, 4), (5, 7), (2, 3), (7, 2)] {
+            let d = ConvDims {
+                batch: 1,
+                c_in: 1,
+                h: h_out,
+                w: w_out,
+                c_out: 3,
+                kh: 1,
+                kw: 1,
+                stride: [1, 1],
+                pad: [0, 0],
+                h_out,
+                w_out,
+                pool: 2,
+            };
+            let conv: Vec<f32> = values(3 * h_out * w_out, 7)
+                .iter()
+                .map(|v| (v * 3.0).round())
+                .collect();
+            let n = d.pooled_len();
+            let (mut general, mut general_at) = (vec![0.0; n], vec![0; n]);
+            // `NAN = true` takes the general loop; without a NaN it chooses as `NAN = false`.
+            max_pool::<true>(&d, &conv, &mut general, &mut general_at);
+            let (mut fast, mut fast_at) = (vec![0.0; n], vec![0; n]);
+            max_pool::<false>(&d, &conv, &mut fast, &mut fast_at);
+            assert_eq!(fast, general, "{h_out} x {w_out}");
+            assert_eq!(fast_at, general_at, "{h_out} x {w_out}");
         }
     }
 

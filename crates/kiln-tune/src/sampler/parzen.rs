@@ -22,18 +22,22 @@ pub(super) struct Parzen {
 /// One hyperparameter's kernels, the prior's last.
 #[derive(Debug)]
 enum Kernels {
-    /// Gaussians truncated to `[low, high]` (in the logarithm for log ranges); whole numbers
-    /// take the mass of `[k - 1/2, k + 1/2]`.
-    Numeric {
-        mus: Vec<f64>,
-        sigmas: Vec<f64>,
-        low: f64,
-        high: f64,
-        log: bool,
-        whole: bool,
-    },
+    /// Numbers (real or whole).
+    Numeric(Numeric),
     /// Each kernel's probabilities of the choices.
     Choice { probs: Vec<Vec<f64>> },
+}
+
+/// Gaussians truncated to `[low, high]` (in the logarithm for log ranges); whole numbers take
+/// the mass of `[k - 1/2, k + 1/2]`.
+#[derive(Debug)]
+struct Numeric {
+    mus: Vec<f64>,
+    sigmas: Vec<f64>,
+    low: f64,
+    high: f64,
+    log: bool,
+    whole: bool,
 }
 
 impl Parzen {
@@ -113,60 +117,48 @@ impl Kernels {
     fn sample(&self, k: usize, rng: &mut impl Rng) -> f64 {
         match self {
             Kernels::Choice { probs } => pick(&probs[k], rng) as f64,
-            Kernels::Numeric {
-                mus,
-                sigmas,
-                low,
-                high,
-                log,
-                whole,
-            } => {
-                let (mu, sigma) = (mus[k], sigmas[k]);
-                let mut x = None;
-                for _ in 0..100 {
-                    let y = mu + sigma * standard_normal(rng);
-                    if (*low..=*high).contains(&y) {
-                        x = Some(y);
-                        break;
-                    }
-                }
-                let x = x.unwrap_or_else(|| rng.random_range(*low..=*high));
-                let v = if *log { x.exp() } else { x };
-                if *whole {
-                    let (lo, hi) = (
-                        untransform(*low, *log) + 0.5,
-                        untransform(*high, *log) - 0.5,
-                    );
-                    v.round().clamp(lo.round(), hi.round())
-                } else {
-                    v
-                }
-            }
+            Kernels::Numeric(n) => n.sample(k, rng),
         }
     }
 
     fn log_pdf(&self, k: usize, x: f64) -> f64 {
         match self {
             Kernels::Choice { probs } => probs[k][x as usize].max(1e-300).ln(),
-            Kernels::Numeric {
-                mus,
-                sigmas,
-                low,
-                high,
-                log,
-                whole,
-            } => {
-                let (mu, sigma) = (mus[k], sigmas[k]);
-                let z = |v: f64| (v - mu) / sigma;
-                let to = |v: f64| if *log { v.ln() } else { v };
-                let inside = log_gauss_mass(z(*low), z(*high));
-                if *whole {
-                    log_gauss_mass(z(to(x - 0.5)), z(to(x + 0.5))) - inside
-                } else {
-                    let zx = z(to(x));
-                    -0.5 * zx * zx - (sigma * (2.0 * std::f64::consts::PI).sqrt()).ln() - inside
-                }
-            }
+            Kernels::Numeric(n) => n.log_pdf(k, x),
+        }
+    }
+}
+
+impl Numeric {
+    /// A draw from kernel `k`, as the hyperparameter's value (whole numbers rounded).
+    fn sample(&self, k: usize, rng: &mut impl Rng) -> f64 {
+        let (mu, sigma) = (self.mus[k], self.sigmas[k]);
+        let inside = |y: &f64| (self.low..=self.high).contains(y);
+        let x = (0..100)
+            .map(|_| mu + sigma * standard_normal(rng))
+            .find(inside)
+            .unwrap_or_else(|| rng.random_range(self.low..=self.high));
+        let v = untransform(x, self.log);
+        if self.whole {
+            let lo = untransform(self.low, self.log) + 0.5;
+            let hi = untransform(self.high, self.log) - 0.5;
+            v.round().clamp(lo.round(), hi.round())
+        } else {
+            v
+        }
+    }
+
+    /// Kernel `k`'s log density at the value `x` (its log probability, for whole numbers).
+    fn log_pdf(&self, k: usize, x: f64) -> f64 {
+        let (mu, sigma) = (self.mus[k], self.sigmas[k]);
+        let z = |v: f64| (v - mu) / sigma;
+        let to = |v: f64| if self.log { v.ln() } else { v };
+        let inside = log_gauss_mass(z(self.low), z(self.high));
+        if self.whole {
+            log_gauss_mass(z(to(x - 0.5)), z(to(x + 0.5))) - inside
+        } else {
+            let zx = z(to(x));
+            -0.5 * zx * zx - (sigma * (2.0 * std::f64::consts::PI).sqrt()).ln() - inside
         }
     }
 }
@@ -200,14 +192,14 @@ fn numeric(xs: &[f64], low: f64, high: f64, log: bool, whole: bool) -> Kernels {
     }
     mus.push((low + high) / 2.0);
     sigmas.push(range);
-    Kernels::Numeric {
+    Kernels::Numeric(Numeric {
         mus,
         sigmas,
         low,
         high,
         log,
         whole,
-    }
+    })
 }
 
 fn untransform(v: f64, log: bool) -> f64 {
