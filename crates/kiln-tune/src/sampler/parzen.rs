@@ -38,11 +38,13 @@ struct Numeric {
     high: f64,
     log: bool,
     whole: bool,
+    /// Each kernel's log mass inside `[low, high]`, its truncation's normaliser.
+    log_inside: Vec<f64>,
 }
 
 impl Parzen {
-    /// The estimator of `points` (oldest first), each weighted by `weights` (Optuna's
-    /// `default_weights`), the prior weighted 1.
+    /// The estimator of `points` (oldest first), weighted as Optuna's `default_weights`
+    /// ([`observation_weights`]), the prior weighted 1.
     pub(super) fn new(space: &SearchSpace, points: &[Point]) -> Self {
         let mut weights = observation_weights(points.len());
         weights.push(1.0);
@@ -151,13 +153,12 @@ impl Numeric {
     /// Kernel `k`'s log density at the value `x` (its log probability, for whole numbers).
     fn log_pdf(&self, k: usize, x: f64) -> f64 {
         let (mu, sigma) = (self.mus[k], self.sigmas[k]);
-        let z = |v: f64| (v - mu) / sigma;
-        let to = |v: f64| if self.log { v.ln() } else { v };
-        let inside = log_gauss_mass(z(self.low), z(self.high));
+        let z = |v: f64| (transform(v, self.log) - mu) / sigma;
+        let inside = self.log_inside[k];
         if self.whole {
-            log_gauss_mass(z(to(x - 0.5)), z(to(x + 0.5))) - inside
+            log_gauss_mass(z(x - 0.5), z(x + 0.5)) - inside
         } else {
-            let zx = z(to(x));
+            let zx = z(x);
             -0.5 * zx * zx - (sigma * (2.0 * std::f64::consts::PI).sqrt()).ln() - inside
         }
     }
@@ -168,9 +169,11 @@ impl Numeric {
 /// neighbours (the outermost ones looking inward only: Optuna's `consider_endpoints=False`),
 /// clipped to `[range / min(100, n + 2), range]`; the prior in the middle, as wide as the range.
 fn numeric(xs: &[f64], low: f64, high: f64, log: bool, whole: bool) -> Kernels {
-    let to = |v: f64| if log { v.ln() } else { v };
-    let (low, high) = (to(low), to(high));
-    let mut mus: Vec<f64> = xs.iter().map(|&x| to(x).clamp(low, high)).collect();
+    let (low, high) = (transform(low, log), transform(high, log));
+    let mut mus: Vec<f64> = xs
+        .iter()
+        .map(|&x| transform(x, log).clamp(low, high))
+        .collect();
     let n = mus.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
@@ -192,6 +195,11 @@ fn numeric(xs: &[f64], low: f64, high: f64, log: bool, whole: bool) -> Kernels {
     }
     mus.push((low + high) / 2.0);
     sigmas.push(range);
+    let log_inside = mus
+        .iter()
+        .zip(&sigmas)
+        .map(|(mu, sigma)| log_gauss_mass((low - mu) / sigma, (high - mu) / sigma))
+        .collect();
     Kernels::Numeric(Numeric {
         mus,
         sigmas,
@@ -199,9 +207,16 @@ fn numeric(xs: &[f64], low: f64, high: f64, log: bool, whole: bool) -> Kernels {
         high,
         log,
         whole,
+        log_inside,
     })
 }
 
+/// A value as the kernels see it: its logarithm for a log range.
+fn transform(v: f64, log: bool) -> f64 {
+    if log { v.ln() } else { v }
+}
+
+/// [`transform`] undone.
 fn untransform(v: f64, log: bool) -> f64 {
     if log { v.exp() } else { v }
 }
@@ -302,7 +317,7 @@ fn standard_normal(rng: &mut impl Rng) -> f64 {
 }
 
 /// Index drawn with probability proportional to `weights`.
-pub(super) fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
+fn pick(weights: &[f64], rng: &mut impl Rng) -> usize {
     let total: f64 = weights.iter().sum();
     let mut u = rng.random::<f64>() * total;
     for (i, w) in weights.iter().enumerate() {

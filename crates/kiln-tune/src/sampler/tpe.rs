@@ -88,7 +88,7 @@ pub(super) fn sample(
         .map(|x| (l.log_pdf(&x) - g.log_pdf(&x), x))
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, x)| x)
-        .unwrap_or_default();
+        .expect("at least one candidate");
     space
         .params
         .iter()
