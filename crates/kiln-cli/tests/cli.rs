@@ -74,6 +74,9 @@ fn the_default_run_learns_the_digits_and_eval_reproduces_it() {
     assert_eq!(stdout_value(&e, "test_loss"), stdout_value(&o, "test_loss"));
 }
 
+/// With a cosine schedule: at a constant rate the default seed ends at 0.9756 on an AVX-512
+/// CPU and 0.9749 on an AVX2 one (the products sum in another order), while the cosine
+/// schedule gave 0.9782, 0.9793 and 0.9807 for seeds 42, 1 and 2 on the AVX2 one.
 #[test]
 fn an_mlp_reaches_97_5_percent_on_real_mnist() {
     let (m, _) = train(
@@ -87,6 +90,8 @@ fn an_mlp_reaches_97_5_percent_on_real_mnist() {
             "0.2",
             "--epochs",
             "10",
+            "--lr-schedule",
+            "cosine",
         ],
     );
     let accuracy = m["test_accuracy"].as_f64().unwrap();

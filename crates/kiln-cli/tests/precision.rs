@@ -90,8 +90,12 @@ fn precisions_that_would_not_run_are_refused_by_name() {
     let out = out.to_str().unwrap();
     for (args, want) in [
         (
+            vec!["--precision", "f8"],
+            "unknown precision `f8` (expected f32, bf16 or f16)",
+        ),
+        (
             vec!["--precision", "f16"],
-            "unknown precision `f16` (expected f32 or bf16; f16 with loss scaling, for GPUs, is not built yet)",
+            "f16 is for the GPU backends (wgpu), and",
         ),
         (
             vec![

@@ -47,6 +47,7 @@ pub use epoch_end::early_stopping::{EarlyStopping, Monitor};
 pub use epoch_end::schedule::{LrSchedule, Plateau};
 pub use error::TrainError;
 pub use evaluate::{Metrics, evaluate, evaluate_masked, predict};
+pub use fit::loss_scale::{LossScale, LossScaler};
 pub use fit::model::{Model, Supervised, Task};
 #[cfg(feature = "mpi")]
 pub use fit::mpi::MpiWorld;

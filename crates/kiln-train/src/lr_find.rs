@@ -109,6 +109,7 @@ impl LrFinder {
             task: config.task,
             probe: None,
             distillation: None,
+            loss_scale: None,
         };
         let mut optim = config.optimizer.build();
         let batcher = DataBatcher::<M::Input>::new(Arc::new(data.clone()));

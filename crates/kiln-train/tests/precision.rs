@@ -49,14 +49,14 @@ fn a_bf16_run_trains_its_fused_layers_in_bf16_and_a_run_without_them_fails() {
     let lstm = SequenceModelConfig::new(8, 64, 10)
         .with_cell(Cell::Lstm)
         .init(&device);
-    let before = kiln_common::precision::bf16_products();
+    let before = kiln_common::precision::low_precision_products();
     let fit = Trainer::new(bf16(6), device.clone())
         .unwrap()
         .fit(lstm, &rows(train.clone()))
         .unwrap();
     let accuracy = fit.history.epochs.last().unwrap().val_accuracy.unwrap();
     assert!(accuracy > 0.85, "an LSTM over the digits' rows: {accuracy}");
-    assert!(kiln_common::precision::bf16_products() > before);
+    assert!(kiln_common::precision::low_precision_products() > before);
     assert_eq!(
         kiln_common::precision(),
         Precision::F32,
@@ -73,8 +73,25 @@ fn a_bf16_run_trains_its_fused_layers_in_bf16_and_a_run_without_them_fails() {
         .unwrap()
         .to_string();
     assert!(
-        error.contains("bf16 was asked, but no product of this model ran in kiln's fused kernels"),
+        error.contains("bf16 was asked, but no product of this model ran in it"),
         "{error}"
     );
     assert_eq!(kiln_common::precision(), Precision::F32);
+}
+
+#[test]
+fn f16_on_a_cpu_backend_is_refused_by_name() {
+    let config = TrainerConfig {
+        precision: Precision::F16,
+        ..bf16(1)
+    };
+    let error = Trainer::new(config, Device::flex())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("f16 is for the GPU backends (wgpu), and")
+            && error.contains("train it in bf16"),
+        "{error}"
+    );
 }

@@ -284,3 +284,143 @@ fn dropout_draws_its_mask_on_the_gpu() {
     let grad: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
     assert_eq!(grad, values);
 }
+
+fn f16(config: TrainerConfig) -> TrainerConfig {
+    TrainerConfig {
+        precision: kiln::common::Precision::F16,
+        ..config
+    }
+}
+
+/// Trains `make`'s model (made on the GPU from seed 1) for `epochs` in f32 and in f16 from the
+/// same weights; returns both test losses, the largest difference of their test outputs, and
+/// the f16 run's history.
+fn f32_and_f16<M: Model>(
+    name: &str,
+    make: impl Fn(&Device) -> M,
+    (train, test): (Data, Data),
+    epochs: usize,
+) -> (f64, f64, f32, kiln::train::History) {
+    let gpu = gpu();
+    gpu.seed(1);
+    let model = make(&gpu);
+    let fit = |config: TrainerConfig| {
+        Trainer::new(config, gpu.clone())
+            .unwrap()
+            .fit(model.clone(), &train)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let products = kiln::common::precision::low_precision_products();
+    let (full, half) = (fit(config(epochs)), fit(f16(config(epochs))));
+    assert!(
+        kiln::common::precision::low_precision_products() > products,
+        "{name}: no product ran in f16"
+    );
+    let outputs = |m: &M| predict(m, &test, 64, &gpu);
+    let (a, b) = (outputs(&full.model), outputs(&half.model));
+    assert!(b.concat().iter().all(|v| v.is_finite()), "{name}");
+    let loss = |m: &M| evaluate(m, &test, Task::Classification, 64, &gpu).loss;
+    let diff = largest_difference(&a, &b);
+    let (l32, l16) = (loss(&full.model), loss(&half.model));
+    eprintln!("{name}: test loss f32 {l32:.4}, f16 {l16:.4}; outputs differ by {diff:e}");
+    (l32, l16, diff, half.history)
+}
+
+/// Every family in f16 (float16 products, f32 weights, loss scaling) against f32 on the GPU,
+/// from the same weights: the trained models' test losses within 3% of each other and their
+/// logits within 0.05 (float16 keeps 11 bits: the first step's outputs differ by about 1e-3 of
+/// their size, and training carries that on; a product left in f32 or a lost gradient would
+/// make them equal or far apart). Each epoch's record keeps the loss scale, which no step
+/// overflowed here.
+#[test]
+fn every_model_family_trains_in_f16_on_wgpu_as_in_f32() {
+    let seq = |bidirectional| SequenceModelConfig::new(8, 16, 10).with_bidirectional(bidirectional);
+    let transformer = SequenceClassifierConfig::new(16, 10)
+        .with_d_ff(32)
+        .with_n_blocks(1)
+        .with_dropout(0.0);
+    let cnn = digits_cnn();
+    let runs = [
+        f32_and_f16(
+            "mlp",
+            |d| MlpConfig::new(64, vec![64], 10).init(d),
+            digit_parts(900, &[64]),
+            1,
+        ),
+        f32_and_f16("cnn", |d| cnn.init(d), digit_parts(900, &[1, 8, 8]), 1),
+        f32_and_f16("lstm", |d| seq(false).init(d), digit_parts(300, &[8, 8]), 1),
+        f32_and_f16(
+            "bilstm",
+            |d| seq(true).init(d),
+            digit_parts(300, &[8, 8]),
+            1,
+        ),
+        f32_and_f16(
+            "transformer",
+            |d| transformer.init_tokens(17, d),
+            digit_tokens(300),
+            1,
+        ),
+    ];
+    for (l32, l16, diff, history) in runs {
+        assert!(
+            (l16 - l32).abs() < 0.03 * l32,
+            "test loss f32 {l32}, f16 {l16}"
+        );
+        assert!(diff > 0.0 && diff < 0.05, "outputs differ by {diff}");
+        let record = &history.epochs[0];
+        assert_eq!(record.metrics["loss_scale"], 65_536.0, "{record:?}");
+        assert_eq!(record.metrics["skipped_steps"], 0.0, "{record:?}");
+    }
+}
+
+/// The digits' pixels times 400 make gradients that overflow float16 at the first scale (2^16):
+/// those steps are skipped and the scale halves until they fit; training goes on to a lower
+/// loss. A run killed after its first epoch resumes with the scale its checkpoint kept, to the
+/// same weights as the run that was not stopped.
+#[test]
+fn f16_skips_overflowing_steps_backs_off_and_resumes_with_its_scale() {
+    let gpu = gpu();
+    let (mut train, _) = digit_parts(600, &[64]);
+    train.x.iter_mut().for_each(|v| *v *= 400.0);
+    gpu.seed(1);
+    let model = MlpConfig::new(64, vec![32], 10).init(&gpu);
+    let dir = std::env::temp_dir().join(format!("kiln-wgpu-f16-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |epochs: usize, checkpoints: &std::path::Path, resume: bool| {
+        let config = TrainerConfig {
+            lr: 1e-3,
+            ..f16(config(epochs))
+        };
+        let mut trainer = Trainer::new(config, gpu.clone())
+            .unwrap()
+            .with_checkpoints(checkpoints);
+        if resume {
+            trainer = trainer.resuming();
+        }
+        trainer.fit(model.clone(), &train).unwrap()
+    };
+    let whole = run(2, &dir.join("whole"), false);
+    let epochs = &whole.history.epochs;
+    let (first, second) = (&epochs[0].metrics, &epochs[1].metrics);
+    eprintln!("f16 with overflows: {first:?} then {second:?}");
+    assert!(first["skipped_steps"] >= 1.0, "{first:?}");
+    assert!(first["loss_scale"] < 65_536.0, "{first:?}");
+    assert!(epochs[1].train_loss < epochs[0].train_loss, "{epochs:?}");
+    let params = |m: &kiln::fnn::Mlp| -> Vec<f32> {
+        m.hidden[0]
+            .linear
+            .weight
+            .val()
+            .into_data()
+            .iter::<f32>()
+            .collect()
+    };
+    assert!(params(&whole.model).iter().all(|v| v.is_finite()));
+
+    run(1, &dir.join("resumed"), false);
+    let resumed = run(2, &dir.join("resumed"), true);
+    assert_eq!(resumed.history.epochs[1].metrics, *second);
+    assert_eq!(params(&resumed.model), params(&whole.model));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -157,8 +157,12 @@ impl ConvBlock {
                 let x = fused::conv2d_bias_relu(&self.conv, x, padding, false, None);
                 self.activation.forward(x)
             }
-            (Some(norm), _) => self.activation.forward(norm.forward(self.conv.forward(x))),
-            (None, None) => self.activation.forward(self.conv.forward(x)),
+            (Some(norm), _) => self
+                .activation
+                .forward(norm.forward(kiln_common::autocast::conv2d(&self.conv, x))),
+            (None, None) => self
+                .activation
+                .forward(kiln_common::autocast::conv2d(&self.conv, x)),
         };
         let x = match (&self.max_pool, &self.avg_pool) {
             (Some(pool), _) => pool.forward(x),

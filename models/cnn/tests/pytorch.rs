@@ -72,6 +72,7 @@ fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &Value) {
             BF16_TOLERANCE * want.iter().fold(1f32, |m, w| m.max(w.abs()))
         }
         kiln_common::Precision::F32 => TOLERANCE,
+        kiln_common::Precision::F16 => unreachable!("these tests run in f32 and bf16"),
     };
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         WORST.with(|worst| worst.set(worst.get().max((g - w).abs())));

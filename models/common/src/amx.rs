@@ -90,7 +90,7 @@ pub fn matmul_bf16(
     rhs: Operand,
     accumulate: bool,
 ) {
-    crate::precision::count_bf16_product();
+    crate::precision::count_low_precision_product();
     // Shallow products go to f32 on rounded operands: below two tiles of depth, packing the
     // operands costs as much as the products (a transformer of d_model 32, whose products are
     // 12,800 x 32 x 32, trained at 0.80x of f32 with them on tiles, 0.87-0.89x with them in
@@ -131,7 +131,7 @@ pub fn matmul_bf16_packed(
     rhs: &PackedRhs,
     accumulate: bool,
 ) {
-    crate::precision::count_bf16_product();
+    crate::precision::count_low_precision_product();
     let (n, k) = (rhs.n, rhs.k);
     if m * n == 0 {
         return;

@@ -136,7 +136,7 @@ pub fn composed<const D: usize>(
     activation: Option<Activation>,
     dropout: Option<&Dropout>,
 ) -> Tensor<D> {
-    let x = linear.forward(x);
+    let x = crate::autocast::linear(linear, x);
     let x = match activation {
         Some(activation) => activation.forward(x),
         None => x,

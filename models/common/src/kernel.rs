@@ -72,7 +72,10 @@ pub fn matmul(
 ) {
     match crate::precision() {
         crate::Precision::Bf16 => crate::amx::matmul_bf16(dims, dst, lhs, rhs, accumulate),
-        crate::Precision::F32 => matmul_f32(dims, dst, lhs, rhs, accumulate),
+        // f16 is for the GPU backends' products; the CPU kernels compute it in f32.
+        crate::Precision::F32 | crate::Precision::F16 => {
+            matmul_f32(dims, dst, lhs, rhs, accumulate)
+        }
     }
 }
 
@@ -92,7 +95,7 @@ impl<'a> Rhs<'a> {
     pub fn new(values: (&'a [f32], usize, usize), k: usize, n: usize) -> Self {
         let packed = match crate::precision() {
             crate::Precision::Bf16 => crate::amx::PackedRhs::new(values, k, n),
-            crate::Precision::F32 => None,
+            crate::Precision::F32 | crate::Precision::F16 => None,
         };
         Self {
             values,

@@ -7,6 +7,7 @@
 
 mod activation;
 pub mod amx;
+pub mod autocast;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
 pub mod denormals;
 #[allow(deprecated)]

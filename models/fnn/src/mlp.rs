@@ -153,7 +153,7 @@ impl DenseBlock {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match &self.norm {
             Some(norm) => {
-                let x = norm.forward(self.linear.forward(x));
+                let x = norm.forward(kiln_common::autocast::linear(&self.linear, x));
                 self.dropout.forward(self.activation.forward(x))
             }
             // One fused operation on the CPU backends.

@@ -4,6 +4,7 @@
 use burn::module::Param;
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor, TensorData};
+use kiln_common::autocast::matmul;
 
 /// One direction's parameters, PyTorch-shaped: `gates` blocks of `d_hidden` rows each.
 pub type Params = (
@@ -86,7 +87,7 @@ impl Direction {
     /// - x_t: `[batch, d_input]`
     /// - output: `[batch, gates * d_hidden]`
     pub fn project_input_step(&self, x_t: Tensor<2>) -> Tensor<2> {
-        x_t.matmul(self.weight_ih.clone().transpose()) + self.bias_ih.clone().unsqueeze()
+        matmul(x_t, self.weight_ih.clone().transpose()) + self.bias_ih.clone().unsqueeze()
     }
 
     /// The step function's one matrix product: `[x_t, h] [W_ih | W_hh]^T + b_ih + b_hh`, all
@@ -102,7 +103,7 @@ impl Direction {
         x_t: Tensor<2>,
         h: Tensor<2>,
     ) -> Tensor<2> {
-        Tensor::cat(vec![x_t, h], 1).matmul(stacked.clone()) + bias.clone()
+        matmul(Tensor::cat(vec![x_t, h], 1), stacked.clone()) + bias.clone()
     }
 
     /// `[W_ih | W_hh]^T`, `[d_input + d_hidden, gates * d_hidden]`, and `b_ih + b_hh` as
@@ -120,7 +121,7 @@ impl Direction {
     /// - h: `[batch, d_hidden]`
     /// - output: `[batch, gates * d_hidden]`
     pub fn project_hidden(&self, h: Tensor<2>) -> Tensor<2> {
-        h.matmul(self.weight_hh.clone().transpose()) + self.bias_hh.clone().unsqueeze()
+        matmul(h, self.weight_hh.clone().transpose()) + self.bias_hh.clone().unsqueeze()
     }
 }
 

@@ -2,6 +2,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
+use kiln_common::autocast::matmul;
 use kiln_common::dense::dense;
 use kiln_common::{Dropout, DropoutConfig};
 
@@ -87,11 +88,12 @@ impl MultiHeadAttention {
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [batch, seq, d_model] = x.dims();
         let (heads, d_k) = (self.n_heads, d_model / self.n_heads);
-        let qkv = x
-            .reshape([batch * seq, d_model])
-            .matmul(self.in_proj_weight.val().transpose())
-            .add(self.in_proj_bias.val().unsqueeze_dim(0))
-            .reshape([batch, seq, 3 * d_model]);
+        let qkv = matmul(
+            x.reshape([batch * seq, d_model]),
+            self.in_proj_weight.val().transpose(),
+        )
+        .add(self.in_proj_bias.val().unsqueeze_dim(0))
+        .reshape([batch, seq, 3 * d_model]);
         let mut parts = qkv.chunk(3, 2).into_iter().map(|part| {
             part.reshape([batch, seq, heads, d_k]).swap_dims(1, 2) // [batch, heads, seq, d_k]
         });
@@ -106,9 +108,9 @@ impl MultiHeadAttention {
             let dropout = self.dropout.draw(&q.device());
             flash::fused(q, k, v, padding, scale, dropout)
         } else {
-            let scores = q.matmul(k.swap_dims(2, 3)); // [batch, heads, seq, seq]
+            let scores = matmul(q, k.swap_dims(2, 3)); // [batch, heads, seq, seq]
             let weights = attention_weights(scores, padding, scale);
-            self.dropout.forward(weights).matmul(v)
+            matmul(self.dropout.forward(weights), v)
         };
         let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         dense(&self.out_proj, context, None, None)

@@ -23,6 +23,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata};
 use burn::tensor::{Bool, DType, Tensor, TensorData};
 use kiln_common::DropoutDraw;
+use kiln_common::autocast::matmul;
 use kiln_common::kernel::{host_tensor, host_values, on_host, register_host_grads};
 use std::sync::Arc;
 
@@ -107,7 +108,7 @@ pub fn composed(
     scale: f32,
     dropout: Option<DropoutDraw>,
 ) -> Tensor<4> {
-    let weights = attention_weights(q.matmul(k.swap_dims(2, 3)), padding, scale);
+    let weights = attention_weights(matmul(q, k.swap_dims(2, 3)), padding, scale);
     let weights = match dropout {
         Some(draw) => {
             let shape = weights.shape();
@@ -117,7 +118,7 @@ pub fn composed(
         }
         None => weights,
     };
-    weights.matmul(v)
+    matmul(weights, v)
 }
 
 /// Whether attention over `q` can take the tiled path: f32 values on a backend compiled in

@@ -294,8 +294,8 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
             } else {
                 if args.precision != Precision::F32 {
                     bail!(
-                        "--precision {}: a GRU's recurrence is Burn's own, in f32 (only its head \
-                         would run in bf16); train it with --precision f32, or use --model lstm",
+                        "--precision {0}: a GRU's recurrence is Burn's own, in f32 (only its head \
+                         would run in {0}); train it with --precision f32, or use --model lstm",
                         args.precision
                     );
                 }

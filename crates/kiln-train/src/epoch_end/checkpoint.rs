@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::epoch_end::early_stopping::Tracker;
 use crate::epoch_end::schedule::Plateau;
+use crate::fit::loss_scale::LossScale;
 use crate::records::files::{remove_stale_temporaries, sync_dir, write_synced};
 use crate::{History, Model, Supervised, TrainError, write_atomic};
 
@@ -175,6 +176,7 @@ impl<M: Model> Checkpointer<ModuleRecord> for ModelPart<M> {
             task: template.task,
             probe: template.probe,
             distillation: template.distillation,
+            loss_scale: template.loss_scale,
         }
         .into_record())
     }
@@ -204,6 +206,9 @@ pub(crate) struct ResumeState {
     pub history: History,
     pub early_stopping: Tracker,
     pub plateau: Option<Plateau>,
+    /// f16's loss scale after the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
     /// Random state: the run's seed. Every random stream (shuffling, dropout masks,
     /// augmentation) is restarted at each epoch from `(seed, epoch)`, so the seed and the epoch
     /// are the whole random state at an epoch boundary.

@@ -26,6 +26,7 @@ use crate::epoch_end::checkpoint::{CheckpointDir, ResumeState, Staging};
 use crate::epoch_end::early_stopping::Tracker;
 use crate::epoch_end::schedule::{Plateau, SharedLr};
 use crate::fit::failures::panic_text;
+use crate::fit::loss_scale::LossScaler;
 use crate::fit::replicas::{Replicas, StepShares, replica_layout};
 use crate::records::history::in_kiln_units;
 use crate::{EarlyStopping, EpochRecord, History, LrSchedule, Monitor, TrainError, write_atomic};
@@ -147,6 +148,11 @@ impl Dataset<usize> for EpochOrder {
 }
 
 /// What the epoch-end hook knows and keeps about the run.
+/// The names under which an f16 run's epoch records keep the loss scale at the epoch's end and
+/// the optimiser steps it skipped during the epoch (see [`LossScaler`]).
+pub(crate) const LOSS_SCALE: &str = "loss_scale";
+pub(crate) const SKIPPED_STEPS: &str = "skipped_steps";
+
 pub(crate) struct RunState {
     /// The epoch at whose start the learner is rebuilt from the previous epoch's checkpoint
     /// (frozen parts unfrozen): that checkpoint's records are handed back for it.
@@ -160,6 +166,8 @@ pub(crate) struct RunState {
     pub best_rule: EarlyStopping,
     pub tracker: Tracker,
     pub plateau: Option<Plateau>,
+    /// f16's loss scale, whose state each checkpoint keeps and each epoch's record shows.
+    pub loss_scale: Option<Arc<LossScaler>>,
     pub lr: SharedLr,
     pub history: History,
     /// The best epoch's weights (burnpack bytes).
@@ -217,6 +225,7 @@ impl RunState {
             history: self.history.clone(),
             early_stopping: self.tracker.clone(),
             plateau: self.plateau.clone(),
+            loss_scale: self.loss_scale.as_ref().map(|s| s.state()),
             seed: self.seed,
             files: Default::default(),
         }
@@ -231,7 +240,7 @@ impl RunState {
         let val_loss = value("Loss", Split::Valid).ok_or_else(|| {
             TrainError::Training(format!("no validation loss was recorded for epoch {epoch}"))
         })?;
-        let record = EpochRecord {
+        let mut record = EpochRecord {
             epoch,
             train_loss: value("Loss", Split::Train).unwrap_or(f64::NAN),
             train_accuracy: value("Accuracy", Split::Train),
@@ -257,6 +266,19 @@ impl RunState {
                 .filter_map(|(key, value)| Some((key, value?)))
                 .collect(),
         };
+        if let Some(scaler) = &self.loss_scale {
+            // The scale at the epoch's end and the steps it skipped (see `LossScaler`).
+            let state = scaler.state();
+            let before: f64 = self
+                .history
+                .epochs
+                .iter()
+                .filter_map(|r| r.metrics.get(SKIPPED_STEPS))
+                .sum();
+            let metrics = &mut record.metrics;
+            metrics.insert(LOSS_SCALE.into(), f64::from(state.scale));
+            metrics.insert(SKIPPED_STEPS.into(), state.skipped_steps as f64 - before);
+        }
         let monitored = |m: Monitor| match m {
             Monitor::ValLoss => Some(record.val_loss),
             Monitor::ValAccuracy => record.val_accuracy,

@@ -2,6 +2,7 @@
 //! runs, how a batch is shared among devices, and what the run shows while it trains.
 
 pub(crate) mod failures;
+pub(crate) mod loss_scale;
 pub(crate) mod model;
 #[cfg(feature = "mpi")]
 pub(crate) mod mpi;

@@ -11,6 +11,7 @@ pub use kiln_common::Model;
 use std::sync::Arc;
 
 use crate::data::batch::{Batch, BatchTargets};
+use crate::fit::loss_scale::{LossScaler, rescaled};
 use crate::fit::steps::{StepOutput, StepOutputs};
 use crate::{Distillation, GradientProbe};
 
@@ -71,6 +72,10 @@ pub struct Supervised<M> {
     /// teacher's softened outputs, given in each [`Batch::teacher`]. Validation is on the
     /// labels alone, as Keras's `Distiller` evaluates.
     pub distillation: Option<Distillation>,
+    #[module(skip)]
+    /// f16 training's dynamic loss scale: each training step scales the loss by it before the
+    /// backward pass and unscales the gradients after (see [`LossScaler`]).
+    pub loss_scale: Option<Arc<LossScaler>>,
 }
 
 impl<M: Model> Supervised<M> {
@@ -129,12 +134,17 @@ impl<M: Model> TrainStep for Supervised<M> {
         let (item, objective) = self.forward_objective(batch);
         // Data-parallel steps sum the devices' gradients: each batch's loss counts by its share
         // of the step's samples, so that the sum is the step's mean (see `Batch::share`).
-        let grads = if item.share == 1.0 {
+        let scale = self.loss_scale.as_ref().map(|s| s.scale());
+        let factor = item.share * scale.unwrap_or(1.0);
+        let grads = if factor == 1.0 {
             objective.backward()
         } else {
-            (objective * item.share).backward()
+            (objective * factor).backward()
         };
-        let output = TrainOutput::new(self, grads, item.into());
+        let mut output = TrainOutput::new(self, grads, item.into());
+        if let Some(scale) = scale {
+            output.grads = rescaled(self, output.grads, 1.0 / scale);
+        }
         if let Some(probe) = &self.probe {
             probe.step(&self.model, &output.grads);
         }

@@ -18,6 +18,7 @@
 //! finish.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::data::dataloader::{DataLoaderIterator, Progress};
@@ -33,6 +34,7 @@ use burn::train::{
 use kiln_common::Model;
 
 use crate::Supervised;
+use crate::fit::loss_scale::LossScaler;
 use crate::fit::ranks::{Ranks, gather_outputs, sum_gradients};
 use crate::fit::steps::{StepOutput, StepOutputs};
 
@@ -54,6 +56,8 @@ pub(crate) struct GroupedSingleDevice<M: Model> {
     /// Data-parallel over processes: the job's ranks, the optimiser steps of an epoch and the
     /// training set's length.
     ranks: Option<(Ranks, usize, usize)>,
+    /// f16's loss scaler, which skips the optimiser steps whose gradients overflowed.
+    loss_scale: Option<Arc<LossScaler>>,
 }
 
 impl<M: Model> GroupedSingleDevice<M> {
@@ -62,7 +66,14 @@ impl<M: Model> GroupedSingleDevice<M> {
             device,
             unfreeze: None,
             ranks: None,
+            loss_scale: None,
         }
+    }
+
+    /// Skips the optimiser steps whose gradients `scaler` finds not finite (f16 training).
+    pub fn with_loss_scale(mut self, scaler: Arc<LossScaler>) -> Self {
+        self.loss_scale = Some(scaler);
+        self
     }
 
     /// Trains as one rank of a job: `steps` optimiser steps an epoch of `len` samples, each
@@ -176,6 +187,7 @@ impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice
                     &mut learner,
                     &dataloader_train,
                     (ranks, *steps, *len),
+                    self.loss_scale.as_deref(),
                     &mut processor,
                     &interrupter,
                 ),
@@ -183,6 +195,7 @@ impl<M: Model> SupervisedLearningStrategy<Supervised<M>> for GroupedSingleDevice
                     &mut learner,
                     &dataloader_train,
                     grad_accumulation,
+                    self.loss_scale.as_deref(),
                     &mut processor,
                     &interrupter,
                 ),
@@ -225,6 +238,7 @@ fn train_epoch<M: Model>(
     learner: &mut Learner<Supervised<M>>,
     dataloader: &TrainLoader<Supervised<M>>,
     grad_accumulation: Option<usize>,
+    scaler: Option<&LossScaler>,
     processor: &mut SupervisedTrainingEventProcessor<Supervised<M>>,
     interrupter: &Interrupter,
 ) {
@@ -244,13 +258,13 @@ fn train_epoch<M: Model>(
                 accumulated += 1;
                 if accumulated >= every || last {
                     learner.lr_step();
-                    learner.optimizer_step(accumulator.grads());
+                    optimizer_step(learner, accumulator.grads(), scaler);
                     accumulated = 0;
                 }
             }
             None => {
                 learner.lr_step();
-                learner.optimizer_step(output.grads);
+                optimizer_step(learner, output.grads, scaler);
             }
         }
         group.push(output.item, progress, iteration);
@@ -264,6 +278,24 @@ fn train_epoch<M: Model>(
     send_train(&mut group, learner, processor, interrupter);
 }
 
+/// The optimiser step on `grads`, unless `scaler` (f16 training) finds one of them not finite:
+/// the step is then skipped, as PyTorch's `GradScaler` skips it. The ranks of a job and the
+/// devices of a rank decide alike, on the same summed gradients.
+fn optimizer_step<M: Model>(
+    learner: &mut Learner<Supervised<M>>,
+    grads: GradientsParams,
+    scaler: Option<&LossScaler>,
+) {
+    let grads = match scaler {
+        Some(scaler) => match scaler.check(&learner.model(), grads) {
+            Some(grads) => grads,
+            None => return,
+        },
+        None => grads,
+    };
+    learner.optimizer_step(grads);
+}
+
 /// One pass over this rank's part of the training data: `steps` optimiser steps, each
 /// summing every rank's gradients (zeros from a rank whose part of the epoch is used up) and
 /// handing the metrics every rank's outputs; a rank stopping (an error, a non-finite loss)
@@ -274,6 +306,7 @@ fn train_epoch_ranks<M: Model>(
     learner: &mut Learner<Supervised<M>>,
     dataloader: &TrainLoader<Supervised<M>>,
     (ranks, steps, len): (&Ranks, usize, usize),
+    scaler: Option<&LossScaler>,
     processor: &mut SupervisedTrainingEventProcessor<Supervised<M>>,
     interrupter: &Interrupter,
 ) {
@@ -310,7 +343,7 @@ fn train_epoch_ranks<M: Model>(
         let global = gather_outputs(&local, comm, &main);
         exchanging += exchange.elapsed();
         learner.lr_step();
-        learner.optimizer_step(grads);
+        optimizer_step(learner, grads, scaler);
         if let Some(global) = global {
             group.push(global.into(), progress, step);
         }

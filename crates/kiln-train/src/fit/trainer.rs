@@ -25,6 +25,7 @@ use crate::epoch_end::hook::{EpochEnd, EpochOrder, RunState, SeededIds};
 use crate::epoch_end::schedule::EpochLrScheduler;
 use crate::epoch_end::schedule::{Plateau, SharedLr};
 use crate::fit::failures::{Failure, Failures, GuardedLogger};
+use crate::fit::loss_scale::LossScaler;
 use crate::fit::nan_guard::TerminateOnNan;
 use crate::fit::prefetch::Prefetch;
 use crate::fit::progress::ProgressRenderer;
@@ -151,15 +152,21 @@ pub struct TrainerConfig {
     /// unused. Default: none.
     #[serde(default)]
     pub masked_lm: Option<MaskedLm>,
-    /// The number format of the fused CPU kernels' matrix products (dense, convolution, LSTM),
-    /// forward and backward: [`Precision::Bf16`] rounds their operands to bfloat16 and sums in
-    /// float32, on AMX tiles where the CPU has them (PyTorch's `autocast("cpu",
-    /// dtype=torch.bfloat16)`, Keras's `mixed_bfloat16`). Weights, optimiser state, biases,
-    /// activations, losses, softmax and normalisation stay float32, as do the products Burn
-    /// computes itself (attention scores, GELU layers, recurrent heads). Set process-wide for
-    /// the run and restored after (see [`kiln_common::precision`](mod@kiln_common::precision)); needs a CPU backend, and a
-    /// run in which no product ran in bf16 (a model without fused layers) fails rather than
-    /// claim it. Default: [`Precision::F32`].
+    /// The number format of the models' matrix products, forward and backward.
+    /// [`Precision::Bf16`], on a CPU backend: kiln's fused kernels (dense, convolution, LSTM)
+    /// round their operands to bfloat16 and sum in float32, on AMX tiles where the CPU has
+    /// them (PyTorch's `autocast("cpu", dtype=torch.bfloat16)`, Keras's `mixed_bfloat16`); the
+    /// products Burn computes itself (attention scores, GELU layers, recurrent heads) stay
+    /// float32. [`Precision::F16`], on a GPU backend whose adapter has float16 shaders: the
+    /// layers' products take float16 operands and give float32 results
+    /// ([`kiln_common::autocast`]), and the loss is scaled dynamically ([`LossScaler`]: each
+    /// epoch's record keeps `loss_scale` and `skipped_steps`; Keras's `mixed_float16`,
+    /// PyTorch's `autocast("cuda")` with a `GradScaler`). Weights, optimiser state, biases,
+    /// activations, losses, softmax and normalisation stay float32. Set process-wide for the
+    /// run and restored after (see [`kiln_common::precision`](mod@kiln_common::precision)); a
+    /// device that cannot compute the precision is refused, and a run in which no product ran
+    /// in it (a model whose layers are all Burn's own) fails rather than claim it. Default:
+    /// [`Precision::F32`].
     #[serde(default)]
     pub precision: Precision,
 }
@@ -341,14 +348,8 @@ impl Trainer {
     /// A trainer running on `device` (plain; the trainer adds autodiff for training steps).
     pub fn new(config: TrainerConfig, device: Device) -> Result<Self, TrainError> {
         config.check()?;
-        if config.precision == Precision::Bf16 && !kiln_common::kernel::on_host(&device) {
-            return Err(TrainError::option(
-                "precision",
-                format!(
-                    "bf16 runs in kiln's fused CPU kernels, and {device:?} is not a CPU backend's \
-                     device (bf16 and f16 on GPUs are not built yet): train it in f32"
-                ),
-            ));
+        for device in std::iter::once(&device).chain(&config.devices) {
+            check_precision(config.precision, device)?;
         }
         if config.devices.first().is_some_and(|first| *first != device) {
             return Err(TrainError::option(
@@ -651,11 +652,17 @@ impl Trainer {
             .as_deref()
             .map(TensorBoardWriter::create)
             .transpose()?;
+        // f16's loss scale, from where a resumed run's checkpoint left it.
+        let loss_scale = (config.precision == Precision::F16).then(|| {
+            let state = resumed.as_ref().and_then(|l| l.state.loss_scale);
+            Arc::new(LossScaler::new(state.unwrap_or_default()))
+        });
         let supervised = Supervised {
             model: model.train(),
             task: config.task,
             probe: probe.clone(),
             distillation: config.distillation,
+            loss_scale: loss_scale.clone(),
         };
         let profile = DataProfile::for_model::<M>(&train);
         let diagnoser = Diagnoser::new(Some(profile), config.verbosity).with_probe(probe);
@@ -698,6 +705,9 @@ impl Trainer {
         }
         if let Some(ranks) = ranks {
             strategy = strategy.with_ranks(ranks, steps_per_epoch, train.len());
+        }
+        if let Some(scaler) = &loss_scale {
+            strategy = strategy.with_loss_scale(scaler.clone());
         }
         let learner = Learner::new(supervised, config.optimizer.build(), rates(scheduler)?);
 
@@ -763,6 +773,7 @@ impl Trainer {
             best_rule,
             tracker: Default::default(),
             plateau,
+            loss_scale,
             lr: shared_lr,
             history: History::default(),
             best: None,
@@ -815,7 +826,7 @@ impl Trainer {
         });
 
         let start = Instant::now();
-        let products = kiln_common::precision::bf16_products();
+        let products = kiln_common::precision::low_precision_products();
         let result = {
             let _precision = PrecisionScope::new(config.precision);
             // Subnormal values (Adam's decaying moments) cost a microcode assist per operation:
@@ -865,14 +876,17 @@ impl Trainer {
         if let Some(error) = result.error {
             return Err(TrainError::Training(error.to_string()));
         }
-        if config.precision == Precision::Bf16
+        if config.precision != Precision::F32
             && state.history.epochs.len() > done
-            && kiln_common::precision::bf16_products() == products
+            && kiln_common::precision::low_precision_products() == products
         {
             return Err(TrainError::option(
                 "precision",
-                "bf16 was asked, but no product of this model ran in kiln's fused kernels (its \
-                 layers are all Burn's own, such as a GRU's): the run was f32; train it in f32",
+                format!(
+                    "{} was asked, but no product of this model ran in it (its layers are all \
+                     Burn's own, such as a GRU's): the run was f32; train it in f32",
+                    config.precision
+                ),
             ));
         }
         let mut trained = result.model;
@@ -1074,4 +1088,26 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// Refuses a precision that `device` cannot compute: bf16 is kiln's fused CPU kernels', f16 a
+/// GPU's with float16 shaders.
+fn check_precision(precision: Precision, device: &Device) -> Result<(), TrainError> {
+    let on_host = kiln_common::kernel::on_host(device);
+    let why = match precision {
+        Precision::Bf16 if !on_host => format!(
+            "bf16 runs in kiln's fused CPU kernels, and {device:?} is not a CPU backend's \
+             device: train it in f16 (float16, for GPUs) or f32"
+        ),
+        Precision::F16 if on_host => format!(
+            "f16 is for the GPU backends (wgpu), and {device:?} is a CPU backend's device: \
+             train it in bf16 (bfloat16, kiln's fused CPU kernels) or f32"
+        ),
+        Precision::F16 if !device.supports_dtype(burn::tensor::DType::F16) => format!(
+            "{device:?} cannot compute in float16 (its adapter has no f16 shaders): train it \
+             in f32"
+        ),
+        _ => return Ok(()),
+    };
+    Err(TrainError::option("precision", why))
 }

@@ -29,7 +29,9 @@ pub struct EpochRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_seconds: Option<f64>,
     /// Users' metrics ([`Trainer::with_metric`](crate::Trainer::with_metric)), by name for
-    /// the training split and `val_` + name for validation, as Keras names its logs.
+    /// the training split and `val_` + name for validation, as Keras names its logs; and in an
+    /// f16 run, `loss_scale` (at the epoch's end) and `skipped_steps` (the epoch's optimiser
+    /// steps skipped for gradients that overflowed; see [`LossScaler`](crate::LossScaler)).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
 }
