@@ -95,7 +95,7 @@ fn precisions_that_would_not_run_are_refused_by_name() {
         ),
         (
             vec!["--precision", "f16"],
-            "f16 is for the GPU backends (wgpu), and",
+            "f16 is for the GPU backends (wgpu: `--device wgpu`), and",
         ),
         (
             vec![

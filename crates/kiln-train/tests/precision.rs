@@ -90,7 +90,7 @@ fn f16_on_a_cpu_backend_is_refused_by_name() {
         .unwrap()
         .to_string();
     assert!(
-        error.contains("f16 is for the GPU backends (wgpu), and")
+        error.contains("f16 is for the GPU backends (wgpu: `--device wgpu`), and")
             && error.contains("train it in bf16"),
         "{error}"
     );

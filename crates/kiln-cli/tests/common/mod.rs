@@ -85,7 +85,12 @@ pub fn history_without_seconds(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("history.csv"))
         .unwrap()
         .lines()
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .map(|l| {
+            // `seconds` is the seventh column; users' metrics (and f16's loss scale) follow it.
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(6);
+            cells.join(",") + "\n"
+        })
         .collect()
 }
 

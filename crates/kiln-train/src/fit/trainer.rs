@@ -1100,8 +1100,8 @@ fn check_precision(precision: Precision, device: &Device) -> Result<(), TrainErr
              device: train it in f16 (float16, for GPUs) or f32"
         ),
         Precision::F16 if on_host => format!(
-            "f16 is for the GPU backends (wgpu), and {device:?} is a CPU backend's device: \
-             train it in bf16 (bfloat16, kiln's fused CPU kernels) or f32"
+            "f16 is for the GPU backends (wgpu: `--device wgpu`), and {device:?} is a CPU \
+             backend's device: train it in bf16 (bfloat16, kiln's fused CPU kernels) or f32"
         ),
         Precision::F16 if !device.supports_dtype(burn::tensor::DType::F16) => format!(
             "{device:?} cannot compute in float16 (its adapter has no f16 shaders): train it \
