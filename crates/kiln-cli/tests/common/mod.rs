@@ -106,3 +106,38 @@ pub fn assert_same_run(resumed: &Path, whole: &Path) {
         std::fs::read(whole.join("model.bpk")).unwrap()
     );
 }
+
+/// Each epoch's training loss in a run's history.csv.
+pub fn losses(dir: &Path) -> Vec<f64> {
+    std::fs::read_to_string(dir.join("history.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Asserts that the run in `low` (a lower precision) trained as the same run in f32, `full`,
+/// did: its test accuracy above `min_accuracy` and within 2 points of f32's (360 test digits:
+/// 7 digits), every epoch's training loss within 5%, and not all of them equal (the products
+/// did run in the lower precision).
+pub fn assert_trained_alike(full: &Path, low: &Path, min_accuracy: f64) {
+    let accuracy = |dir: &Path| metrics(dir)["test_accuracy"].as_f64().unwrap();
+    let (acc_a, acc_b) = (accuracy(full), accuracy(low));
+    eprintln!(
+        "test accuracy: f32 {acc_a}, {} {acc_b}",
+        metrics(low)["precision"]
+    );
+    assert!(
+        acc_b > min_accuracy && (acc_a - acc_b).abs() <= 0.02,
+        "{acc_a} vs {acc_b}"
+    );
+    let (la, lb) = (losses(full), losses(low));
+    assert!(la.iter().zip(&lb).any(|(x, y)| x != y), "ran as f32");
+    let gap = la
+        .iter()
+        .zip(&lb)
+        .map(|(x, y)| (x - y).abs() / x)
+        .fold(0.0, f64::max);
+    assert!(gap < 0.05, "losses apart by {gap} relative");
+}
