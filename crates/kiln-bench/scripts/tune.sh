@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # Random search, TPE and TPE + ASHA on three tasks with the same budget of epochs, for each
-# study seed: the digits (MLP, classification), house prices (MLP, regression) and the airline
-# passengers (LSTM, a sequence), each minimising val_loss over four hyperparameters, every
-# trial at most 27 epochs on a cosine schedule (no early stopping). Then, from each trial's
-# history, the best val_loss reached against the epochs spent: the best of each study, and the
-# epochs TPE + ASHA took to reach random search's best. Prints one JSON line per study and per
-# task.
+# study seed: the digits (MLP, classification), the daily US births (MLP, regression: the births
+# of a day from its date) and the same births as a series (LSTM, sequence: the next day's births
+# from the last 12), each minimising val_loss over four hyperparameters, every trial at most 27
+# epochs on a cosine schedule (no early stopping). Then, from each study's reports in the order
+# they came (study.db: a promoted trial's later epochs count when they ran), the best val_loss
+# reached against the epochs spent: the best of each study, and the epochs TPE + ASHA took to
+# reach random search's best. Prints one JSON line per study and per task.
 #
 #   crates/kiln-bench/scripts/tune.sh KILN [SEEDS...]   (default seeds: 1 2 3)
 #
-# EPOCH_BUDGET (default 810: 30 trials of 27 epochs) sets each study's budget; MIN_EPOCHS
-# (default 1) ASHA's first rung (rungs at 1, 3, 9); TASKS (default "digits house-prices airline")
-# the tasks; EXTRA more flags for every trial; KEEP=DIR keeps the studies there.
+# The births come from `datasets/fetch.sh us-births`. EPOCH_BUDGET (default 810: 30 trials of 27
+# epochs) sets each study's budget; MIN_EPOCHS (default 1) ASHA's first rung (rungs at 1, 3, 9);
+# TASKS (default "digits us-births us-births-series"; also house-prices, airline) the tasks;
+# EXTRA more flags for every trial; KEEP=DIR keeps the studies there.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,16p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,17p "$0" >&2; exit 2; }
 kiln="$(realpath "$1")"
 shift
 seeds="${*:-1 2 3}"
 budget="${EPOCH_BUDGET:-810}"
-tasks="${TASKS:-digits house-prices airline}"
+tasks="${TASKS:-digits us-births us-births-series}"
+births="${KILN_DATA:-$HOME/.cache/kiln}/us-births/births.csv"
+case " $tasks " in
+    *" us-births"*) [ -s "$births" ] || { echo "$births is missing: datasets/fetch.sh us-births" >&2; exit 1; } ;;
+esac
 tmp="${KEEP:-$(mktemp -d)}"
 mkdir -p "$tmp"
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
@@ -28,6 +34,8 @@ task_flags() {
         digits) echo "--dataset digits --hidden 16|64|128,64 --dropout 0..0.5 --batch-size 16|32|64" ;;
         house-prices) echo "--dataset house-prices --hidden 16|64|128,64 --dropout 0..0.5 --batch-size 16|32|64" ;;
         airline) echo "--dataset airline --model lstm --hidden 8|16|32|64 --layers 1..2 --batch-size 8|16|32" ;;
+        us-births) echo "--dataset csv:$births --target births --task regression --hidden 16|64|128,64 --dropout 0..0.5 --batch-size 16|32|64" ;;
+        us-births-series) echo "--dataset series-csv:$births --column births --model lstm --hidden 8|16|32|64 --layers 1..2 --batch-size 16|32|64" ;;
     esac
 }
 studies() {
@@ -50,24 +58,20 @@ for task in $tasks; do
     done
 done
 python3 - "$tmp" "$seeds" "$(( $(date +%s) - start ))" "$tasks" <<'PY'
-import csv, json, os, statistics, sys
+import csv, json, os, sqlite3, statistics, sys
 
 root, seeds, seconds, tasks = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4].split()
 
 def anytime(study):
-    """(cumulative epochs, best val_loss so far) after every epoch of every trial, in order."""
+    """(epochs spent, best val_loss so far) after every epoch any trial reported, in the order
+    the study recorded them; and the study's trials."""
     with open(os.path.join(study, "tune.csv")) as f:
-        trials = sorted(csv.DictReader(f), key=lambda r: int(r["trial"]))
-    curve, spent, best = [], 0, float("inf")
-    for t in trials:
-        history = os.path.join(study, "trials", "%04d" % int(t["trial"]), "history.csv")
-        if not os.path.exists(history):
-            continue
-        with open(history) as f:
-            for row in csv.DictReader(f):
-                spent += 1
-                best = min(best, float(row["val_loss"]))
-                curve.append((spent, best))
+        trials = list(csv.DictReader(f))
+    db = sqlite3.connect(os.path.join(study, "study.db"))
+    curve, best = [], float("inf")
+    for spent, (value,) in enumerate(db.execute("SELECT value FROM trial_values ORDER BY rowid"), 1):
+        best = min(best, value)
+        curve.append((spent, best))
     return trials, curve
 
 for task in tasks:

@@ -92,9 +92,11 @@ pub struct TuneArgs {
     /// Grid: values of each real range (and of a wide whole-number range).
     #[arg(long, default_value_t = 5)]
     pub grid_points: usize,
-    /// Stop bad trials early: asha (successive halving: at epochs --min-epochs x
-    /// --reduction-factor^k only the best 1/--reduction-factor go on), median (a trial worse
-    /// than the median of complete trials at the same epoch stops, after 5 complete), none.
+    /// Stop bad trials early: asha (asynchronous successive halving: at epochs --min-epochs x
+    /// --reduction-factor^k only the best 1/--reduction-factor go on, the others pause there
+    /// and go on from their checkpoint if later trials make them part of it), median (a trial
+    /// worse than the median of complete trials at the same epoch stops, after 5 complete),
+    /// none.
     #[arg(long, default_value = "none", value_parser = ["none", "median", "asha"])]
     pub pruner: String,
     /// ASHA: the first rung's epoch.

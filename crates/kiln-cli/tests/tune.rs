@@ -1,5 +1,6 @@
 //! `kiln tune` end to end on the embedded digits: a study with TPE and successive halving whose
-//! best configuration trains again to the same history, a study killed and resumed to the
+//! best configuration trains again to the same history, and whose promoted trials went on from
+//! their checkpoints as if never paused, a study killed and resumed to the
 //! same table, a failing trial recorded, two workers, bad ranges refused, and (when
 //! `KILN_TEST_POSTGRES` names a server, as .ci/run starts one) two processes sharing a study
 //! in PostgreSQL.
@@ -39,6 +40,19 @@ fn csv_reader(path: &Path) -> std::vec::IntoIter<Vec<String>> {
         })
         .collect::<Vec<_>>()
         .into_iter()
+}
+
+/// tune.csv's trial, learning rate, value, epochs and state, row by row: what a resumed study
+/// must end with, as the uninterrupted one.
+fn table(dir: &Path) -> Vec<Vec<String>> {
+    rows(dir)
+        .into_iter()
+        .map(|r| {
+            ["trial", "lr", "value", "epochs", "state"]
+                .map(|c| r[c].clone())
+                .to_vec()
+        })
+        .collect()
 }
 
 fn dir_arg(dir: &Path) -> &str {
@@ -127,6 +141,34 @@ fn a_study_prunes_with_asha_and_its_best_config_trains_again_to_the_same_history
         history_without_seconds(&again),
         history_without_seconds(&trial_dir)
     );
+    // ASHA paused some trials at a rung and promoted them later: their logs hold two runs,
+    // and each went on from its checkpoint as if it had never stopped (its epochs are the first
+    // ones of its configuration trained at once).
+    let promoted: Vec<u64> = (0..10)
+        .filter(|n| {
+            let log = std::fs::read_to_string(dir.join("trials").join(format!("{n:04}.log")));
+            log.unwrap().matches("test_loss").count() == 2
+        })
+        .collect();
+    assert!(!promoted.is_empty(), "no trial was promoted");
+    for n in promoted {
+        let trial = dir.join("trials").join(format!("{n:04}"));
+        let once = root.join(format!("once-{n}"));
+        kiln(&[
+            "train",
+            "--config",
+            trial.join("config.json").to_str().unwrap(),
+            "--out",
+            dir_arg(&once),
+            "--quiet",
+        ]);
+        let (paused, whole) = (
+            history_without_seconds(&trial),
+            history_without_seconds(&once),
+        );
+        assert!(paused.lines().count() > 2, "trial {n}: {paused}");
+        assert!(whole.starts_with(&paused), "trial {n}:\n{paused}\n{whole}");
+    }
     // Flags that would change what it trains are refused with it.
     let o = kiln_raw(&[
         "train",
@@ -194,7 +236,7 @@ fn a_killed_study_resumes_without_rerunning_a_finished_trial_to_the_same_table()
     let before = std::fs::metadata(&finished).unwrap().modified().unwrap();
 
     let o = kiln(&["tune", "--resume", dir_arg(&killed)]);
-    let table = String::from_utf8_lossy(&o.stdout).to_string();
+    let printed = String::from_utf8_lossy(&o.stdout).to_string();
     let stderr = String::from_utf8_lossy(&o.stderr);
     // Trials 0 and 1 were finished: not run again.
     assert_eq!(
@@ -212,19 +254,96 @@ fn a_killed_study_resumes_without_rerunning_a_finished_trial_to_the_same_table()
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
-    let cells = |dir: &Path| -> Vec<Vec<String>> {
-        rows(dir)
-            .into_iter()
-            .map(|r| {
-                ["trial", "lr", "value", "epochs", "state"]
-                    .map(|c| r[c].clone())
-                    .to_vec()
-            })
-            .collect()
+    assert_eq!(table(&killed), table(&whole));
+    assert_eq!(table(&killed).len(), 5);
+    assert!(printed.contains("5 trials: 5 complete"), "{printed}");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// An ASHA study (rungs at epochs 4, 12 and 36 of 40) whose trial 0 pauses at epoch 4 and
+/// is promoted later.
+fn promoting_study(dir: &Path) -> Vec<String> {
+    [
+        "tune",
+        "--dir",
+        dir_arg(dir),
+        "--trials",
+        "6",
+        "--sampler",
+        "random",
+        "--study-seed",
+        "3",
+        "--lr",
+        "1e-3..1e-1:log",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "40",
+        "--patience",
+        "0",
+        "--pruner",
+        "asha",
+        "--min-epochs",
+        "4",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_study_killed_while_a_promoted_trial_trains_on_resumes_to_the_same_table() {
+    let root = scratch("tune-promoted");
+    let (killed, whole) = (root.join("killed"), root.join("whole"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(promoting_study(&killed))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once trial 0, paused at epoch 4, has trained on for an epoch.
+    let trial_0 = killed.join("trials").join("0000");
+    let epochs = || {
+        std::fs::read_to_string(trial_0.join("history.csv"))
+            .map_or(0, |h| h.lines().count().saturating_sub(1))
     };
-    assert_eq!(cells(&killed), cells(&whole));
-    assert_eq!(cells(&killed).len(), 5);
-    assert!(table.contains("5 trials: 5 complete"), "{table}");
+    let started = Instant::now();
+    while epochs() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "trial 0 was never promoted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let paused: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trial_0.join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(paused["epochs_run"], 4, "killed after its second run ended");
+
+    kiln(&["tune", "--resume", dir_arg(&killed)]);
+    kiln(
+        &promoting_study(&whole)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(table(&killed), table(&whole));
+    // Trial 0 went on past epoch 4, and the study ended with a trial trained to epoch 40.
+    let whole_table = table(&whole);
+    assert_ne!(whole_table[0][3], "4", "{whole_table:?}");
+    assert!(
+        whole_table
+            .iter()
+            .any(|r| r[3] == "40" && r[4] == "complete"),
+        "{whole_table:?}"
+    );
+    assert_eq!(
+        history_without_seconds(&trial_0),
+        history_without_seconds(&whole.join("trials").join("0000"))
+    );
     std::fs::remove_dir_all(root).unwrap();
 }
 

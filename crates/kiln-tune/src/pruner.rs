@@ -22,11 +22,15 @@ pub enum Pruner {
         warmup_epochs: u32,
     },
     /// Asynchronous successive halving (Li et al. 2020, "A System for Massively Parallel
-    /// Hyperparameter Tuning"; Optuna's `SuccessiveHalvingPruner`): rungs at epochs
-    /// `min_epochs * reduction_factor^k`. A trial reaching a rung goes on only if its best
-    /// value so far is in the best `1 / reduction_factor` of the values every trial had at
-    /// that rung (while fewer than `reduction_factor` trials have reached it: only if it is
-    /// the best of them).
+    /// Hyperparameter Tuning", Algorithm 2): rungs at epochs `min_epochs * reduction_factor^k`.
+    /// A trial reaching a rung goes on only if its best value so far is in the best
+    /// `1 / reduction_factor` of the values every trial had there (none of fewer than
+    /// `reduction_factor` trials); otherwise it pauses there. Before a new trial starts, a
+    /// paused one that has since come into its rung's best `1 / reduction_factor` (worse
+    /// trials having joined the rung) is promoted: handed out again, to go on from where it
+    /// paused (highest rung first). Unlike Optuna's `SuccessiveHalvingPruner`, which decides
+    /// once as a trial arrives and lets the first arrivals through, no rung passes on more than
+    /// its share.
     Asha {
         /// The first rung's epoch. Default 1.
         min_epochs: u32,
@@ -141,19 +145,82 @@ impl Pruner {
                 if rung_index(epoch, min_epochs, reduction_factor).is_none() {
                     return false;
                 }
-                // Every trial's best value up to this rung, this one's included.
-                let mut competing: Vec<f64> = others()
-                    .filter(|t| t.epochs() >= epoch)
-                    .filter_map(|t| t.best_until(epoch, direction))
-                    .map(|v| direction.cost(v))
-                    .collect();
-                competing.push(direction.cost(best));
-                competing.sort_by(f64::total_cmp);
-                let promotable = (competing.len() / reduction_factor as usize).max(1) - 1;
-                direction.cost(best) > competing[promotable]
+                let members = rung_members(trials, Some(trial), epoch, direction);
+                let promoted = members.len() / reduction_factor as usize;
+                !members[..promoted].iter().any(|t| t.id == trial.id)
             }
         }
     }
+
+    /// The paused trial to promote before a new one starts (ASHA only): from the highest rung
+    /// down, the best trial paused at a rung (pruned there, never gone on) that is in the best
+    /// `1 / reduction_factor` of its rung. When no new trial may start (`last`: the trials'
+    /// budget is spent) and none is complete, the best trial paused at the highest rung goes on,
+    /// so that a study ends with at least one trial trained to its end.
+    pub fn promotion(
+        &self,
+        trials: &[TrialRecord],
+        direction: Direction,
+        last: bool,
+    ) -> Option<i64> {
+        let Pruner::Asha {
+            min_epochs,
+            reduction_factor,
+        } = *self
+        else {
+            return None;
+        };
+        let deepest = trials.iter().map(TrialRecord::epochs).max()?;
+        let mut rungs = Vec::new();
+        let mut rung = u64::from(min_epochs);
+        while rung <= u64::from(deepest) {
+            rungs.push(rung as u32);
+            rung *= u64::from(reduction_factor);
+        }
+        let paused_at =
+            |rung: u32, t: &&TrialRecord| t.state == TrialState::Pruned && t.epochs() == rung;
+        let promoted = rungs.iter().rev().find_map(|&rung| {
+            let members = rung_members(trials, None, rung, direction);
+            let share = members.len() / reduction_factor as usize;
+            members[..share]
+                .iter()
+                .find(|t| paused_at(rung, t))
+                .map(|t| t.id)
+        });
+        let complete = trials.iter().any(|t| t.state == TrialState::Complete);
+        promoted.or_else(|| {
+            let rung = *rungs
+                .iter()
+                .rev()
+                .find(|&&r| trials.iter().any(|t| paused_at(r, &t)))?;
+            (last && !complete).then(|| {
+                rung_members(trials, None, rung, direction)
+                    .into_iter()
+                    .find(|t| paused_at(rung, t))
+                    .map(|t| t.id)
+            })?
+        })
+    }
+}
+
+/// The trials that reached epoch `rung` (`also` among them, whatever it reported since), best
+/// first by their best value up to it.
+fn rung_members<'a>(
+    trials: &'a [TrialRecord],
+    also: Option<&'a TrialRecord>,
+    rung: u32,
+    direction: Direction,
+) -> Vec<&'a TrialRecord> {
+    let mut members: Vec<(f64, &TrialRecord)> = trials
+        .iter()
+        .filter(|t| also.is_none_or(|a| a.id != t.id))
+        .chain(also)
+        .filter(|t| t.epochs() >= rung || also.is_some_and(|a| a.id == t.id))
+        .filter_map(|t| Some((direction.cost(t.best_until(rung, direction)?), t)))
+        .filter(|(c, _)| !c.is_nan())
+        .collect();
+    members.sort_by(|(a, ta), (b, tb)| a.total_cmp(b).then(ta.number.cmp(&tb.number)));
+    members.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The rung `epoch` is, if it is one: `min_epochs * factor^k` is rung `k`.
@@ -205,7 +272,7 @@ mod tests {
     }
 
     /// Four trials at rung 1 (epoch 1) with losses 0.1, 0.2, 0.3, 0.4 and factor 2: the best
-    /// half (0.1, 0.2) goes on, a newcomer at 0.25 is cut, one at 0.15 goes on.
+    /// half of five (0.1, 0.2) goes on, a newcomer at 0.25 pauses, one at 0.15 goes on.
     #[test]
     fn asha_keeps_the_best_fraction_of_each_rung() {
         let asha = Pruner::Asha {
@@ -225,8 +292,9 @@ mod tests {
         // Epoch 3 is no rung (rungs 1, 2, 4): never pruned there.
         let off_rung = trial(9, TrialState::Running, &[0.15, 0.9, 0.9]);
         assert!(!asha.should_prune(&off_rung, 3, &done, d));
-        // The first trial at a rung is the best of one: it goes on; the second must beat it.
-        assert!(!asha.should_prune(&cut, 1, &[], d));
+        // Fewer trials at a rung than the factor: none goes on yet (a later one may promote
+        // it); of two, the better one.
+        assert!(asha.should_prune(&kept, 1, &[], d));
         let first = [trial(0, TrialState::Complete, &[0.2])];
         assert!(asha.should_prune(&cut, 1, &first, d));
         // Maximising: accuracies.
@@ -265,5 +333,53 @@ mod tests {
         let mut pruned = done.clone();
         pruned[0].state = TrialState::Pruned;
         assert!(!median.should_prune(&worse, 2, &pruned, d));
+    }
+
+    /// Factor 3: three trials paused at epoch 1 promote their best; once it has gone on,
+    /// none until three more have joined the rung, then the best of those not yet promoted.
+    /// The highest rung first; other pruners promote nothing.
+    #[test]
+    fn asha_promotes_a_paused_trial_once_it_is_in_its_rungs_best_third() {
+        let asha = Pruner::Asha {
+            min_epochs: 1,
+            reduction_factor: 3,
+        };
+        let d = Direction::Minimize;
+        let mut trials: Vec<TrialRecord> = [0.3, 0.5, 0.4]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| trial(i as u64, TrialState::Pruned, &[v]))
+            .collect();
+        assert_eq!(asha.promotion(&trials[..2], d, false), None);
+        // Unless no trial may start any more: then the best of the highest rung goes on.
+        assert_eq!(asha.promotion(&trials[..2], d, true), Some(0));
+        assert_eq!(asha.promotion(&trials, d, false), Some(0));
+        trials[0] = trial(0, TrialState::Running, &[0.3, 0.25]);
+        assert_eq!(asha.promotion(&trials, d, false), None);
+        for (i, v) in [(3, 0.45), (4, 0.35), (5, 0.6)] {
+            trials.push(trial(i, TrialState::Pruned, &[v]));
+        }
+        assert_eq!(asha.promotion(&trials, d, false), Some(4));
+        // Trial 0 paused at epoch 3 with two worse ones there: it goes before trial 4.
+        trials[0] = trial(0, TrialState::Pruned, &[0.3, 0.25, 0.2]);
+        trials.push(trial(6, TrialState::Pruned, &[0.5, 0.4, 0.3]));
+        trials.push(trial(7, TrialState::Pruned, &[0.6, 0.5, 0.4]));
+        assert_eq!(asha.promotion(&trials, d, false), Some(0));
+        // With one complete (trials 0, 2 and 4 running), the end of a study promotes no more
+        // than the rule does (9 at epoch 1: its best three).
+        let mut ended = trials.clone();
+        ended.push(trial(9, TrialState::Complete, &[0.9, 0.9, 0.9, 0.9]));
+        ended[0].state = TrialState::Running;
+        assert_eq!(asha.promotion(&ended, d, true), Some(4));
+        ended[4].state = TrialState::Running;
+        assert_eq!(asha.promotion(&ended, d, true), Some(2));
+        ended[2].state = TrialState::Running;
+        assert_eq!(asha.promotion(&ended, d, true), None);
+        // A trial arriving at a rung goes on at once when it is in the best third there.
+        let newcomer = trial(8, TrialState::Running, &[0.05]);
+        assert!(!asha.should_prune(&newcomer, 1, &trials, d));
+        let median = Pruner::named("median").unwrap();
+        assert_eq!(median.promotion(&trials, d, true), None);
+        assert_eq!(Pruner::None.promotion(&trials, d, true), None);
     }
 }

@@ -230,29 +230,36 @@ impl Study {
     }
 
     /// The next trial for `owner` (see [`this_owner`]): an abandoned running trial first (its
-    /// worker died: same number and values, `resumed` set), else a new one from the sampler;
-    /// `None` when the budget is spent or the sampler has nothing left.
+    /// worker died: same number and values, `resumed` set), else a paused trial that ASHA
+    /// promotes (`resumed` set too: it goes on from the epoch it paused at), else a new one
+    /// from the sampler; `None` when the budget is spent or the sampler has nothing left.
     pub fn ask(&self, owner: &str) -> Result<Option<Trial>, TuneError> {
         let config = &self.shared.config;
         let at = now();
-        let mut resumed = false;
+        let (mut resumed, mut promoted) = (false, false);
         let record = self
             .shared
             .storage
             .ask(self.shared.id, owner, at, &mut |trials| {
+                (resumed, promoted) = (false, false);
                 if let Some(stale) = trials.iter().find(|t| abandoned(t, config.stale_after, at)) {
                     resumed = true;
                     return Ask::Reclaim(stale.id);
                 }
-                if config
-                    .budget
-                    .trials
-                    .is_some_and(|n| trials.len() as u64 >= n)
-                {
-                    return Ask::Stop;
-                }
                 let epochs: u64 = trials.iter().map(|t| u64::from(t.epochs())).sum();
                 if config.budget.epochs.is_some_and(|n| epochs >= n) {
+                    return Ask::Stop;
+                }
+                // A promotion adds no trial: it goes on when the trials' budget is spent.
+                let last = config
+                    .budget
+                    .trials
+                    .is_some_and(|n| trials.len() as u64 >= n);
+                if let Some(paused) = config.pruner.promotion(trials, config.direction, last) {
+                    (resumed, promoted) = (true, true);
+                    return Ask::Reclaim(paused);
+                }
+                if last {
                     return Ask::Stop;
                 }
                 let number = trials.len() as u64;
@@ -267,7 +274,11 @@ impl Study {
                     None => Ask::Stop,
                 }
             })?;
-        Ok(record.map(|record| Trial::new(self.clone(), record, resumed)))
+        Ok(record.map(|record| {
+            let mut trial = Trial::new(self.clone(), record, resumed);
+            trial.promoted = promoted;
+            trial
+        }))
     }
 
     /// The trial whose key is `id` (a worker process handed one by its parent).
@@ -321,6 +332,9 @@ pub struct Trial {
     study: Study,
     record: TrialRecord,
     resumed: bool,
+    /// Epochs it had reported when handed out: the pruner has decided on those already.
+    start_epoch: u32,
+    promoted: bool,
     pruned: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -337,8 +351,10 @@ impl Trial {
     fn new(study: Study, record: TrialRecord, resumed: bool) -> Self {
         Self {
             study,
+            start_epoch: record.epochs(),
             record,
             resumed,
+            promoted: false,
             pruned: Arc::default(),
         }
     }
@@ -363,9 +379,24 @@ impl Trial {
         &self.study
     }
 
-    /// Whether it was taken over from a worker that died (its run may have a checkpoint).
+    /// Whether it ran before: taken over from a worker that died, or paused by ASHA and now
+    /// promoted. Its run may have a checkpoint to go on from, after [`Trial::start_epoch`].
     pub fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// Whether ASHA paused it at a rung and now promotes it: its run ended there (a
+    /// checkpoint, and metrics of the epochs so far) and goes on to its last epoch.
+    pub fn promoted(&self) -> bool {
+        self.promoted
+    }
+
+    /// The epochs it had reported when handed out (0 for a new trial). An objective that can
+    /// resume its run goes on after them (the command line's trials resume their checkpoints);
+    /// one that trains from the start again reports them again, and the pruner, which has
+    /// decided on them already, is asked only after them.
+    pub fn start_epoch(&self) -> u32 {
+        self.start_epoch
     }
 
     /// The value of `name` as a real number (a whole number or a numeric choice converted).
@@ -427,8 +458,9 @@ impl Trial {
         }
         self.record(epoch, value)?;
         let shared = &self.study.shared;
-        // Without a pruner there is nothing to decide: no need to read the study back.
-        if shared.config.pruner == Pruner::None {
+        // Without a pruner there is nothing to decide: no need to read the study back; nor
+        // on an epoch it decided on before the trial paused.
+        if shared.config.pruner == Pruner::None || epoch <= self.start_epoch {
             return Ok(false);
         }
         let trials = shared.storage.trials(shared.id)?;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use kiln::train::RunDir;
 use kiln::tune::{Trial, TrialRecord, TrialState};
 
+use super::super::spec::RunConfig;
 use super::argv::TrainFlags;
 
 /// How a worker runs its trials.
@@ -73,28 +74,57 @@ impl Worker<'_> {
             .with_context(|| format!("creating {}", run.display()))?;
         let spec = format!("{}#{}", super::super::train::STORAGE_FROM_ENV, trial.id());
         let mut args: Vec<String> = vec!["train".into()];
-        let started = run.join("config.json").exists();
-        let checkpointed = started
-            && RunDir::open(&run)
-                .ok()
-                .and_then(|r| r.checkpoints().latest().ok().flatten())
-                .is_some();
-        if started && run.join("metrics.json").exists() {
-            // Trained to its end before its worker died: nothing to run again.
-            return Ok(Ok(()));
+        let opened = run
+            .join("config.json")
+            .exists()
+            .then(|| RunDir::open(&run).ok())
+            .flatten();
+        let checkpoint = opened
+            .as_ref()
+            .and_then(|r| r.checkpoints().latest().ok().flatten());
+        // The epochs its metrics.json covers: a run that ended (at its last epoch, by early
+        // stopping, or paused by ASHA at a rung) wrote them.
+        let measured = opened
+            .as_ref()
+            .and_then(|r| r.read_json::<serde_json::Value>("metrics.json").ok())
+            .map(|m| m["epochs_run"].as_u64().unwrap_or(0) as usize);
+        // Marks a promoted trial's run until its process ends: a study killed meanwhile takes
+        // it over as one to train on, not as one that ended at the rung.
+        let promoted = run.with_extension("promoted");
+        if trial.promoted() {
+            File::create(&promoted).with_context(|| format!("creating {}", promoted.display()))?;
         }
-        if checkpointed {
-            args.extend(["--resume".into(), run.display().to_string()]);
-        } else {
-            args.extend(self.flags.trial(trial.params()));
-            args.extend(["--out".into(), run.display().to_string()]);
-            if run.exists() {
-                args.push("--overwrite".into());
+        match (checkpoint, measured) {
+            (Some(epoch), Some(ran)) if promoted.exists() || epoch > ran => {
+                // Paused at a rung, promoted (and perhaps killed on the way on): it trains on
+                // from its last checkpoint to the epochs it was given.
+                let config: RunConfig = RunDir::open(&run)?.read_json("config.json")?;
+                args.extend([
+                    "--resume".into(),
+                    run.display().to_string(),
+                    "--epochs".into(),
+                    config.trainer.epochs.to_string(),
+                ]);
+            }
+            // Ended before its worker died: nothing to run again.
+            (_, Some(_)) => return Ok(Ok(())),
+            (Some(_), None) => args.extend(["--resume".into(), run.display().to_string()]),
+            (None, None) => {
+                args.extend(self.flags.trial(trial.params()));
+                args.extend(["--out".into(), run.display().to_string()]);
+                if run.exists() {
+                    args.push("--overwrite".into());
+                }
             }
         }
         args.extend(["--quiet".into(), "--tune-trial".into(), spec]);
-        let log =
-            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        // Every process of the trial (one per promotion or takeover) appends to its log.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let earlier = log.metadata().map_or(0, |m| m.len() as usize);
         let exe = std::env::current_exe().context("finding the kiln executable")?;
         let mut child = Command::new(exe)
             .args(&args)
@@ -110,10 +140,13 @@ impl Worker<'_> {
         let stdin = child.stdin.take();
         let status = child.wait().context("waiting for a trial")?;
         drop(stdin);
+        let _ = std::fs::remove_file(&promoted);
         if status.success() {
             return Ok(Ok(()));
         }
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        // This process's lines only.
+        let text = text.get(earlier..).unwrap_or(&text);
         let reason = text
             .lines()
             .rev()
