@@ -171,35 +171,28 @@ impl Pruner {
             return None;
         };
         let deepest = trials.iter().map(TrialRecord::epochs).max()?;
-        let mut rungs = Vec::new();
-        let mut rung = u64::from(min_epochs);
-        while rung <= u64::from(deepest) {
-            rungs.push(rung as u32);
-            rung *= u64::from(reduction_factor);
-        }
         let paused_at =
-            |rung: u32, t: &&TrialRecord| t.state == TrialState::Pruned && t.epochs() == rung;
-        let promoted = rungs.iter().rev().find_map(|&rung| {
-            let members = rung_members(trials, None, rung, direction);
-            let share = members.len() / reduction_factor as usize;
-            members[..share]
-                .iter()
-                .find(|t| paused_at(rung, t))
-                .map(|t| t.id)
-        });
-        let complete = trials.iter().any(|t| t.state == TrialState::Complete);
-        promoted.or_else(|| {
-            let rung = *rungs
-                .iter()
-                .rev()
-                .find(|&&r| trials.iter().any(|t| paused_at(r, &t)))?;
-            (last && !complete).then(|| {
-                rung_members(trials, None, rung, direction)
-                    .into_iter()
+            |rung: u32, t: &TrialRecord| t.state == TrialState::Pruned && t.epochs() == rung;
+        let promoted = rungs_until(deepest, min_epochs, reduction_factor)
+            .rev()
+            .find_map(|rung| {
+                let members = rung_members(trials, None, rung, direction);
+                let share = members.len() / reduction_factor as usize;
+                members[..share]
+                    .iter()
                     .find(|t| paused_at(rung, t))
                     .map(|t| t.id)
-            })?
-        })
+            });
+        if promoted.is_some() || !last || trials.iter().any(|t| t.state == TrialState::Complete) {
+            return promoted;
+        }
+        let rung = rungs_until(deepest, min_epochs, reduction_factor)
+            .rev()
+            .find(|&r| trials.iter().any(|t| paused_at(r, t)))?;
+        rung_members(trials, None, rung, direction)
+            .into_iter()
+            .find(|t| paused_at(rung, t))
+            .map(|t| t.id)
     }
 }
 
@@ -213,9 +206,8 @@ fn rung_members<'a>(
 ) -> Vec<&'a TrialRecord> {
     let mut members: Vec<(f64, &TrialRecord)> = trials
         .iter()
-        .filter(|t| also.is_none_or(|a| a.id != t.id))
+        .filter(|t| t.epochs() >= rung && also.is_none_or(|a| a.id != t.id))
         .chain(also)
-        .filter(|t| t.epochs() >= rung || also.is_some_and(|a| a.id == t.id))
         .filter_map(|t| Some((direction.cost(t.best_until(rung, direction)?), t)))
         .filter(|(c, _)| !c.is_nan())
         .collect();
@@ -225,15 +217,19 @@ fn rung_members<'a>(
 
 /// The rung `epoch` is, if it is one: `min_epochs * factor^k` is rung `k`.
 fn rung_index(epoch: u32, min_epochs: u32, factor: u32) -> Option<u32> {
+    let k = rungs_until(epoch, min_epochs, factor).position(|r| r == epoch)?;
+    u32::try_from(k).ok()
+}
+
+/// The rungs' epochs up to `epoch`: `min_epochs * factor^k`, smallest first.
+fn rungs_until(epoch: u32, min_epochs: u32, factor: u32) -> impl DoubleEndedIterator<Item = u32> {
+    let mut rungs = Vec::new();
     let mut at = u64::from(min_epochs);
-    for k in 0..32 {
-        match at.cmp(&u64::from(epoch)) {
-            std::cmp::Ordering::Equal => return Some(k),
-            std::cmp::Ordering::Greater => return None,
-            std::cmp::Ordering::Less => at *= u64::from(factor),
-        }
+    while at <= u64::from(epoch) {
+        rungs.push(at as u32);
+        at *= u64::from(factor.max(2));
     }
-    None
+    rungs.into_iter()
 }
 
 #[cfg(test)]

@@ -98,7 +98,10 @@ impl Worker<'_> {
             (Some(epoch), Some(ran)) if promoted.exists() || epoch > ran => {
                 // Paused at a rung, promoted (and perhaps killed on the way on): it trains on
                 // from its last checkpoint to the epochs it was given.
-                let config: RunConfig = RunDir::open(&run)?.read_json("config.json")?;
+                let config: RunConfig = opened
+                    .as_ref()
+                    .expect("a checkpoint is in an opened run")
+                    .read_json("config.json")?;
                 args.extend([
                     "--resume".into(),
                     run.display().to_string(),
