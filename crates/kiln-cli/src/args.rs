@@ -86,9 +86,13 @@ pub struct TuneArgs {
     /// real ranges at --grid-points values).
     #[arg(long, default_value = "tpe", value_parser = ["tpe", "random", "grid"])]
     pub sampler: String,
-    /// TPE: random trials before its model takes over.
-    #[arg(long, default_value_t = 10)]
+    /// TPE: random trials before its model takes over (Optuna: 10).
+    #[arg(long, default_value_t = 5)]
     pub startup_trials: usize,
+    /// TPE: the share of finished trials its model takes as the good ones, at most 25 trials
+    /// (Optuna: 0.1).
+    #[arg(long, default_value_t = 0.15)]
+    pub gamma: f64,
     /// Grid: values of each real range (and of a wide whole-number range).
     #[arg(long, default_value_t = 5)]
     pub grid_points: usize,

@@ -193,8 +193,14 @@ fn resume_study(dir: &Path) -> Vec<String> {
         dir_arg(dir),
         "--trials",
         "5",
+        // TPE from trial 2, with a good share that the resumed process must read back from
+        // the study (the default, 0.15, samples trials 3 and 4 elsewhere).
         "--sampler",
-        "random",
+        "tpe",
+        "--startup-trials",
+        "2",
+        "--gamma",
+        "0.5",
         "--study-seed",
         "11",
         "--lr",
@@ -402,6 +408,7 @@ fn ranges_that_cannot_be_searched_are_refused_before_any_trial() {
         (vec!["--dataset", "digits|iris"], "cannot be searched"),
         (vec!["--optimizer", "adam|lion"], "lion"),
         (vec!["--no-such-flag", "1..2"], "no such flag"),
+        (vec!["--lr", "1e-3..1e-1:log", "--gamma", "0"], "gamma"),
     ] {
         let mut argv = vec!["tune", "--trials", "2", "--dir", dir_arg(&dir)];
         argv.extend(args);

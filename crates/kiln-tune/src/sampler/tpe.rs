@@ -2,8 +2,8 @@
 //! Hyper-Parameter Optimization", 2011) as Optuna 5's default `TPESampler`: multivariate
 //! (Falkner et al. 2018), with the constant liar for parallel workers.
 //!
-//! The finished trials are split into the best tenth (at most 25), `l`, and the rest, `g`
-//! (running trials join `g`). Each set becomes a mixture of product kernels (see
+//! The finished trials are split into the best share `gamma` (at most 25), `l`, and the rest,
+//! `g` (running trials join `g`). Each set becomes a mixture of product kernels (see
 //! [`super::parzen`]); candidates are drawn from `l`'s and the one where `l(x) / g(x)` is
 //! largest is the next trial (the expected improvement is monotone in that ratio).
 
@@ -16,26 +16,47 @@ use crate::TuneError;
 use crate::space::{Params, SearchSpace};
 use crate::trial::{Direction, TrialRecord, TrialState};
 
-/// TPE's options (Optuna's defaults).
+/// TPE's options. Optuna's `TPESampler` defaults are 10 startup trials and `gamma` 0.1; kiln
+/// starts the densities sooner and takes a larger good set, which found better values on every
+/// benchmark function and budget measured (README, "Tuning").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TpeConfig {
-    /// Random trials before the densities take over. Default 10.
+    /// Random trials before the densities take over. Default 5.
     pub startup_trials: usize,
     /// Candidates drawn from the good trials' density for each value. Default 24.
     pub candidates: usize,
+    /// The share of finished trials taken as the good ones, `l` (at least 1, at most 25
+    /// trials). Default 0.15. Studies stored before it existed read 0.1, Optuna's, as they ran.
+    #[serde(default = "optuna_gamma")]
+    pub gamma: f64,
 }
 
 impl Default for TpeConfig {
     fn default() -> Self {
         Self {
-            startup_trials: 10,
+            startup_trials: 5,
             candidates: 24,
+            gamma: 0.15,
         }
     }
 }
 
+/// Optuna's `default_gamma`: the best 10%.
+fn optuna_gamma() -> f64 {
+    0.1
+}
+
 impl TpeConfig {
-    /// Checks that there is at least one candidate.
+    /// Optuna 5's `TPESampler` defaults: 10 startup trials, 24 candidates, the best 10% good.
+    pub fn optuna() -> Self {
+        Self {
+            startup_trials: 10,
+            candidates: 24,
+            gamma: optuna_gamma(),
+        }
+    }
+
+    /// Checks that there is at least one candidate and that `gamma` is a share in (0, 1].
     pub fn check(&self) -> Result<(), TuneError> {
         if self.candidates == 0 {
             return Err(TuneError::InvalidOption {
@@ -43,7 +64,21 @@ impl TpeConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(TuneError::InvalidOption {
+                option: "gamma",
+                reason: format!(
+                    "the good trials' share must be above 0 and at most 1, got {}",
+                    self.gamma
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// How many of `finished` trials are the good ones: `ceil(gamma * finished)`, 1 to 25.
+    fn n_good(&self, finished: usize) -> usize {
+        ((self.gamma * finished as f64).ceil() as usize).clamp(1, 25)
     }
 }
 
@@ -59,10 +94,10 @@ pub(super) fn sample(
     if ranked.len() < config.startup_trials.max(1) {
         return random::sample(space, rng);
     }
-    // Optuna's default gamma: the best 10%, at most 25; every other trial, running ones
-    // included (Optuna's constant liar: a running trial is taken as a bad one, so parallel
-    // workers do not all try the same place), is `g`. Both sets oldest first, for the weights.
-    let n_good = ranked.len().div_ceil(10).clamp(1, 25);
+    // The best `gamma` share, at most 25; every other trial, running ones included (Optuna's
+    // constant liar: a running trial is taken as a bad one, so parallel workers do not all try
+    // the same place), is `g`. Both sets oldest first, for the weights.
+    let n_good = config.n_good(ranked.len());
     let mut good: Vec<&TrialRecord> = ranked[..n_good].to_vec();
     let mut bad: Vec<&TrialRecord> = ranked[n_good..].to_vec();
     bad.extend(trials.iter().filter(|t| t.state == TrialState::Running));
@@ -194,6 +229,50 @@ mod tests {
             total_tpe < 0.5 * total_random,
             "{total_tpe} vs {total_random}"
         );
+    }
+
+    #[test]
+    fn the_good_set_is_the_gamma_share_rounded_up_between_1_and_25() {
+        let kiln = TpeConfig::default();
+        let optuna = TpeConfig::optuna();
+        assert_eq!(
+            [5, 10, 20, 30, 100, 1000].map(|n| kiln.n_good(n)),
+            [1, 2, 3, 5, 15, 25]
+        );
+        assert_eq!(
+            [5, 10, 20, 30, 100, 1000].map(|n| optuna.n_good(n)),
+            [1, 1, 2, 3, 10, 25]
+        );
+    }
+
+    #[test]
+    fn gamma_must_be_a_share() {
+        for gamma in [0.0, -0.1, 1.5, f64::NAN] {
+            let error = TpeConfig {
+                gamma,
+                ..TpeConfig::default()
+            }
+            .check()
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains("gamma"), "{error}");
+        }
+        assert!(
+            TpeConfig {
+                gamma: 1.0,
+                ..TpeConfig::default()
+            }
+            .check()
+            .is_ok()
+        );
+    }
+
+    /// A study stored before `gamma` existed goes on sampling as it did (Optuna's 0.1).
+    #[test]
+    fn a_stored_config_without_gamma_reads_optunas() {
+        let old: TpeConfig =
+            serde_json::from_str(r#"{"startup_trials": 10, "candidates": 24}"#).unwrap();
+        assert_eq!(old, TpeConfig::optuna());
     }
 
     #[test]

@@ -116,6 +116,7 @@ fn create(args: &TuneArgs) -> Result<(PathBuf, Study, TrainFlags, String)> {
         },
         "tpe" => Sampler::Tpe(TpeConfig {
             startup_trials: args.startup_trials,
+            gamma: args.gamma,
             ..TpeConfig::default()
         }),
         other => Sampler::named(other)?,
