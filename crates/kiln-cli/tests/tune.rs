@@ -1,7 +1,8 @@
 //! `kiln tune` end to end on the embedded digits: a study with TPE and successive halving whose
 //! best configuration trains again to the same history, and whose promoted trials went on from
 //! their checkpoints as if never paused, a study killed and resumed to the
-//! same table, a failing trial recorded, two workers, bad ranges refused, and (when
+//! same table, a study whose binary is removed mid-way stopping with the reason and resumed, a
+//! failing trial recorded, two workers, bad ranges refused, and (when
 //! `KILN_TEST_POSTGRES` names a server, as .ci/run starts one) two processes sharing a study
 //! in PostgreSQL.
 
@@ -349,6 +350,66 @@ fn a_study_killed_while_a_promoted_trial_trains_on_resumes_to_the_same_table() {
     assert_eq!(
         history_without_seconds(&trial_0),
         history_without_seconds(&whole.join("trials").join("0000"))
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// A kiln binary removed while its study runs (as a rebuild does): the next trial cannot
+/// start, the study stops with an error saying why and how to go on, and `--resume` with the
+/// kiln there now finishes it.
+#[test]
+fn a_study_whose_kiln_binary_is_removed_says_so_and_resumes() {
+    let root = scratch("tune-removed-binary");
+    let dir = root.join("study");
+    let copy = root.join("kiln-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &copy).unwrap();
+    let child = Command::new(&copy)
+        .args([
+            "tune",
+            "--dir",
+            dir_arg(&dir),
+            "--trials",
+            "3",
+            "--sampler",
+            "random",
+        ])
+        .args([
+            "--lr",
+            "1e-3..1e-1:log",
+            "--epochs",
+            "60",
+            "--patience",
+            "0",
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let trial_0 = dir.join("trials").join("0000").join("history.csv");
+    while !trial_0.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "trial 0 never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(&copy).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("was replaced or removed while it ran")
+            && stderr.contains(&format!("{}, was", copy.display()))
+            && stderr.contains(&format!("kiln tune --resume {}", dir.display())),
+        "{stderr}"
+    );
+    let o = kiln(&["tune", "--resume", dir_arg(&dir)]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 trials: 3 complete"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
     );
     std::fs::remove_dir_all(root).unwrap();
 }

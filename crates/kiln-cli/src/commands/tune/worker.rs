@@ -129,7 +129,7 @@ impl Worker<'_> {
             .with_context(|| format!("opening {}", log_path.display()))?;
         let earlier = log.metadata().map_or(0, |m| m.len() as usize);
         let exe = std::env::current_exe().context("finding the kiln executable")?;
-        let mut child = Command::new(exe)
+        let mut child = Command::new(&exe)
             .args(&args)
             .env("RAYON_NUM_THREADS", self.threads.to_string())
             .env(super::super::train::STORAGE_ENV, &self.storage_url)
@@ -139,7 +139,7 @@ impl Worker<'_> {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting a trial's kiln train")?;
+            .with_context(|| self.spawn_failure(&exe))?;
         let stdin = child.stdin.take();
         let status = child.wait().context("waiting for a trial")?;
         drop(stdin);
@@ -160,5 +160,22 @@ impl Worker<'_> {
                 |l| l.trim_start_matches("error:").trim().to_string(),
             );
         Ok(Err(reason))
+    }
+
+    /// What to say when a trial's process cannot start. A kiln binary rebuilt or removed
+    /// while its study runs is the usual cause: Linux then names this process's executable
+    /// `PATH (deleted)`.
+    fn spawn_failure(&self, exe: &Path) -> String {
+        if exe.exists() {
+            return "starting a trial's kiln train".into();
+        }
+        let shown = exe.display().to_string();
+        format!(
+            "starting a trial's kiln train: the kiln executable this study started from, {}, \
+             was replaced or removed while it ran (a rebuild?); go on with the kiln there now: \
+             kiln tune --resume {}",
+            shown.trim_end_matches(" (deleted)"),
+            self.dir.display()
+        )
     }
 }
