@@ -56,6 +56,15 @@ fn table(dir: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Polls `done` every 5 ms until it holds; fails with `why` after two minutes.
+fn wait_until(done: impl Fn() -> bool, why: &str) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(120), "{why}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn dir_arg(dir: &Path) -> &str {
     dir.to_str().unwrap()
 }
@@ -228,15 +237,8 @@ fn a_killed_study_resumes_without_rerunning_a_finished_trial_to_the_same_table()
         .spawn()
         .unwrap();
     // Killed (SIGKILL, no chance to tidy up) once trial 2 has trained an epoch.
-    let started = Instant::now();
     let trial_2 = killed.join("trials").join("0002").join("history.csv");
-    while !trial_2.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "trial 2 never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(|| trial_2.exists(), "trial 2 never started");
     child.kill().unwrap();
     child.wait().unwrap();
     let finished = killed.join("trials").join("0000").join("metrics.json");
@@ -315,14 +317,7 @@ fn a_study_killed_while_a_promoted_trial_trains_on_resumes_to_the_same_table() {
         std::fs::read_to_string(trial_0.join("history.csv"))
             .map_or(0, |h| h.lines().count().saturating_sub(1))
     };
-    let started = Instant::now();
-    while epochs() < 5 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "trial 0 was never promoted"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(|| epochs() >= 5, "trial 0 was never promoted");
     child.kill().unwrap();
     child.wait().unwrap();
     let paused: serde_json::Value =
@@ -386,15 +381,8 @@ fn a_study_whose_kiln_binary_is_removed_says_so_and_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
     let trial_0 = dir.join("trials").join("0000").join("history.csv");
-    while !trial_0.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "trial 0 never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(|| trial_0.exists(), "trial 0 never started");
     std::fs::remove_file(&copy).unwrap();
     let o = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
