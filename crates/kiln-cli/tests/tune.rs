@@ -56,6 +56,21 @@ fn table(dir: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// `kiln ARGS` started in the background, its output discarded (a study to kill).
+fn spawn_study(args: &[String]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `kiln ARGS` run to its end, asserting that it succeeds (the uninterrupted study).
+fn run_study(args: &[String]) {
+    kiln(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 /// Polls `done` every 5 ms until it holds; fails with `why` after two minutes.
 fn wait_until(done: impl Fn() -> bool, why: &str) {
     let started = Instant::now();
@@ -230,12 +245,7 @@ fn resume_study(dir: &Path) -> Vec<String> {
 fn a_killed_study_resumes_without_rerunning_a_finished_trial_to_the_same_table() {
     let root = scratch("tune-resume");
     let (killed, whole) = (root.join("killed"), root.join("whole"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(resume_study(&killed))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_study(&resume_study(&killed));
     // Killed (SIGKILL, no chance to tidy up) once trial 2 has trained an epoch.
     let trial_2 = killed.join("trials").join("0002").join("history.csv");
     wait_until(|| trial_2.exists(), "trial 2 never started");
@@ -257,12 +267,7 @@ fn a_killed_study_resumes_without_rerunning_a_finished_trial_to_the_same_table()
         "{stderr}"
     );
 
-    kiln(
-        &resume_study(&whole)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    run_study(&resume_study(&whole));
     assert_eq!(table(&killed), table(&whole));
     assert_eq!(table(&killed).len(), 5);
     assert!(printed.contains("5 trials: 5 complete"), "{printed}");
@@ -305,12 +310,7 @@ fn promoting_study(dir: &Path) -> Vec<String> {
 fn a_study_killed_while_a_promoted_trial_trains_on_resumes_to_the_same_table() {
     let root = scratch("tune-promoted");
     let (killed, whole) = (root.join("killed"), root.join("whole"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(promoting_study(&killed))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_study(&promoting_study(&killed));
     // Killed once trial 0, paused at epoch 4, has trained on for an epoch.
     let trial_0 = killed.join("trials").join("0000");
     let epochs = || {
@@ -326,12 +326,7 @@ fn a_study_killed_while_a_promoted_trial_trains_on_resumes_to_the_same_table() {
     assert_eq!(paused["epochs_run"], 4, "killed after its second run ended");
 
     kiln(&["tune", "--resume", dir_arg(&killed)]);
-    kiln(
-        &promoting_study(&whole)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    run_study(&promoting_study(&whole));
     assert_eq!(table(&killed), table(&whole));
     // Trial 0 went on past epoch 4, and the study ended with a trial trained to epoch 40.
     let whole_table = table(&whole);
