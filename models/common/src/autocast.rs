@@ -22,11 +22,6 @@ pub fn product_dtype() -> Option<DType> {
     (crate::precision() == crate::Precision::F16).then_some(DType::F16)
 }
 
-/// `tensor` cast to `dtype`.
-fn lowered<const D: usize>(tensor: Tensor<D>, dtype: DType) -> Tensor<D> {
-    tensor.cast(dtype)
-}
-
 /// `lhs.matmul(rhs)`, in the [`product_dtype`] when there is one.
 ///
 /// # Shapes
@@ -37,9 +32,7 @@ pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     match product_dtype() {
         Some(dtype) => {
             crate::precision::count_low_precision_product();
-            lowered(lhs, dtype)
-                .matmul(lowered(rhs, dtype))
-                .cast(DType::F32)
+            lhs.cast(dtype).matmul(rhs.cast(dtype)).cast(DType::F32)
         }
         None => lhs.matmul(rhs),
     }
@@ -95,13 +88,8 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.groups,
     );
     crate::precision::count_low_precision_product();
-    let out = burn_conv2d(
-        lowered(x, dtype),
-        lowered(conv.weight.val(), dtype),
-        None,
-        options,
-    )
-    .cast(DType::F32);
+    let out =
+        burn_conv2d(x.cast(dtype), conv.weight.val().cast(dtype), None, options).cast(DType::F32);
     match &conv.bias {
         Some(bias) => out + bias.val().reshape([1, -1, 1, 1]),
         None => out,
