@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# How much of a births-series trial's value is the configuration and how much is the run: the
+# best trial of tune.sh's random search (seed 1: an LSTM of 64 units, one layer, batch 16,
+# learning rate 0.0077, 27 epochs on a cosine schedule) trained again with its learning rate
+# nudged by 0.1% at a time (LR x (1 + 0.001 k), k = 0 .. N-1): the same configuration to any
+# sampler, another trajectory to the training. Prints each run's best val_loss, then their
+# spread.
+#
+#   crates/kiln-bench/scripts/series-noise.sh KILN [N]   (default N: 12)
+#
+# The births come from `datasets/fetch.sh us-births`. LR (default 0.007706311194598055) and
+# FLAGS (default the configuration above) pick another configuration.
+set -euo pipefail
+[ $# -ge 1 ] || { sed -n 2,12p "$0" >&2; exit 2; }
+kiln="$(realpath "$1")"
+runs="${2:-12}"
+lr="${LR:-0.007706311194598055}"
+births="${KILN_DATA:-$HOME/.cache/kiln}/us-births/births.csv"
+[ -s "$births" ] || { echo "$births is missing: datasets/fetch.sh us-births" >&2; exit 1; }
+flags="${FLAGS:---model lstm --hidden 64 --layers 1 --batch-size 16}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+for k in $(seq 0 $((runs - 1))); do
+    nudged=$(python3 -c "print($lr * (1 + 0.001 * $k))")
+    # shellcheck disable=SC2086
+    "$kiln" train --quiet --dataset "series-csv:$births" --column births $flags --lr "$nudged" \
+        --epochs 27 --patience 0 --lr-schedule cosine --out "$tmp/$k" > "$tmp/$k.log" 2>&1 \
+        || { cat "$tmp/$k.log" >&2; exit 1; }
+    python3 - "$tmp/$k/history.csv" "$k" "$nudged" <<'PY'
+import csv, json, sys
+with open(sys.argv[1]) as f:
+    best = min(float(r["val_loss"]) for r in csv.DictReader(f))
+print(json.dumps({"k": int(sys.argv[2]), "lr": float(sys.argv[3]), "best_val_loss": best}))
+PY
+done | tee "$tmp/runs.jsonl"
+python3 - "$tmp/runs.jsonl" <<'PY'
+import json, statistics, sys
+values = [json.loads(line)["best_val_loss"] for line in open(sys.argv[1])]
+print(json.dumps({"runs": len(values), "min": min(values), "median": statistics.median(values),
+                  "max": max(values), "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}))
+PY
