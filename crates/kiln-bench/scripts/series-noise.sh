@@ -3,8 +3,9 @@
 # best trial of tune.sh's random search (seed 1: an LSTM of 64 units, one layer, batch 16,
 # learning rate 0.0077, 27 epochs on a cosine schedule) trained again with its learning rate
 # nudged by 0.1% at a time (LR x (1 + 0.001 k), k = 0 .. N-1): the same configuration to any
-# sampler, another trajectory to the training. Prints each run's best val_loss, then their
-# spread.
+# sampler, another trajectory to the training. Prints each run's best val_loss by epoch 9 (ASHA's
+# last rung) and in all, then their spread and the rank correlation of the two: whether a run's
+# luck shows by the last rung.
 #
 #   crates/kiln-bench/scripts/series-noise.sh KILN [N]   (default N: 12)
 #
@@ -30,13 +31,31 @@ for k in $(seq 0 $((runs - 1))); do
     python3 - "$tmp/$k/history.csv" "$k" "$nudged" <<'PY'
 import csv, json, sys
 with open(sys.argv[1]) as f:
-    best = min(float(r["val_loss"]) for r in csv.DictReader(f))
-print(json.dumps({"k": int(sys.argv[2]), "lr": float(sys.argv[3]), "best_val_loss": best}))
+    values = [float(r["val_loss"]) for r in csv.DictReader(f)]
+print(json.dumps({"k": int(sys.argv[2]), "lr": float(sys.argv[3]),
+                  "best_by_epoch_9": min(values[:9]), "best_val_loss": min(values)}))
 PY
 done | tee "$tmp/runs.jsonl"
 python3 - "$tmp/runs.jsonl" <<'PY'
 import json, statistics, sys
-values = [json.loads(line)["best_val_loss"] for line in open(sys.argv[1])]
+runs = [json.loads(line) for line in open(sys.argv[1])]
+values = [r["best_val_loss"] for r in runs]
+
+
+def ranks(xs):
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    return [order.index(i) for i in range(len(xs))]
+
+
+def spearman(a, b):
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = statistics.mean(ra), statistics.mean(rb)
+    num = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    den = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+    return num / den if den else float("nan")
+
+
 print(json.dumps({"runs": len(values), "min": min(values), "median": statistics.median(values),
-                  "max": max(values), "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}))
+                  "max": max(values), "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+                  "rank_correlation_epoch_9_final": spearman([r["best_by_epoch_9"] for r in runs], values)}))
 PY
