@@ -5,8 +5,11 @@
 # accuracy and the training seconds (from metrics.json).
 #
 #   crates/kiln-bench/scripts/precision-accuracy.sh KILN
+#
+# MODELS (default "mlp cnn lstm transformer") picks the commands; SEEDS (default 42, kiln's
+# default seed) runs each pair once per seed.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,7p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,10p "$0" >&2; exit 2; }
 kiln="$1"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -16,18 +19,23 @@ commands=(
     "lstm|--model lstm --dataset sequential-mnist --hidden 128 --epochs 10"
     "transformer|--model transformer --dataset spam --d-model 64 --heads 4 --layers 2 --seq-len 256 --pooling cls --dropout 0.3 --batch-size 16 --validation-split 0.1 --epochs 8 --patience 2"
 )
+models=" ${MODELS:-mlp cnn lstm transformer} "
 for entry in "${commands[@]}"; do
     name="${entry%%|*}"
+    [[ "$models" == *" $name "* ]] || continue
     read -r -a flags <<< "${entry#*|}"
-    for precision in f32 bf16; do
-        out="$tmp/$name-$precision"
-        "$kiln" train --quiet "${flags[@]}" --precision "$precision" --out "$out" > /dev/null
-        python3 - "$out/metrics.json" "$name" <<'PY'
+    for seed in ${SEEDS:-42}; do
+        for precision in f32 bf16; do
+            out="$tmp/$name-$seed-$precision"
+            "$kiln" train --quiet "${flags[@]}" --seed "$seed" --precision "$precision" \
+                --out "$out" > /dev/null
+            python3 - "$out/metrics.json" "$name" "$seed" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
-print(json.dumps({"model": sys.argv[2], "precision": m["precision"], "unit": m["precision_unit"],
-                  "test_accuracy": round(m["test_accuracy"], 4),
+print(json.dumps({"model": sys.argv[2], "seed": int(sys.argv[3]), "precision": m["precision"],
+                  "unit": m["precision_unit"], "test_accuracy": round(m["test_accuracy"], 4),
                   "train_seconds": round(m["train_seconds"], 1)}))
 PY
+        done
     done
 done
