@@ -1,4 +1,4 @@
-//! kiln's TPE on deterministic functions (no training, so no training noise): the best of
+//! kiln's TPE on deterministic functions (no training, so no training noise unless `NOISE` adds some): the best of
 //! `TRIALS` (default 30) trials over seeds 1..N, with kiln's defaults (`TpeConfig::default()`)
 //! and with Optuna's (`TpeConfig::optuna()`), one line per function. Optuna itself runs the
 //! same functions in `crates/kiln-bench/scripts/tpe-synthetic.py N`.
@@ -8,7 +8,13 @@
 //! Functions: `digits` (shaped like the digits study: rate best at 1e-2, two layers, dropout
 //! 0.4, batch 16), `series` (shaped like the births series: the best rate moves with the batch
 //! and the width), `hartmann6` and `branin` (the standard test functions, minimum 0 here).
+//!
+//! `NOISE=S` adds Gaussian noise of standard deviation `S` to every value a trial reports (drawn
+//! from the study's seed and the trial's number, so the same for both configurations): a
+//! training run's luck, which the study's best then includes as a real study's does.
 use kiln_tune::{SearchSpace, TpeConfig, Trial, Tuner};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 /// A test function: its space and its value.
 struct Function {
@@ -111,15 +117,22 @@ const FUNCTIONS: [Function; 4] = [
     },
 ];
 
-/// The best value of each seed's study.
-fn bests(f: &Function, config: &TpeConfig, seeds: u64, trials: u64) -> Vec<f64> {
+/// A standard normal draw for trial `number` of study `seed` (Box-Muller).
+fn normal(seed: u64, number: u64) -> f64 {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(number));
+    let (u, v): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// The best value of each seed's study, each trial's value with noise of deviation `noise`.
+fn bests(f: &Function, config: &TpeConfig, seeds: u64, trials: u64, noise: f64) -> Vec<f64> {
     (1..=seeds)
         .map(|seed| {
             let study = Tuner::new((f.space)(), "loss")
                 .sampler(kiln_tune::Sampler::Tpe(config.clone()))
                 .seed(seed)
                 .trials(trials)
-                .optimize(|t| Ok::<f64, String>((f.value)(t)))
+                .optimize(|t| Ok::<f64, String>((f.value)(t) + noise * normal(seed, t.number())))
                 .expect("an in-memory study");
             study
                 .best()
@@ -141,13 +154,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let seeds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(100);
     let trials: u64 = std::env::var("TRIALS").map_or(30, |s| s.parse().expect("TRIALS: a number"));
+    let noise: f64 = std::env::var("NOISE").map_or(0.0, |s| s.parse().expect("NOISE: a number"));
     let wanted: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     for f in FUNCTIONS
         .iter()
         .filter(|f| wanted.is_empty() || wanted.contains(&f.name))
     {
-        let kiln = bests(f, &TpeConfig::default(), seeds, trials);
-        let optuna = bests(f, &TpeConfig::optuna(), seeds, trials);
+        let kiln = bests(f, &TpeConfig::default(), seeds, trials, noise);
+        let optuna = bests(f, &TpeConfig::optuna(), seeds, trials, noise);
         let ((km, ka), (om, oa)) = (median_and_mean(&kiln), median_and_mean(&optuna));
         // How often a study with kiln's defaults beats one with Optuna's (all pairs of seeds).
         let wins = kiln
@@ -156,7 +170,7 @@ fn main() {
             .sum::<usize>() as f64
             / (kiln.len() * optuna.len()) as f64;
         println!(
-            "{{\"function\": \"{}\", \"trials\": {trials}, \"seeds\": {seeds}, \"kiln_median\": {km:.4}, \"kiln_mean\": {ka:.4}, \"optuna_settings_median\": {om:.4}, \"optuna_settings_mean\": {oa:.4}, \"p_kiln_better\": {wins:.3}}}",
+            "{{\"function\": \"{}\", \"trials\": {trials}, \"noise\": {noise}, \"seeds\": {seeds}, \"kiln_median\": {km:.4}, \"kiln_mean\": {ka:.4}, \"optuna_settings_median\": {om:.4}, \"optuna_settings_mean\": {oa:.4}, \"p_kiln_better\": {wins:.3}}}",
             f.name
         );
     }
