@@ -1,7 +1,7 @@
-//! kiln's TPE on deterministic functions (no training, so no training noise unless `NOISE` adds some): the best of
-//! `TRIALS` (default 30) trials over seeds 1..N, with kiln's defaults (`TpeConfig::default()`)
-//! and with Optuna's (`TpeConfig::optuna()`), one line per function. Optuna itself runs the
-//! same functions in `crates/kiln-bench/scripts/tpe-synthetic.py N`.
+//! kiln's TPE on deterministic functions (no training, so no training noise unless `NOISE` adds
+//! some): the best of `TRIALS` (default 30) trials over seeds 1..N, with kiln's defaults
+//! (`TpeConfig::default()`) and with Optuna's (`TpeConfig::optuna()`), one line per function.
+//! Optuna itself runs the same functions in `crates/kiln-bench/scripts/tpe-synthetic.py N`.
 //!
 //!     cargo run --release -p kiln-tune --example tpe_synthetic -- 500 [FUNCTION...]
 //!
