@@ -9,9 +9,9 @@ tune.sh). Prints one JSON line per study and one per task with the medians.
 
     ~/torchenv/bin/python crates/kiln-bench/scripts/against-optuna.py KILN [SEEDS...]
 
-TASKS (default: all of them: digits house-prices airline us-births us-births-series) picks the
-tasks; ONLY=kiln or ONLY=optuna runs one side (the other prints NaN); the us-births tasks need
-`datasets/fetch.sh us-births`.
+TASKS (default: all of them: digits house-prices airline us-births us-births-series
+sequential-mnist) picks the tasks; ONLY=kiln or ONLY=optuna runs one side (the other prints
+NaN); the us-births tasks need `datasets/fetch.sh us-births`.
 
 Needs optuna (pip install optuna) in the Python that runs it; kiln itself does not.
 """
@@ -47,6 +47,10 @@ TASKS = {
         ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["16", "64", "128,64"])),
         ("dropout", ("float", 0.0, 0.5)), ("batch-size", ("cat", ["16", "32", "64"]))]),
     "us-births-series": (["--dataset", "series-csv:" + BIRTHS, "--column", "births",
+                          "--model", "lstm"], [
+        ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["8", "16", "32", "64"])),
+        ("layers", ("int", 1, 2)), ("batch-size", ("cat", ["16", "32", "64"]))]),
+    "sequential-mnist": (["--dataset", "sequential-mnist", "--train-samples", "3000",
                           "--model", "lstm"], [
         ("lr", ("log", 1e-4, 3e-1)), ("hidden", ("cat", ["8", "16", "32", "64"])),
         ("layers", ("int", 1, 2)), ("batch-size", ("cat", ["16", "32", "64"]))]),
