@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Random search, TPE and TPE + ASHA on a task with the same budget of epochs, for each study
+# Random search, TPE and TPE + ASHA on each task with the same budget of epochs, for each study
 # seed: the digits (MLP, classification), the daily US births (MLP, regression: the births of a
 # day from its date), the same births as a series (LSTM, sequence: the next day's births from
 # the last 12) and sequential MNIST (LSTM, sequence: a digit from its 28 rows, trained on 3,000
