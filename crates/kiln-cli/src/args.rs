@@ -489,10 +489,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Number format of the layers' matrix products, forward and backward: f32; bf16 on the CPU
-    /// backends (the fused dense, convolution and LSTM kernels' operands rounded to bfloat16,
-    /// sums and weights in f32; on AMX tiles where the CPU has them); or f16 on wgpu (float16
-    /// operands, f32 results and weights, dynamic loss scaling). Not for a GRU (its recurrence
-    /// is Burn's).
+    /// backends (every product's operands rounded to bfloat16, sums and weights in f32; on AMX
+    /// tiles where the CPU has them); or f16 on wgpu (float16 operands, f32 results and
+    /// weights, dynamic loss scaling).
     #[arg(long, default_value = "f32")]
     pub precision: kiln::common::Precision,
     /// Backend: flex, ndarray or wgpu (among those compiled in) [default: $BURN_DEVICE, else flex].

@@ -369,6 +369,7 @@ fn f32_and_f16<M: Model>(
 fn every_model_family_trains_in_f16_on_wgpu_as_in_f32() {
     let _turn = take_turn();
     let seq = |bidirectional| SequenceModelConfig::new(8, 16, 10).with_bidirectional(bidirectional);
+    let gru = SequenceModelConfig::new(8, 16, 10).with_cell(Cell::Gru);
     let transformer = SequenceClassifierConfig::new(16, 10)
         .with_d_ff(32)
         .with_n_blocks(1)
@@ -389,6 +390,7 @@ fn every_model_family_trains_in_f16_on_wgpu_as_in_f32() {
             digit_parts(300, &[8, 8]),
             1,
         ),
+        f32_and_f16("gru", |d| gru.init(d), digit_parts(300, &[8, 8]), 1),
         f32_and_f16(
             "transformer",
             |d| transformer.init_tokens(17, d),

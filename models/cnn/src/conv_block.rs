@@ -157,7 +157,13 @@ impl ConvBlock {
                 let x = fused::conv2d_bias_relu(&self.conv, x, padding, false, None);
                 self.activation.forward(x)
             }
-            (Some(norm), _) => self
+            // The convolution alone fused (in the run's precision), the normalisation between
+            // it and the activation.
+            (Some(norm), Some(padding)) => {
+                let x = fused::conv2d_bias_relu(&self.conv, x, padding, false, None);
+                self.activation.forward(norm.forward(x))
+            }
+            (Some(norm), None) => self
                 .activation
                 .forward(norm.forward(kiln_common::autocast::conv2d(&self.conv, x))),
             (None, None) => self

@@ -201,7 +201,7 @@ std::thread_local! {
 crate::vectorised!(
     /// Rounds every value to the nearest bf16 (as [`round_bf16`], branch-free so that it
     /// vectorises).
-    round_all(v: &mut [f32]) {
+    pub(crate) round_all(v: &mut [f32]) {
         v.iter_mut().for_each(|x| {
             let bits = x.to_bits();
             let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1))) & 0xFFFF_0000;

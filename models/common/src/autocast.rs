@@ -1,51 +1,116 @@
 //! The products Burn computes for kiln's layers, in the [precision](mod@crate::precision)'s
-//! lower format: PyTorch's `torch.autocast`, for the paths the GPU backends take.
+//! lower format: PyTorch's `torch.autocast`, for the paths the GPU backends take and the
+//! layers kiln's fused CPU kernels do not cover (a GRU, an LSTM given sequence lengths, a
+//! batch-normalised or dilated convolution).
 //!
 //! Under [`Precision::F16`](crate::Precision::F16) each product here casts its operands to
 //! float16, multiplies (Burn's own float16 kernels: on wgpu, float16 shaders) and casts the
 //! result back to float32; biases are added after, in float32, and everything between the
 //! products (activations, normalisation, softmax, losses) stays float32. The weights stay
 //! float32 parameters: the casts are operations of the autodiff graph, so their gradients
-//! arrive in float32, and the backward products run in float16 as the forward ones do. Under
-//! f32 and bf16 these are Burn's plain operations (bf16 is computed by kiln's fused CPU
-//! kernels, not here).
+//! arrive in float32, and the backward products run in float16 as the forward ones do.
+//!
+//! Under [`Precision::Bf16`](crate::Precision::Bf16), on a CPU backend, each product rounds
+//! its operands to bf16 and multiplies them in float32, and the gradient reaching it is
+//! rounded too ([`crate::bf16_round`]): products of bf16 values with f32 sums, forward and
+//! backward, as kiln's fused kernels compute them. Under f32 (and bf16 on a GPU backend, which
+//! the trainer refuses) these are Burn's plain operations.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Device, Tensor};
+
+use crate::bf16_round;
 
 /// The format the products here compute in under the current precision: float16 under
-/// [`Precision::F16`](crate::Precision::F16), `None` (float32) otherwise.
+/// [`Precision::F16`](crate::Precision::F16), `None` (float32 values: f32, or bf16 rounded
+/// into them) otherwise.
 pub fn product_dtype() -> Option<DType> {
     (crate::precision() == crate::Precision::F16).then_some(DType::F16)
 }
 
-/// `lhs.matmul(rhs)`, in the [`product_dtype`] when there is one.
+/// How the products on a device compute under the current precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Products {
+    F32,
+    F16,
+    /// bf16 operands (rounded, held in f32) and f32 sums: the CPU backends'.
+    Bf16,
+}
+
+fn products(device: &Device) -> Products {
+    match crate::precision() {
+        crate::Precision::F16 => Products::F16,
+        crate::Precision::Bf16 if crate::kernel::on_host(device) => Products::Bf16,
+        _ => Products::F32,
+    }
+}
+
+/// `t` as an operand of the current precision's products: cast to float16 under f16, its
+/// values rounded to bf16 under bf16 on a CPU backend, as it is otherwise. A weight used in
+/// many products (the LSTM's at every step) is prepared once and multiplied by
+/// [`matmul_prepared`].
+///
+/// # Shapes
+/// - t: any; output: the same
+pub fn operand<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    in_format(products(&t.device()), t)
+}
+
+fn in_format<const D: usize>(products: Products, t: Tensor<D>) -> Tensor<D> {
+    match products {
+        Products::F32 => t,
+        Products::F16 => t.cast(DType::F16),
+        Products::Bf16 => bf16_round::operand(t),
+    }
+}
+
+/// A product's result back in float32 (f16), its gradient rounded (bf16).
+fn finished<const D: usize>(products: Products, t: Tensor<D>) -> Tensor<D> {
+    if products != Products::F32 {
+        crate::precision::count_low_precision_product();
+    }
+    match products {
+        Products::F32 => t,
+        Products::F16 => t.cast(DType::F32),
+        Products::Bf16 => bf16_round::result(t),
+    }
+}
+
+/// `lhs.matmul(rhs)` in the current precision's products.
 ///
 /// # Shapes
 /// - lhs: `[..., m, k]`
 /// - rhs: `[..., k, n]`
 /// - output: `[..., m, n]`
 pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
-    match product_dtype() {
-        Some(dtype) => {
-            crate::precision::count_low_precision_product();
-            lhs.cast(dtype).matmul(rhs.cast(dtype)).cast(DType::F32)
-        }
-        None => lhs.matmul(rhs),
-    }
+    let products = products(&lhs.device());
+    let out = in_format(products, lhs).matmul(in_format(products, rhs));
+    finished(products, out)
 }
 
-/// `linear`'s map of `x` (Burn's `Linear::forward`), its product in the [`product_dtype`] when
-/// there is one, the bias added after in float32.
+/// [`matmul`] of `lhs` by an `rhs` that [`operand`] prepared already (under the same
+/// precision), which is not converted again.
+///
+/// # Shapes
+/// - lhs: `[..., m, k]`
+/// - rhs: `[..., k, n]`
+/// - output: `[..., m, n]`
+pub fn matmul_prepared<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
+    let products = products(&lhs.device());
+    finished(products, in_format(products, lhs).matmul(rhs))
+}
+
+/// `linear`'s map of `x` (Burn's `Linear::forward`), its product in the current precision's
+/// products, the bias added after in float32.
 ///
 /// # Shapes
 /// - x: `[..., d_input]`
 /// - output: `[..., d_output]`
 pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
-    if product_dtype().is_none() {
+    if products(&x.device()) == Products::F32 {
         return linear.forward(x);
     }
     let weight = linear.weight.val();
@@ -68,16 +133,17 @@ pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
     out.reshape(dims)
 }
 
-/// `conv`'s output for `x` (Burn's `Conv2d::forward`), its product in the [`product_dtype`]
-/// when there is one, the bias added after in float32.
+/// `conv`'s output for `x` (Burn's `Conv2d::forward`), its product in the current precision's
+/// products, the bias added after in float32.
 ///
 /// # Shapes
 /// - x: `[batch, c_in, h, w]`
 /// - output: `[batch, c_out, h_out, w_out]`
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let Some(dtype) = product_dtype() else {
+    let products = products(&x.device());
+    if products == Products::F32 {
         return conv.forward(x);
-    };
+    }
     let [_, _, height, width] = x.dims();
     let [top, bottom] = padding(&conv.padding, 0, height, conv);
     let [left, right] = padding(&conv.padding, 1, width, conv);
@@ -87,9 +153,11 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.dilation,
         conv.groups,
     );
-    crate::precision::count_low_precision_product();
-    let out =
-        burn_conv2d(x.cast(dtype), conv.weight.val().cast(dtype), None, options).cast(DType::F32);
+    let (x, weight) = (
+        in_format(products, x),
+        in_format(products, conv.weight.val()),
+    );
+    let out = finished(products, burn_conv2d(x, weight, None, options));
     match &conv.bias {
         Some(bias) => out + bias.val().reshape([1, -1, 1, 1]),
         None => out,
@@ -225,16 +293,72 @@ mod tests {
     }
 
     #[test]
-    fn f32_and_bf16_leave_burns_operations_as_they_are() {
+    fn f32_leaves_burns_operations_as_they_are() {
         let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let device = Device::flex();
         let linear = LinearConfig::new(6, 3).init(&device);
         let x = Tensor::<2>::random([4, 6], Distribution::Default, &device);
-        for precision in [Precision::F32, Precision::Bf16] {
+        let _scope = PrecisionScope::new(Precision::F32);
+        assert_eq!(product_dtype(), None);
+        let got = super::linear(&linear, x.clone()).into_data();
+        assert_eq!(got, linear.forward(x.clone()).into_data());
+    }
+
+    /// `t` with every value rounded to bf16, outside the autodiff graph.
+    #[cfg(feature = "flex")]
+    fn rounded<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+        crate::bf16_round::operand(t.inner()).detach()
+    }
+
+    /// Under bf16 on a CPU backend: the output is the f32 product of the rounded input and
+    /// weight plus the bias, and the gradients are the f32 products of the rounded upstream
+    /// gradient with the rounded weight (input) and rounded input (weight); not the f32 ones.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn bf16_products_take_rounded_operands_forward_and_backward() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let device = Device::flex().autodiff();
+        let linear = LinearConfig::new(40, 24).init(&device);
+        let x =
+            Tensor::<2>::random([16, 40], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let upstream = Tensor::<2>::random([16, 24], Distribution::Normal(0.0, 1.0), &device);
+        let run = |precision| {
             let _scope = PrecisionScope::new(precision);
-            assert_eq!(product_dtype(), None);
-            let got = super::linear(&linear, x.clone()).into_data();
-            assert_eq!(got, linear.forward(x.clone()).into_data());
+            let out = super::linear(&linear, x.clone());
+            let grads = (out.clone() * upstream.clone()).sum().backward();
+            let w = linear.weight.grad(&grads).unwrap();
+            (out.inner(), x.grad(&grads).unwrap(), w)
+        };
+        let before = crate::precision::low_precision_products();
+        let (out, dx, dw) = run(Precision::Bf16);
+        assert!(crate::precision::low_precision_products() > before);
+        let (out32, dx32, dw32) = run(Precision::F32);
+
+        let (xr, wr, ur) = (
+            rounded(x.clone()),
+            rounded(linear.weight.val()),
+            rounded(upstream.clone()),
+        );
+        let bias = linear.bias.as_ref().unwrap().val().inner().unsqueeze_dim(0);
+        let want_out = xr.clone().matmul(wr.clone()) + bias;
+        let want_dx = ur.clone().matmul(wr.transpose());
+        let want_dw = xr.transpose().matmul(ur);
+        for (name, got, want, full) in [
+            ("output", out, want_out, out32),
+            ("input grad", dx, want_dx, dx32),
+            ("weight grad", dw, want_dw, dw32),
+        ] {
+            let scale = largest(want.clone());
+            let off = largest_gap(got.clone(), want);
+            let moved = largest_gap(got, full);
+            assert!(
+                off <= 1e-6 * scale,
+                "{name}: {off} off the rounded operands' product"
+            );
+            assert!(
+                moved > 1e-4 * scale,
+                "{name} was computed in f32 ({moved:e})"
+            );
         }
     }
 }

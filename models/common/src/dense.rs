@@ -84,7 +84,7 @@ pub fn dense<const D: usize>(
         None => dropout.and_then(|d| d.draw(&x.device())),
         Some(_) => None,
     };
-    let out = fused(linear, bias.val(), x, inner, draw);
+    let out = fused(linear.weight.val(), bias.val(), x, inner, draw);
     match outer {
         Some(activation) => {
             let out = activation.forward(out);
@@ -97,9 +97,32 @@ pub fn dense<const D: usize>(
     }
 }
 
-/// The fused operation on `x` of any rank, with a dropout mask already drawn.
+/// `x · weight + bias`, for a weight held as a tensor rather than a `Linear` (a stacked
+/// projection such as attention's `in_proj_weight`, a tied output embedding): the fused
+/// operation on the CPU backends compiled in, so that its products follow the
+/// [precision](mod@crate::precision) as every dense layer's do; Burn's product
+/// ([`autocast::matmul`](crate::autocast::matmul)) and a bias add elsewhere.
+///
+/// # Shapes
+/// - x: `[..., d_input]`
+/// - weight: `[d_input, d_output]`, bias: `[d_output]`
+/// - output: `[..., d_output]`
+pub fn affine<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
+    if fused_applies_to(&x) {
+        return fused(weight, bias, x, None, None);
+    }
+    let mut dims = x.dims();
+    let [d_input, d_output] = weight.dims();
+    let rows = x.shape().num_elements() / d_input.max(1);
+    dims[D - 1] = d_output;
+    (crate::autocast::matmul(x.reshape([rows, d_input]), weight) + bias.unsqueeze_dim(0))
+        .reshape(dims)
+}
+
+/// The fused operation on `x` of any rank, with a dropout mask already drawn; `weight` is
+/// `[d_input, d_output]`.
 fn fused<const D: usize>(
-    linear: &Linear,
+    weight: Tensor<2>,
     bias: Tensor<1>,
     x: Tensor<D>,
     activation: Option<Activation>,
@@ -108,7 +131,6 @@ fn fused<const D: usize>(
     let mut dims = x.dims();
     let d_input = dims[D - 1];
     let rows = x.shape().num_elements() / d_input.max(1);
-    let weight = linear.weight.val();
     let [weight_in, d_output] = weight.dims();
     // The kernel reads `d_input` values of each weight column: another count would read the
     // weights with the wrong stride (Burn's `Linear` refuses it too).
@@ -305,7 +327,7 @@ mod tests {
                 let x = x.clone().detach().require_grad();
                 let out = if fused_path {
                     let bias = linear.bias.as_ref().unwrap().val();
-                    fused(&linear, bias, x.clone(), activation, draw)
+                    fused(linear.weight.val(), bias, x.clone(), activation, draw)
                 } else {
                     let out = composed(&linear, x.clone(), activation, None);
                     match draw {
@@ -334,6 +356,49 @@ mod tests {
                 assert_eq!(f.shape(), c.shape(), "{activation:?} {draw:?}: {name}");
                 f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-5).set_relative(1e-4));
             }
+        }
+    }
+
+    /// `affine` with a weight read through a transpose (PyTorch's `[out, in]` layout, as
+    /// attention's `in_proj_weight` is held) against Burn's product and bias add: output and
+    /// the gradients of the input, the stored weight and the bias.
+    #[test]
+    fn affine_of_a_transposed_weight_equals_the_product_in_values_and_every_gradient() {
+        let device = Device::flex().autodiff();
+        let weight = Tensor::<2>::random([5, 6], Distribution::Default, &device) - 0.5;
+        let bias = Tensor::<1>::random([5], Distribution::Default, &device);
+        let x = Tensor::<3>::random([2, 3, 6], Distribution::Default, &device) - 0.5;
+        let run = |fused_path: bool| {
+            let (x, weight, bias) = (
+                x.clone().detach().require_grad(),
+                weight.clone().detach().require_grad(),
+                bias.clone().detach().require_grad(),
+            );
+            let out = if fused_path {
+                affine(x.clone(), weight.clone().transpose(), bias.clone())
+            } else {
+                x.clone()
+                    .matmul(weight.clone().transpose().unsqueeze::<3>())
+                    + bias.clone().unsqueeze()
+            };
+            assert_eq!(out.dims(), [2, 3, 5]);
+            let upstream = out.ones_like().cumsum(2);
+            let grads = (out.clone() * upstream).sum().backward();
+            [
+                out.into_data(),
+                x.grad(&grads).unwrap().into_data(),
+                weight.grad(&grads).unwrap().into_data(),
+                bias.grad(&grads).unwrap().into_data(),
+            ]
+        };
+        assert!(fused_applies_to(&x));
+        let (fused, composed) = (run(true), run(false));
+        for (name, (f, c)) in ["output", "d x", "d weight", "d bias"]
+            .iter()
+            .zip(fused.iter().zip(&composed))
+        {
+            assert_eq!(f.shape(), c.shape(), "{name}");
+            f.assert_approx_eq::<f32>(c, Tolerance::absolute(1e-5).set_relative(1e-4));
         }
     }
 

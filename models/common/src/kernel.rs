@@ -9,18 +9,18 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, BackendTypes};
 use burn::tensor::{Device, TensorData, read_sync};
 
-/// Defines `fn name(args) body`, compiled twice: for the baseline x86-64 CPU and for AVX2 and
+/// Defines `[vis] fn name(args) body`, compiled twice: for the baseline x86-64 CPU and for AVX2 and
 /// FMA (8 f32 or u32 lanes instead of 4, fused multiply-add), picking the second at run time
 /// where the CPU has them. For the element-wise loops of kiln's CPU kernels, which the compiler
 /// vectorises but which the baseline build would run at half width.
 #[macro_export]
 macro_rules! vectorised {
-    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        $crate::vectorised!($(#[$doc])* $name($($arg: $ty),*) -> () $body);
+    ($(#[$doc:meta])* $vis:vis $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $crate::vectorised!($(#[$doc])* $vis $name($($arg: $ty),*) -> () $body);
     };
-    ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
+    ($(#[$doc:meta])* $vis:vis $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
         $(#[$doc])*
-        fn $name($($arg: $ty),*) -> $ret {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
             fn body($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]

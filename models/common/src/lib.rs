@@ -8,6 +8,14 @@
 mod activation;
 pub mod amx;
 pub mod autocast;
+// burn-ndarray is deprecated upstream but remains one of kiln's CPU backends; without a CPU
+// backend the generated dispatch routes nowhere and leaves its arguments unread.
+#[allow(deprecated)]
+#[cfg_attr(
+    not(any(feature = "flex", feature = "ndarray")),
+    allow(unused_variables)
+)]
+pub mod bf16_round;
 // burn-ndarray is deprecated upstream but remains one of kiln's CPU backends.
 pub mod denormals;
 #[allow(deprecated)]

@@ -1,15 +1,21 @@
 //! The fused dense layer with bf16 products (`Precision::Bf16`) against float32: the forward
 //! pass equals the float32 layer on bf16-rounded inputs and weights (the products of bf16
 //! values are exact in f32; only the order of the sums differs), and every gradient is within
-//! bf16's rounding of the float32 one. A test binary of its own: the precision is process-wide.
+//! bf16's rounding of the float32 one; and so does [`affine`] with a weight read through a
+//! transpose (attention's stacked projection). A test binary of its own, its tests one at a
+//! time: the precision is process-wide.
 #![cfg(feature = "flex")]
 
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use kiln_common::amx::round_bf16;
-use kiln_common::dense::{dense, fused_applies_to};
+use kiln_common::dense::{affine, dense, fused_applies_to};
 use kiln_common::{Precision, PrecisionScope};
+use std::sync::Mutex;
+
+/// Held by each test: the precision one sets is every thread's.
+static PRECISION: Mutex<()> = Mutex::new(());
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed
@@ -86,6 +92,7 @@ fn largest(a: &[f32]) -> f32 {
 
 #[test]
 fn bf16_products_are_the_rounded_operands_products_and_gradients_stay_close() {
+    let _serial = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
     let f32_run = run(false);
     let rounded_f32 = run(true);
     let bf16_run = {
@@ -120,4 +127,40 @@ fn bf16_products_are_the_rounded_operands_products_and_gradients_stay_close() {
         assert!(off <= 2e-2 * scale, "{name} off by {off} of {scale}");
     }
     assert!(largest_difference(&bf16_run[2], &f32_run[2]) > 0.0);
+}
+
+/// `x · w^T + b` for a `[d_out, d_in]` weight (PyTorch's layout, attention's `in_proj_weight`),
+/// its output with `round` applied to the input and the weight first.
+fn affine_output(round: bool) -> Vec<f32> {
+    let device = Device::flex();
+    let (rows, d_in, d_out) = (64, 96, 288);
+    let r = |v: Vec<f32>| match round {
+        true => v.into_iter().map(round_bf16).collect(),
+        false => v,
+    };
+    let weight = Tensor::<2>::from_data(
+        TensorData::new(r(values(d_out * d_in, 5)), [d_out, d_in]),
+        &device,
+    );
+    let bias = Tensor::<1>::from_data(TensorData::new(values(d_out, 6), [d_out]), &device);
+    let x = Tensor::<2>::from_data(
+        TensorData::new(r(values(rows * d_in, 7)), [rows, d_in]),
+        &device,
+    );
+    host(affine(x, weight.transpose(), bias))
+}
+
+#[test]
+fn affine_of_a_transposed_weight_multiplies_in_bf16() {
+    let _serial = PRECISION.lock().unwrap_or_else(|e| e.into_inner());
+    let (f32_out, want) = (affine_output(false), affine_output(true));
+    let out = {
+        let _bf16 = PrecisionScope::new(Precision::Bf16);
+        affine_output(false)
+    };
+    let off = largest_difference(&out, &want);
+    let moved = largest_difference(&out, &f32_out);
+    eprintln!("affine: bf16 vs rounded operands {off:e}, bf16 vs f32 {moved:e}");
+    assert!(off <= 1e-5 * largest(&want), "output off by {off}");
+    assert!(moved > 1e-4, "bf16 output equals the f32 one ({moved:e})");
 }

@@ -152,8 +152,10 @@ impl DenseBlock {
     /// - output: `[batch, d_out]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match &self.norm {
+            // The linear map alone fused (in the run's precision), the normalisation between
+            // it and the activation.
             Some(norm) => {
-                let x = norm.forward(kiln_common::autocast::linear(&self.linear, x));
+                let x = norm.forward(dense(&self.linear, x, None, None));
                 self.dropout.forward(self.activation.forward(x))
             }
             // One fused operation on the CPU backends.

@@ -4,7 +4,7 @@
 use burn::module::Param;
 use burn::nn::Initializer;
 use burn::tensor::{Device, Tensor, TensorData};
-use kiln_common::autocast::matmul;
+use kiln_common::autocast::{matmul, matmul_prepared, operand};
 
 /// One direction's parameters, PyTorch-shaped: `gates` blocks of `d_hidden` rows each.
 pub type Params = (
@@ -103,14 +103,19 @@ impl Direction {
         x_t: Tensor<2>,
         h: Tensor<2>,
     ) -> Tensor<2> {
-        matmul(Tensor::cat(vec![x_t, h], 1), stacked.clone()) + bias.clone()
+        matmul_prepared(Tensor::cat(vec![x_t, h], 1), stacked.clone()) + bias.clone()
     }
 
     /// `[W_ih | W_hh]^T`, `[d_input + d_hidden, gates * d_hidden]`, and `b_ih + b_hh` as
-    /// `[1, gates * d_hidden]`: built once per sequence.
+    /// `[1, gates * d_hidden]`: built once per sequence. The stacked weight is made an operand
+    /// of the precision's products here ([`operand`]: cast to float16, or rounded to bf16),
+    /// once per sequence, not at every step's product (PyTorch's autocast keeps its cast
+    /// weights for the forward pass the same way); its gradient is summed over the steps in
+    /// that format and reaches the float32 weights through the one conversion.
     pub fn stacked_weights(&self) -> (Tensor<2>, Tensor<2>) {
         let stacked =
             Tensor::cat(vec![self.weight_ih.clone(), self.weight_hh.clone()], 1).transpose();
+        let stacked = operand(stacked);
         let bias = (self.bias_ih.clone() + self.bias_hh.clone()).unsqueeze();
         (stacked, bias)
     }

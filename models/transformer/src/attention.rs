@@ -3,7 +3,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use kiln_common::autocast::matmul;
-use kiln_common::dense::dense;
+use kiln_common::dense::{affine, dense};
 use kiln_common::{Dropout, DropoutConfig};
 
 use crate::flash;
@@ -88,12 +88,13 @@ impl MultiHeadAttention {
     pub fn forward(&self, x: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [batch, seq, d_model] = x.dims();
         let (heads, d_k) = (self.n_heads, d_model / self.n_heads);
-        let qkv = matmul(
-            x.reshape([batch * seq, d_model]),
+        // One product for q, k and v: fused on the CPU (in the run's precision, as every dense
+        // layer), Burn's elsewhere.
+        let qkv = affine(
+            x,
             self.in_proj_weight.val().transpose(),
-        )
-        .add(self.in_proj_bias.val().unsqueeze_dim(0))
-        .reshape([batch, seq, 3 * d_model]);
+            self.in_proj_bias.val(),
+        );
         let mut parts = qkv.chunk(3, 2).into_iter().map(|part| {
             part.reshape([batch, seq, heads, d_k]).swap_dims(1, 2) // [batch, heads, seq, d_k]
         });

@@ -4,8 +4,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kiln_common::autocast::matmul;
-use kiln_common::dense::dense;
+use kiln_common::dense::{affine, dense};
 use kiln_common::{Activation, BatchInput, Dropout, Layer, LayerActivations, Model};
 
 use crate::classifier::{embed, encode, encoder_layers};
@@ -93,7 +92,7 @@ impl MaskedLmHead {
         let x = self
             .norm
             .forward(dense(&self.transform, x, Some(Activation::Gelu), None));
-        matmul(x, embedding.transpose()) + self.bias.val().unsqueeze_dim(0)
+        affine(x, embedding.transpose(), self.bias.val())
     }
 }
 

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use kiln::Device;
 use kiln::cnn::{CnnConfig, Preset};
-use kiln::common::Precision;
 use kiln::datasets::LabelSubset;
 use kiln::fnn::{MlpConfig, PerceptronConfig};
 use kiln::lstm::{Cell, Pooling, SequenceModelConfig};
@@ -292,13 +291,6 @@ pub(super) fn model_spec(args: &TrainArgs, data: &Prepared) -> Result<ModelSpec>
             let cell = if args.model == ModelKind::Lstm {
                 Cell::Lstm
             } else {
-                if args.precision != Precision::F32 {
-                    bail!(
-                        "--precision {0}: a GRU's recurrence is Burn's own, in f32 (only its head \
-                         would run in {0}); train it with --precision f32, or use --model lstm",
-                        args.precision
-                    );
-                }
                 Cell::Gru
             };
             let pooling = match args.pooling.as_deref() {

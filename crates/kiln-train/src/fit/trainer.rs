@@ -153,11 +153,12 @@ pub struct TrainerConfig {
     #[serde(default)]
     pub masked_lm: Option<MaskedLm>,
     /// The number format of the models' matrix products, forward and backward.
-    /// [`Precision::Bf16`], on a CPU backend: kiln's fused kernels (dense, convolution, LSTM)
-    /// round their operands to bfloat16 and sum in float32, on AMX tiles where the CPU has
-    /// them (PyTorch's `autocast("cpu", dtype=torch.bfloat16)`, Keras's `mixed_bfloat16`); the
-    /// products Burn computes itself (attention scores, GELU layers, recurrent heads) stay
-    /// float32. [`Precision::F16`], on a GPU backend whose adapter has float16 shaders: the
+    /// [`Precision::Bf16`], on a CPU backend: kiln's fused kernels (dense, convolution, LSTM,
+    /// attention) round their operands to bfloat16 and sum in float32, on AMX tiles where the
+    /// CPU has them (PyTorch's `autocast("cpu", dtype=torch.bfloat16)`, Keras's
+    /// `mixed_bfloat16`), and so do the products kiln's layers ask of Burn (a GRU's, an LSTM's
+    /// given sequence lengths: [`kiln_common::autocast`]); a user's layer that calls Burn's
+    /// `Linear` directly stays float32. [`Precision::F16`], on a GPU backend whose adapter has float16 shaders: the
     /// layers' products take float16 operands and give float32 results
     /// ([`kiln_common::autocast`]), and the loss is scaled dynamically ([`LossScaler`]: each
     /// epoch's record keeps `loss_scale` and `skipped_steps`; Keras's `mixed_float16`,
