@@ -6,10 +6,11 @@
 #
 #   crates/kiln-bench/scripts/precision-accuracy.sh KILN
 #
-# MODELS (default "mlp cnn lstm transformer") picks the commands; SEEDS (default 42, kiln's
-# default seed) runs each pair once per seed.
+# MODELS (default "mlp cnn lstm transformer") picks the commands ("gru" adds the LSTM's command
+# with --model gru, whose products are Burn's, rounded to bf16 by kiln_common::autocast); SEEDS
+# (default 42, kiln's default seed) runs each pair once per seed.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n 2,10p "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n 2,11p "$0" >&2; exit 2; }
 kiln="$1"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -17,6 +18,7 @@ commands=(
     "mlp|--dataset mnist --hidden 128,64 --dropout 0.2 --epochs 10"
     "cnn|--model cnn --preset mnist --dataset mnist --epochs 12 --lr-schedule cosine --monitor val_accuracy"
     "lstm|--model lstm --dataset sequential-mnist --hidden 128 --epochs 10"
+    "gru|--model gru --dataset sequential-mnist --hidden 128 --epochs 10"
     "transformer|--model transformer --dataset spam --d-model 64 --heads 4 --layers 2 --seq-len 256 --pooling cls --dropout 0.3 --batch-size 16 --validation-split 0.1 --epochs 8 --patience 2"
 )
 models=" ${MODELS:-mlp cnn lstm transformer} "

@@ -100,27 +100,44 @@ pub fn matmul_bf16(
     product(tiles, dims, dst, lhs, rhs, accumulate);
 }
 
-/// A right operand packed into tiles once, for several products with it (the LSTM's recurrent
-/// weight at every step of a sequence): [`matmul_bf16_packed`] skips the packing
-/// [`matmul_bf16`] does on every call. `None` from [`PackedRhs::new`] where the products would
-/// not run on tiles.
+/// A right operand prepared once for several products with it (the LSTM's recurrent weight at
+/// every step of a sequence): packed into tiles where the products run on them, else rounded
+/// to bf16 once into an f32 copy. [`matmul_bf16_packed`] skips the packing or rounding
+/// [`matmul_bf16`] does on every call (rounding an LSTM's 128 x 512 recurrent weight at each of
+/// 28 steps cost more than rounding the 64 x 128 hidden states it multiplies).
 pub struct PackedRhs {
-    tiles: Vec<u16>,
+    form: Packed,
     k: usize,
     n: usize,
 }
 
+enum Packed {
+    Tiles(Vec<u16>),
+    /// The operand's reachable values rounded, with its row and column strides.
+    Rounded(Vec<f32>, usize, usize),
+}
+
 impl PackedRhs {
-    /// `rhs` (`k x n`) packed, where a product with it would run on tiles.
-    pub fn new(rhs: Operand, k: usize, n: usize) -> Option<Self> {
-        if !(cfg!(target_arch = "x86_64") && amx_available() && k >= 2 * TK) {
-            return None;
-        }
+    /// `rhs` (`k x n`) prepared for [`matmul_bf16`]'s products with it.
+    pub fn new(rhs: Operand, k: usize, n: usize) -> Self {
         assert!(k * n == 0 || (k - 1) * rhs.1 + (n.max(1) - 1) * rhs.2 < rhs.0.len());
-        let mut tiles = Vec::new();
-        pack_rhs(rhs, k, n, &mut tiles);
-        Some(Self { tiles, k, n })
+        let form = if cfg!(target_arch = "x86_64") && amx_available() && k >= 2 * TK {
+            let mut tiles = Vec::new();
+            pack_rhs(rhs, k, n, &mut tiles);
+            Packed::Tiles(tiles)
+        } else {
+            Packed::Rounded(rounded(rhs, k, n), rhs.1, rhs.2)
+        };
+        Self { form, k, n }
     }
+}
+
+/// The values of `rows x cols` operand `v` reaches, rounded to bf16, for the same strides.
+fn rounded((v, rs, cs): Operand, rows: usize, cols: usize) -> Vec<f32> {
+    let last = (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs;
+    let mut out = v[..(last + 1).min(v.len())].to_vec();
+    round_all(&mut out);
+    out
 }
 
 /// [`matmul_bf16`] with its right operand packed already (`m x k` times `rhs`'s `k x n`).
@@ -137,9 +154,18 @@ pub fn matmul_bf16_packed(
         return;
     }
     assert!((m - 1) * dst.1 + n - 1 < dst.0.len() && dst.1 >= n);
-    assert!((m - 1) * lhs.1 + (k - 1) * lhs.2 < lhs.0.len());
-    #[cfg(target_arch = "x86_64")]
-    tiles_product(lhs, &rhs.tiles, (m, n, k), dst, accumulate);
+    assert!(k == 0 || (m - 1) * lhs.1 + (k - 1) * lhs.2 < lhs.0.len());
+    match &rhs.form {
+        #[cfg(target_arch = "x86_64")]
+        Packed::Tiles(tiles) => tiles_product(lhs, tiles, (m, n, k), dst, accumulate),
+        #[cfg(not(target_arch = "x86_64"))]
+        Packed::Tiles(_) => unreachable!("tiles are packed on x86-64 alone"),
+        Packed::Rounded(values, rs, cs) => {
+            let a = rounded(lhs, m, k);
+            let (a, b) = ((&a[..], lhs.1, lhs.2), (&values[..], *rs, *cs));
+            crate::kernel::matmul_f32((m, n, k), dst, a, b, accumulate);
+        }
+    }
 }
 
 /// [`matmul_bf16`] on AMX tiles (`tiles`, which the caller checked the CPU has) or by the
@@ -165,11 +191,6 @@ fn product(
     assert!(k * n == 0 || last(k, n, rhs.1, rhs.2) < rhs.0.len());
     if !tiles || cfg!(not(target_arch = "x86_64")) {
         // The operands' reachable values rounded, read with their own strides.
-        let rounded = |(v, rs, cs): Operand, rows: usize, cols: usize| -> Vec<f32> {
-            let mut out = v[..(last(rows, cols, rs, cs) + 1).min(v.len())].to_vec();
-            round_all(&mut out);
-            out
-        };
         let (a, b) = (rounded(lhs, m, k), rounded(rhs, k, n));
         let (a, b) = ((&a[..], lhs.1, lhs.2), (&b[..], rhs.1, rhs.2));
         crate::kernel::matmul_f32((m, n, k), dst, a, b, accumulate);
@@ -610,28 +631,30 @@ mod tests {
         }
     }
 
-    /// A packed right operand gives the products `matmul_bf16` gives, bit for bit.
+    /// A prepared right operand gives the products `matmul_bf16` gives, bit for bit: on tiles
+    /// (130 deep, where the CPU has AMX) and rounded once (32 deep, or no AMX), either operand
+    /// transposed.
     #[test]
     fn a_packed_right_operand_gives_the_same_products() {
-        let (m, n, k) = (40, 70, 130);
-        let (lhs, rhs) = (values(m * k, 4), values(k * n, 5));
-        for transposed in [false, true] {
-            let r = match transposed {
-                true => (&rhs[..], 1, k),
-                false => (&rhs[..], n, 1),
-            };
-            let Some(packed) = PackedRhs::new(r, k, n) else {
-                eprintln!("no AMX on this CPU: nothing to pack");
-                return;
-            };
-            let mut want = values(m * n, 6);
-            let mut got = want.clone();
-            matmul_bf16((m, n, k), (&mut want, n), (&lhs, k, 1), r, true);
-            matmul_bf16_packed(m, (&mut got, n), (&lhs, k, 1), &packed, true);
-            assert_eq!(got, want);
+        for (m, n, k) in [(40, 70, 130), (40, 70, 32), (3, 5, 1)] {
+            let (lhs, rhs) = (values(m * k, 4), values(k * n, 5));
+            for (lhs_t, rhs_t) in [(false, false), (true, true)] {
+                let l = match lhs_t {
+                    true => (&lhs[..], 1, m),
+                    false => (&lhs[..], k, 1),
+                };
+                let r = match rhs_t {
+                    true => (&rhs[..], 1, k),
+                    false => (&rhs[..], n, 1),
+                };
+                let packed = PackedRhs::new(r, k, n);
+                let mut want = values(m * n, 6);
+                let mut got = want.clone();
+                matmul_bf16((m, n, k), (&mut want, n), l, r, true);
+                matmul_bf16_packed(m, (&mut got, n), l, &packed, true);
+                assert_eq!(got, want, "[{m}x{k}]·[{k}x{n}], transposed {lhs_t}");
+            }
         }
-        // Too shallow for tiles: nothing packed.
-        assert!(PackedRhs::new((&rhs[..], n, 1), 32, n).is_none());
     }
 
     #[test]

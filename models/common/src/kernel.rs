@@ -79,9 +79,9 @@ pub fn matmul(
     }
 }
 
-/// A right operand for several products with the same matrix: packed for bf16 tiles once
-/// when the [precision](mod@crate::precision) is bf16 and the products run on them, read as it
-/// is otherwise ([`matmul_with`]).
+/// A right operand for several products with the same matrix: prepared once for bf16 when the
+/// [precision](mod@crate::precision) is bf16 (packed for tiles, or rounded:
+/// [`PackedRhs`](crate::amx::PackedRhs)), read as it is otherwise ([`matmul_with`]).
 pub struct Rhs<'a> {
     values: (&'a [f32], usize, usize),
     k: usize,
@@ -94,7 +94,7 @@ impl<'a> Rhs<'a> {
     /// precision.
     pub fn new(values: (&'a [f32], usize, usize), k: usize, n: usize) -> Self {
         let packed = match crate::precision() {
-            crate::Precision::Bf16 => crate::amx::PackedRhs::new(values, k, n),
+            crate::Precision::Bf16 => Some(crate::amx::PackedRhs::new(values, k, n)),
             crate::Precision::F32 | crate::Precision::F16 => None,
         };
         Self {

@@ -158,9 +158,9 @@ pub struct TrainerConfig {
     /// CPU has them (PyTorch's `autocast("cpu", dtype=torch.bfloat16)`, Keras's
     /// `mixed_bfloat16`), and so do the products kiln's layers ask of Burn (a GRU's, an LSTM's
     /// given sequence lengths: [`kiln_common::autocast`]); a user's layer that calls Burn's
-    /// `Linear` directly stays float32. [`Precision::F16`], on a GPU backend whose adapter has float16 shaders: the
-    /// layers' products take float16 operands and give float32 results
-    /// ([`kiln_common::autocast`]), and the loss is scaled dynamically ([`LossScaler`]: each
+    /// `Linear` directly stays float32. [`Precision::F16`], on a GPU backend whose adapter
+    /// has float16 shaders: the layers' products take float16 operands and give float32
+    /// results ([`kiln_common::autocast`]), and the loss is scaled dynamically ([`LossScaler`]: each
     /// epoch's record keeps `loss_scale` and `skipped_steps`; Keras's `mixed_float16`,
     /// PyTorch's `autocast("cuda")` with a `GradScaler`). Weights, optimiser state, biases,
     /// activations, losses, softmax and normalisation stay float32. Set process-wide for the
