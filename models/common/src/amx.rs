@@ -552,6 +552,14 @@ fn tiles_product(
 mod tests {
     use super::*;
 
+    /// A `rows x cols` operand held in `v` row by row, or (`transposed`) column by column.
+    fn strided(v: &[f32], rows: usize, cols: usize, transposed: bool) -> Operand<'_> {
+        match transposed {
+            true => (v, 1, rows),
+            false => (v, cols, 1),
+        }
+    }
+
     /// Pseudo-random values in [-1, 1).
     fn values(n: usize, seed: usize) -> Vec<f32> {
         let mut state = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -589,14 +597,7 @@ mod tests {
                 (12, 40, 0, false, false, false),
             ] {
                 let (lhs, rhs) = (values(m * k, 1), values(k * n, 2));
-                let l = match lhs_t {
-                    true => (&lhs[..], 1, m),
-                    false => (&lhs[..], k, 1),
-                };
-                let r = match rhs_t {
-                    true => (&rhs[..], 1, k),
-                    false => (&rhs[..], n, 1),
-                };
+                let (l, r) = (strided(&lhs, m, k, lhs_t), strided(&rhs, k, n, rhs_t));
                 // dst rows 3 wider than the product: those columns stay untouched.
                 let stride = n + 3;
                 let mut dst = values(m * stride, 3);
@@ -639,14 +640,7 @@ mod tests {
         for (m, n, k) in [(40, 70, 130), (40, 70, 32), (3, 5, 1)] {
             let (lhs, rhs) = (values(m * k, 4), values(k * n, 5));
             for (lhs_t, rhs_t) in [(false, false), (true, true)] {
-                let l = match lhs_t {
-                    true => (&lhs[..], 1, m),
-                    false => (&lhs[..], k, 1),
-                };
-                let r = match rhs_t {
-                    true => (&rhs[..], 1, k),
-                    false => (&rhs[..], n, 1),
-                };
+                let (l, r) = (strided(&lhs, m, k, lhs_t), strided(&rhs, k, n, rhs_t));
                 let packed = PackedRhs::new(r, k, n);
                 let mut want = values(m * n, 6);
                 let mut got = want.clone();
