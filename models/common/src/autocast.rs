@@ -113,7 +113,25 @@ pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
     if products(&x.device()) == Products::F32 {
         return linear.forward(x);
     }
-    let weight = linear.weight.val();
+    affine(
+        x,
+        linear.weight.val(),
+        linear.bias.as_ref().map(|b| b.val()),
+    )
+}
+
+/// `x · weight (+ bias)` in the current precision's products, the bias added after in float32:
+/// [`linear`]'s map, and [`dense::affine`](crate::dense::affine)'s off the CPU kernels.
+///
+/// # Shapes
+/// - x: `[..., d_input]`
+/// - weight: `[d_input, d_output]`, bias: `[d_output]`
+/// - output: `[..., d_output]`
+pub(crate) fn affine<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
     let [d_input, d_output] = weight.dims();
     let mut dims = x.dims();
     assert_eq!(
@@ -126,8 +144,8 @@ pub fn linear<const D: usize>(linear: &Linear, x: Tensor<D>) -> Tensor<D> {
     let rows = x.shape().num_elements() / d_input.max(1);
     dims[D - 1] = d_output;
     let out = matmul(x.reshape([rows, d_input]), weight);
-    let out = match &linear.bias {
-        Some(bias) => out + bias.val().unsqueeze_dim(0),
+    let out = match bias {
+        Some(bias) => out + bias.unsqueeze_dim(0),
         None => out,
     };
     out.reshape(dims)

@@ -145,24 +145,18 @@ mod tests {
         let upstream =
             || Tensor::<1>::from_data(TensorData::new(raw.to_vec(), [raw.len()]), &device);
 
-        let x = tensor();
-        let out = operand(x.clone());
-        assert_eq!(host(out.clone()), rounded);
-        let grads = (out * upstream()).sum().backward();
-        assert_eq!(
-            host(x.grad(&grads).unwrap()),
-            raw,
-            "operand: gradient unchanged"
-        );
-
-        let x = tensor();
-        let out = result(x.clone());
-        assert_eq!(host(out.clone()), raw);
-        let grads = (out * upstream()).sum().backward();
-        assert_eq!(
-            host(x.grad(&grads).unwrap()),
-            rounded,
-            "result: gradient rounded"
-        );
+        let raw = raw.to_vec();
+        type Op = fn(Tensor<1>) -> Tensor<1>;
+        let cases: [(&str, Op, &Vec<f32>, &Vec<f32>); 2] = [
+            ("operand", operand, &rounded, &raw),
+            ("result", result, &raw, &rounded),
+        ];
+        for (name, op, values, gradient) in cases {
+            let x = tensor();
+            let out = op(x.clone());
+            assert_eq!(&host(out.clone()), values, "{name}: values");
+            let grads = (out * upstream()).sum().backward();
+            assert_eq!(&host(x.grad(&grads).unwrap()), gradient, "{name}: gradient");
+        }
     }
 }

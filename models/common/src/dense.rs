@@ -100,23 +100,18 @@ pub fn dense<const D: usize>(
 /// `x · weight + bias`, for a weight held as a tensor rather than a `Linear` (a stacked
 /// projection such as attention's `in_proj_weight`, a tied output embedding): the fused
 /// operation on the CPU backends compiled in, so that its products follow the
-/// [precision](mod@crate::precision) as every dense layer's do; Burn's product
-/// ([`autocast::matmul`](crate::autocast::matmul)) and a bias add elsewhere.
+/// [precision](mod@crate::precision) as every dense layer's do; Burn's product and a bias add
+/// elsewhere ([`autocast`](crate::autocast)).
 ///
 /// # Shapes
 /// - x: `[..., d_input]`
 /// - weight: `[d_input, d_output]`, bias: `[d_output]`
 /// - output: `[..., d_output]`
 pub fn affine<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
-    if fused_applies_to(&x) {
-        return fused(weight, bias, x, None, None);
+    match fused_applies_to(&x) {
+        true => fused(weight, bias, x, None, None),
+        false => crate::autocast::affine(x, weight, Some(bias)),
     }
-    let mut dims = x.dims();
-    let [d_input, d_output] = weight.dims();
-    let rows = x.shape().num_elements() / d_input.max(1);
-    dims[D - 1] = d_output;
-    (crate::autocast::matmul(x.reshape([rows, d_input]), weight) + bias.unsqueeze_dim(0))
-        .reshape(dims)
 }
 
 /// The fused operation on `x` of any rank, with a dropout mask already drawn; `weight` is
